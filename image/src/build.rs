@@ -1,0 +1,606 @@
+//! Assembling the image: the build pipeline as one linear sequence of named steps.
+//!
+//! Everything to put in the initramfs is first planned in a [`Plan`] (image path ->
+//! content + component), so conflicts are found before anything is written and the
+//! manifest is derived from the same data that is archived. The output directory is
+//! written beside its final place and swapped in with `renameat2(RENAME_EXCHANGE)`.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use cairn_initramfs as cpio;
+
+use crate::cargo::{self, CargoError};
+use crate::config::{CompressionKind, Config, ConfigError, Source};
+use crate::deb::{Deb, DebCache, DebError};
+use crate::elf::{self, ElfError};
+use crate::manifest::{self, FileInfo, Manifest, ModuleInfo, SourceInfo};
+use crate::modules::{KernelTree, ModuleError};
+use crate::osrelease::{self, BuildInfo};
+use crate::progress::Progress;
+
+/// Where the agent finds its module list (docs/interfaces.md).
+pub const MODULES_LOAD: &str = "/etc/cairn/modules.load";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Deb(#[from] DebError),
+    #[error(transparent)]
+    Elf(#[from] ElfError),
+    #[error(transparent)]
+    Module(#[from] ModuleError),
+    #[error("component `{component}`")]
+    Cargo {
+        component: String,
+        #[source]
+        source: CargoError,
+    },
+    #[error("component `{component}`: cannot read {}", path.display())]
+    ReadInput {
+        component: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("component `{component}`: file {file} is not in debian package `{package}`")]
+    NotInPackage {
+        component: String,
+        package: String,
+        file: String,
+    },
+    #[error("{path} is provided by both `{first}` and `{second}`")]
+    Conflict {
+        path: String,
+        first: String,
+        second: String,
+    },
+    #[error("kernel package `{package}` has no kernel")]
+    NoKernel {
+        package: String,
+        #[source]
+        source: ModuleError,
+    },
+    #[error("cannot add to the initramfs")]
+    Archive(#[source] cpio::ArchiveError),
+    #[error("cannot write the initramfs")]
+    Write(#[source] cpio::WriteError),
+    #[error("cannot write {}", path.display())]
+    Output {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read image {}", path.display())]
+    Inspect {
+        path: PathBuf,
+        #[source]
+        source: cpio::ReadError,
+    },
+}
+
+/// What to build, from where, into where.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config: PathBuf,
+    pub out: PathBuf,
+    /// Holds `debs/` (downloaded packages and their unpacked trees).
+    pub cache: PathBuf,
+    pub source_date_epoch: Option<u64>,
+}
+
+/// Content of one planned initramfs entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Content {
+    Dir,
+    File(Vec<u8>),
+    Symlink(String),
+    CharDevice(u32, u32),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Planned {
+    mode: u32,
+    content: Content,
+    component: String,
+}
+
+/// Everything going into the initramfs, keyed by absolute image path.
+#[derive(Debug, Default)]
+struct Plan {
+    entries: BTreeMap<String, Planned>,
+    sources: Vec<SourceInfo>,
+}
+
+impl Plan {
+    fn add(
+        &mut self,
+        path: &str,
+        mode: u32,
+        content: Content,
+        component: &str,
+    ) -> Result<(), BuildError> {
+        let planned = Planned {
+            mode,
+            content,
+            component: component.to_owned(),
+        };
+        match self.entries.get(path) {
+            Some(existing) if existing.content == planned.content => Ok(()),
+            Some(existing) => Err(BuildError::Conflict {
+                path: path.to_owned(),
+                first: existing.component.clone(),
+                second: component.to_owned(),
+            }),
+            None => {
+                self.entries.insert(path.to_owned(), planned);
+                Ok(())
+            }
+        }
+    }
+
+    fn add_host_file(
+        &mut self,
+        path: &str,
+        host: &Path,
+        mode: u32,
+        component: &str,
+    ) -> Result<(), BuildError> {
+        let data = fs::read(host).map_err(|source| BuildError::ReadInput {
+            component: component.to_owned(),
+            path: host.to_owned(),
+            source,
+        })?;
+        self.add(path, mode, Content::File(data), component)
+    }
+
+    fn add_deb_source(&mut self, component: &str, deb: &Deb) {
+        self.sources.push(SourceInfo {
+            component: component.to_owned(),
+            kind: "deb".to_owned(),
+            name: deb.control.package.clone(),
+            version: Some(deb.control.version.clone()),
+            sha256: deb.sha256.clone(),
+        });
+    }
+}
+
+/// Builds the image described by `options` and returns its manifest.
+pub fn build(options: &Options) -> Result<Manifest, BuildError> {
+    let mut progress = Progress::new(7);
+    progress.step("reading config");
+    let config = Config::load(&options.config)?;
+    let workspace = workspace_root();
+    let info = BuildInfo::detect(&workspace, options.source_date_epoch);
+    let debs = DebCache::new(options.cache.join("debs"));
+    let mut plan = Plan::default();
+    add_base(&mut plan, &config, &info)?;
+
+    progress.step("fetching the kernel");
+    let (kernel_deb, kernel) = fetch_kernel(&debs, &config, &mut plan)?;
+
+    progress.step("building and collecting components");
+    let config_dir = options.config.parent().unwrap_or(Path::new("."));
+    add_components(&mut plan, &config, &workspace, config_dir, &debs, &progress)?;
+
+    progress.step("resolving shared libraries");
+    add_libraries(&mut plan, &config, &debs)?;
+
+    progress.step("resolving kernel modules");
+    let (modules, builtin) = add_modules(&mut plan, &config, &kernel)?;
+
+    progress.step("writing the initramfs");
+    let archive = write_archive(&plan, &config, info.source_date_epoch)?;
+    let vmlinuz = fs::read(kernel.vmlinuz()).map_err(|source| BuildError::ReadInput {
+        component: "kernel".into(),
+        path: kernel.vmlinuz(),
+        source,
+    })?;
+
+    progress.step("writing the image directory");
+    let manifest = manifest_for(
+        &plan,
+        &config,
+        &info,
+        &kernel_deb,
+        &kernel,
+        &vmlinuz,
+        &archive,
+        modules,
+        builtin,
+    );
+    write_output(
+        &options.out,
+        &vmlinuz,
+        &archive,
+        &config.kernel.cmdline,
+        &manifest,
+    )?;
+    progress.finish();
+    Ok(manifest)
+}
+
+/// The Cargo workspace the builder runs in (cargo components are built there and
+/// its git state versions the image): the nearest ancestor of the current directory
+/// holding a `Cargo.lock`, else the current directory.
+fn workspace_root() -> PathBuf {
+    let dir = std::env::current_dir().unwrap_or_default();
+    dir.ancestors()
+        .find(|d| d.join("Cargo.lock").is_file())
+        .map(Path::to_owned)
+        .unwrap_or(dir)
+}
+
+/// Mount points, the console node the kernel opens for PID 1, and os-release.
+fn add_base(plan: &mut Plan, config: &Config, info: &BuildInfo) -> Result<(), BuildError> {
+    for dir in [
+        "/dev",
+        "/etc",
+        "/etc/cairn",
+        "/proc",
+        "/run",
+        "/sys",
+        "/tmp",
+        "/var",
+    ] {
+        let mode = if dir == "/tmp" { 0o1777 } else { 0o755 };
+        plan.add(dir, mode, Content::Dir, "base")?;
+    }
+    plan.add("/dev/console", 0o600, Content::CharDevice(5, 1), "base")?;
+    let os_release = osrelease::render(&config.os_release, info);
+    plan.add(
+        "/etc/os-release",
+        0o644,
+        Content::File(os_release.into_bytes()),
+        "os-release",
+    )
+}
+
+fn fetch_kernel(
+    debs: &DebCache,
+    config: &Config,
+    plan: &mut Plan,
+) -> Result<(Deb, KernelTree), BuildError> {
+    let deb = debs.fetch_kernel(&config.kernel.package, config.kernel.version.as_deref())?;
+    plan.add_deb_source("kernel", &deb);
+    let root = debs.unpacked(&deb)?;
+    let tree = KernelTree::open(&root).map_err(|source| BuildError::NoKernel {
+        package: deb.control.package.clone(),
+        source,
+    })?;
+    Ok((deb, tree))
+}
+
+fn add_components(
+    plan: &mut Plan,
+    config: &Config,
+    workspace: &Path,
+    config_dir: &Path,
+    debs: &DebCache,
+    progress: &Progress,
+) -> Result<(), BuildError> {
+    for component in &config.components {
+        progress.detail(&component.name);
+        let name = component.name.as_str();
+        let install = component.install.as_deref().unwrap_or_default();
+        match component.source().expect("validated: one source") {
+            Source::Cargo(source) => {
+                let binary =
+                    cargo::build(workspace, source).map_err(|source| BuildError::Cargo {
+                        component: name.to_owned(),
+                        source,
+                    })?;
+                plan.add_host_file(install, &binary, 0o755, name)?;
+                push_file_source(plan, name, "cargo", &source.package, install);
+            }
+            Source::File(file) => {
+                plan.add_host_file(install, &config_dir.join(file), 0o755, name)?;
+                push_file_source(plan, name, "file", &file.display().to_string(), install);
+            }
+            Source::Deb(source) => {
+                let deb = debs.fetch(&source.package, source.version.as_deref())?;
+                plan.add_deb_source(name, &deb);
+                let root = debs.unpacked(&deb)?;
+                for file in &source.files {
+                    add_deb_file(plan, &root, file, name, &source.package)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Records a built or repository file as a source, hashed as it is in the plan.
+fn push_file_source(plan: &mut Plan, component: &str, kind: &str, name: &str, install: &str) {
+    let sha256 = match &plan.entries[install].content {
+        Content::File(data) => manifest::sha256_hex(data),
+        _ => String::new(),
+    };
+    plan.sources.push(SourceInfo {
+        component: component.to_owned(),
+        kind: kind.to_owned(),
+        name: name.to_owned(),
+        version: None,
+        sha256,
+    });
+}
+
+/// A file of an unpacked package at its package path; symlinks stay symlinks.
+fn add_deb_file(
+    plan: &mut Plan,
+    root: &Path,
+    file: &str,
+    component: &str,
+    package: &str,
+) -> Result<(), BuildError> {
+    let host = root.join(file.trim_start_matches('/'));
+    let not_found = || BuildError::NotInPackage {
+        component: component.to_owned(),
+        package: package.to_owned(),
+        file: file.to_owned(),
+    };
+    let meta = fs::symlink_metadata(&host).map_err(|_| not_found())?;
+    if meta.file_type().is_symlink() {
+        let target = fs::read_link(&host).map_err(|_| not_found())?;
+        return plan.add(
+            file,
+            0o777,
+            Content::Symlink(target.display().to_string()),
+            component,
+        );
+    }
+    if !meta.is_file() {
+        return Err(not_found());
+    }
+    use std::os::unix::fs::PermissionsExt;
+    plan.add_host_file(file, &host, meta.permissions().mode() & 0o7777, component)
+}
+
+/// Adds the interpreter and DT_NEEDED closure of every ELF file planned so far.
+fn add_libraries(plan: &mut Plan, config: &Config, debs: &DebCache) -> Result<(), BuildError> {
+    let mut roots = Vec::new();
+    for package in &config.libraries.packages {
+        let deb = debs.fetch(package, None)?;
+        plan.add_deb_source("libraries", &deb);
+        roots.push((debs.unpacked(&deb)?, deb.control.package.clone()));
+    }
+    let inputs: Vec<(String, Vec<u8>)> = plan
+        .entries
+        .iter()
+        .filter_map(|(path, planned)| match &planned.content {
+            Content::File(data) if data.starts_with(b"\x7fELF") && planned.mode & 0o111 != 0 => {
+                Some((path.clone(), data.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    for resolved in elf::closure(&inputs, &roots)? {
+        match resolved.symlink_target {
+            Some(target) => plan.add(
+                &resolved.image_path,
+                0o777,
+                Content::Symlink(target),
+                &resolved.component,
+            )?,
+            None => plan.add_host_file(
+                &resolved.image_path,
+                &resolved.host_path,
+                0o755,
+                &resolved.component,
+            )?,
+        }
+    }
+    Ok(())
+}
+
+/// Adds the module closure and `/etc/cairn/modules.load`.
+fn add_modules(
+    plan: &mut Plan,
+    config: &Config,
+    kernel: &KernelTree,
+) -> Result<(Vec<ModuleInfo>, Vec<String>), BuildError> {
+    let closure = kernel.closure(&config.kernel.modules)?;
+    let mut list =
+        String::from("# Written by cairn-image: load in this order (dependencies first).\n");
+    let mut infos = Vec::new();
+    for module in &closure.modules {
+        let image_path = format!("/{}", module.path.display());
+        plan.add_host_file(
+            &image_path,
+            &kernel.root().join(&module.path),
+            0o644,
+            "kernel",
+        )?;
+        list.push_str(&image_path);
+        list.push('\n');
+        infos.push(ModuleInfo {
+            name: module.name.clone(),
+            path: image_path,
+        });
+    }
+    plan.add(
+        MODULES_LOAD,
+        0o644,
+        Content::File(list.into_bytes()),
+        "kernel",
+    )?;
+    Ok((infos, closure.builtin.clone()))
+}
+
+fn write_archive(plan: &Plan, config: &Config, mtime: u64) -> Result<Vec<u8>, BuildError> {
+    let mut archive = cpio::Archive::new();
+    for (path, planned) in &plan.entries {
+        let result = match &planned.content {
+            Content::Dir => archive.add_dir(path, planned.mode),
+            Content::File(data) => archive.add_file(path, planned.mode, data.clone()),
+            Content::Symlink(target) => archive.add_symlink(path, target),
+            Content::CharDevice(major, minor) => {
+                archive.add_char_device(path, planned.mode, *major, *minor)
+            }
+        };
+        result.map_err(BuildError::Archive)?;
+    }
+    let compression = match (config.initramfs.compression, config.initramfs.level) {
+        (CompressionKind::None, _) => cpio::Compression::None,
+        (CompressionKind::Gzip, level) => cpio::Compression::Gzip {
+            level: level.unwrap_or(6).unsigned_abs(),
+        },
+        (CompressionKind::Zstd, level) => cpio::Compression::Zstd {
+            level: level.unwrap_or(3),
+        },
+    };
+    // newc stores 32-bit times; clamp rather than wrap (year 2106 problem).
+    let mtime = u32::try_from(mtime).unwrap_or(u32::MAX);
+    let options = cpio::WriteOptions { mtime, compression };
+    archive.to_bytes(&options).map_err(BuildError::Write)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn manifest_for(
+    plan: &Plan,
+    config: &Config,
+    info: &BuildInfo,
+    kernel_deb: &Deb,
+    kernel: &KernelTree,
+    vmlinuz: &[u8],
+    archive: &[u8],
+    modules: Vec<ModuleInfo>,
+    builtin_modules: Vec<String>,
+) -> Manifest {
+    let vmlinuz_sha256 = manifest::sha256_hex(vmlinuz);
+    let initramfs_sha256 = manifest::sha256_hex(archive);
+    let mut sources = plan.sources.clone();
+    sources.sort();
+    sources.dedup();
+    Manifest {
+        format: manifest::FORMAT,
+        image_digest: manifest::image_digest(
+            &vmlinuz_sha256,
+            &initramfs_sha256,
+            &config.kernel.cmdline,
+        ),
+        os_release: manifest::OsReleaseFields {
+            version: info.version.clone(),
+            version_id: info.version_id.clone(),
+            build_id: info.build_id.clone(),
+            source_date_epoch: info.source_date_epoch,
+        },
+        kernel: manifest::KernelInfo {
+            package: kernel_deb.control.package.clone(),
+            version: kernel_deb.control.version.clone(),
+            release: kernel.release().to_owned(),
+            vmlinuz_sha256,
+        },
+        cmdline: config.kernel.cmdline.clone(),
+        initramfs: manifest::InitramfsInfo {
+            file: "initramfs.img".into(),
+            compression: format!("{:?}", config.initramfs.compression).to_lowercase(),
+            size: archive.len() as u64,
+            sha256: initramfs_sha256,
+        },
+        sources,
+        modules,
+        builtin_modules,
+        files: plan
+            .entries
+            .iter()
+            .map(|(path, planned)| file_info(path, planned))
+            .collect(),
+    }
+}
+
+fn file_info(path: &str, planned: &Planned) -> FileInfo {
+    let (kind, size, sha256, target) = match &planned.content {
+        Content::Dir => ("dir", 0, None, None),
+        Content::File(data) => (
+            "file",
+            data.len() as u64,
+            Some(manifest::sha256_hex(data)),
+            None,
+        ),
+        Content::Symlink(target) => ("symlink", target.len() as u64, None, Some(target.clone())),
+        Content::CharDevice(..) => ("char", 0, None, None),
+    };
+    FileInfo {
+        path: path.to_owned(),
+        kind: kind.to_owned(),
+        mode: format!("{:04o}", planned.mode),
+        size,
+        sha256,
+        target,
+        component: planned.component.clone(),
+    }
+}
+
+/// Writes the image directory beside `out` and swaps it into place.
+fn write_output(
+    out: &Path,
+    vmlinuz: &[u8],
+    initramfs: &[u8],
+    cmdline: &str,
+    manifest: &Manifest,
+) -> Result<(), BuildError> {
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let write_err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| BuildError::Output { path, source }
+    };
+    fs::create_dir_all(parent).map_err(write_err(parent))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".cairn-image-")
+        .tempdir_in(parent)
+        .map_err(write_err(parent))?;
+    let manifest_json = manifest.to_json();
+    let files: [(&str, &[u8]); 4] = [
+        ("vmlinuz", vmlinuz),
+        ("initramfs.img", initramfs),
+        ("cmdline", cmdline.as_bytes()),
+        ("manifest.json", manifest_json.as_bytes()),
+    ];
+    for (name, bytes) in files {
+        let path = staging.path().join(name);
+        fs::write(&path, bytes).map_err(write_err(&path))?;
+    }
+    swap_into_place(staging, out).map_err(write_err(out))
+}
+
+/// Exchanges the staged directory with `out` atomically (or renames it there when
+/// `out` does not exist yet); the old image is removed with the staging directory.
+fn swap_into_place(staging: tempfile::TempDir, out: &Path) -> std::io::Result<()> {
+    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+    if out.exists() {
+        renameat2(
+            AT_FDCWD,
+            staging.path(),
+            AT_FDCWD,
+            out,
+            RenameFlags::RENAME_EXCHANGE,
+        )?;
+        drop(staging);
+    } else {
+        fs::rename(staging.keep(), out)?;
+    }
+    Ok(())
+}
+
+/// Lists an image directory's (or an initramfs file's) entries like `ls -l`.
+pub fn inspect(image: &Path) -> Result<String, BuildError> {
+    let path = if image.is_dir() {
+        image.join("initramfs.img")
+    } else {
+        image.to_owned()
+    };
+    let bytes = fs::read(&path).map_err(|source| BuildError::ReadInput {
+        component: "inspect".into(),
+        path: path.clone(),
+        source,
+    })?;
+    let entries = cpio::read(&bytes).map_err(|source| BuildError::Inspect { path, source })?;
+    Ok(cpio::format_listing(&entries))
+}

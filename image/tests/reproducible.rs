@@ -1,0 +1,92 @@
+//! Two builds from the same inputs give byte-identical images.
+//!
+//! Ignored by plain `cargo test` (it fetches Debian packages and builds the agent);
+//! `make test` runs it with `--ignored`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn build(out: &Path) -> String {
+    let config = std::env::var_os("CAIRN_CONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("image/cairn.toml"));
+    let output = Command::new(env!("CARGO_BIN_EXE_cairn-image"))
+        .current_dir(workspace())
+        .arg("build")
+        .arg("--config")
+        .arg(&config)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("run cairn-image");
+    assert!(
+        output.status.success(),
+        "build failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+#[ignore = "builds a real image; run by `make test`"]
+fn two_builds_give_identical_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let digest_a = build(&a);
+    let digest_b = build(&b);
+    assert_eq!(
+        digest_a.split_whitespace().next(),
+        digest_b.split_whitespace().next(),
+        "image digests differ"
+    );
+    for file in ["vmlinuz", "initramfs.img", "cmdline", "manifest.json"] {
+        let (x, y) = (
+            std::fs::read(a.join(file)).unwrap(),
+            std::fs::read(b.join(file)).unwrap(),
+        );
+        assert!(x == y, "{file} differs between two builds");
+    }
+}
+
+#[test]
+#[ignore = "builds a real image; run by `make test`"]
+fn a_failed_build_leaves_the_previous_image_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("image");
+    build(&out);
+    let before = std::fs::read(out.join("manifest.json")).unwrap();
+    let bad = dir.path().join("bad.toml");
+    let config = std::fs::read_to_string(workspace().join("image/cairn.toml")).unwrap();
+    std::fs::write(&bad, config.replace("\"overlay\"", "\"no_such_module\"")).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_cairn-image"))
+        .current_dir(workspace())
+        .args(["build", "--config"])
+        .arg(&bad)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("no_such_module"),
+        "error does not name the module: {stderr}"
+    );
+    assert_eq!(std::fs::read(out.join("manifest.json")).unwrap(), before);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with(".cairn-image-"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "staging directories left behind: {leftovers:?}"
+    );
+}
