@@ -1,0 +1,140 @@
+//! Console output: `tracing` set up once, every line prefixed `cairn: `, and
+//! single-write lines for the machine-readable protocol.
+//!
+//! The kernel opens `/dev/console` as PID 1's stdin, stdout and stderr before running
+//! init (Documentation/admin-guide/serial-console.rst), so stderr *is* the console and
+//! stays open after devtmpfs hides the initramfs's `/dev/console` node. A single
+//! write(2) to a tty is not interleaved with other writers' output, which is what keeps
+//! a `CAIRN_READY` line whole.
+
+use std::error::Error;
+use std::fmt;
+use std::io::{self, Write};
+
+use tracing::level_filters::LevelFilter;
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
+use tracing_subscriber::registry::LookupSpan;
+
+/// Prefix of every human-readable line (docs/interfaces.md).
+pub const PREFIX: &str = "cairn: ";
+
+/// Environment variable holding the log level (`error` .. `trace`). The kernel passes
+/// unknown `key=value` command-line words to init as environment, so `CAIRN_LOG=debug`
+/// on the kernel command line turns on debug output.
+pub const LEVEL_ENV: &str = "CAIRN_LOG";
+
+/// Installs the console subscriber; a second call in the same process is a no-op.
+pub fn init_logging() {
+    let level = std::env::var(LEVEL_ENV)
+        .ok()
+        .and_then(|level| level.parse::<LevelFilter>().ok())
+        .unwrap_or(LevelFilter::INFO);
+    let _ = tracing::subscriber::set_global_default(subscriber(level, io::stderr));
+}
+
+fn subscriber<W>(level: LevelFilter, writer: W) -> impl Subscriber + Send + Sync
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_ansi(false)
+        .with_writer(writer)
+        .event_format(ConsoleFormat)
+        .finish()
+}
+
+/// `cairn: LEVEL message key=value...`: no timestamps, the kernel's own printk
+/// timestamps and the launcher's serial capture already order the lines.
+#[derive(Debug)]
+struct ConsoleFormat;
+
+impl<S, N> FormatEvent<S, N> for ConsoleFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        write!(writer, "{PREFIX}{} ", event.metadata().level())?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}
+
+/// Writes `line` (which must end in a newline) to the console in one write(2).
+pub fn write_line(out: &mut dyn Write, line: &str) {
+    // Nothing sensible is left to do if the console itself fails.
+    let _ = out.write_all(line.as_bytes());
+    let _ = out.flush();
+}
+
+/// `err: cause: cause ...`, the whole `source()` chain on one line.
+pub fn error_chain(err: &dyn Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("failed to mount proc on /proc")]
+    struct Outer(#[source] nix::errno::Errno);
+
+    #[test]
+    fn error_chain_joins_every_cause() {
+        let err = Outer(nix::errno::Errno::ENODEV);
+        assert_eq!(
+            error_chain(&err),
+            "failed to mount proc on /proc: ENODEV: No such device"
+        );
+    }
+
+    #[test]
+    fn log_lines_carry_the_prefix() {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let sink = buffer.clone();
+        let make_writer = move || SharedBuffer(sink.clone());
+        let subscriber = subscriber(LevelFilter::INFO, make_writer);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(count = 8, "mounted");
+            tracing::debug!("hidden");
+        });
+        let text = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
+        assert_eq!(text, "cairn: INFO mounted count=8\n");
+    }
+
+    struct SharedBuffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for SharedBuffer {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().write(bytes)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn write_line_writes_once() {
+        let mut out = Vec::new();
+        write_line(&mut out, "CAIRN_READY {}\n");
+        assert_eq!(out, b"CAIRN_READY {}\n");
+    }
+}

@@ -1,0 +1,33 @@
+//! `/init`: panic hook, logging, [`cairn_agent::run`], then a deliberate power-off or
+//! reboot — PID 1 never just exits.
+
+use std::io;
+use std::sync::Arc;
+
+use cairn_agent::power::{self, ExitReport, FATAL_CODE};
+use cairn_agent::syscall::LinuxSyscall;
+use cairn_agent::{console, Paths};
+
+fn main() {
+    // Run anywhere else, the agent would move the host's root and power it off.
+    if std::process::id() != 1 {
+        eprintln!("cairn-agent is the init of a cairn node and only runs as PID 1");
+        std::process::exit(2);
+    }
+    power::install_panic_hook();
+    console::init_logging();
+
+    let sys = Arc::new(LinuxSyscall);
+    let report = match cairn_agent::run(sys.clone(), &Paths::system()) {
+        Ok(request) => ExitReport::requested(request.action, request.signal.as_str()),
+        Err(err) => {
+            let chain = console::error_chain(&err);
+            tracing::error!("fatal: {chain}");
+            ExitReport::failed(FATAL_CODE, chain)
+        }
+    };
+    let errno = power::shut_down(&*sys, &report, &mut io::stderr());
+    // Only reached if reboot(2) failed; exiting panics the kernel, which at least stops.
+    tracing::error!("reboot(2) failed: {errno}");
+    std::process::exit(report.code.max(FATAL_CODE));
+}

@@ -1,0 +1,178 @@
+//! Step 2: mount the kernel's pseudo file systems, by syscall (mount(2)), never by exec.
+//!
+//! One table, mounted in order: a parent before anything below it (`/dev` before
+//! `/dev/pts`, `/sys` before `/sys/fs/cgroup`), because devtmpfs and sysfs replace the
+//! directories underneath and the mount points below them are created afterwards.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::mount::MsFlags;
+
+use crate::syscall::Syscall;
+use crate::Paths;
+
+const NOSUID_NODEV: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV);
+const NOSUID_NODEV_NOEXEC: MsFlags = NOSUID_NODEV.union(MsFlags::MS_NOEXEC);
+
+/// One row of the mount table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MountSpec {
+    /// Absolute path on the node.
+    pub target: &'static str,
+    /// File system type; also used as the source name shown in /proc/mounts.
+    pub fstype: &'static str,
+    pub flags: MsFlags,
+    /// File-system specific options (the data argument of mount(2)).
+    pub data: Option<&'static str>,
+}
+
+/// What a node needs before anything else runs. Options per proc(5), sysfs(5),
+/// devpts (kernel Documentation/filesystems/devpts.rst), tmpfs(5) and cgroups(7).
+pub const MOUNTS: &[MountSpec] = &[
+    spec("/proc", "proc", NOSUID_NODEV_NOEXEC, None),
+    spec("/sys", "sysfs", NOSUID_NODEV_NOEXEC, None),
+    spec("/dev", "devtmpfs", MsFlags::MS_NOSUID, Some("mode=0755")),
+    // A private instance: ptys the agent or runc allocate do not mix with any other.
+    spec(
+        "/dev/pts",
+        "devpts",
+        MsFlags::MS_NOSUID.union(MsFlags::MS_NOEXEC),
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    ),
+    spec("/dev/shm", "tmpfs", NOSUID_NODEV, Some("mode=1777")),
+    spec("/run", "tmpfs", NOSUID_NODEV, Some("mode=0755")),
+    spec("/tmp", "tmpfs", NOSUID_NODEV, Some("mode=1777")),
+    spec("/sys/fs/cgroup", "cgroup2", NOSUID_NODEV_NOEXEC, None),
+];
+
+const fn spec(
+    target: &'static str,
+    fstype: &'static str,
+    flags: MsFlags,
+    data: Option<&'static str>,
+) -> MountSpec {
+    MountSpec {
+        target,
+        fstype,
+        flags,
+        data,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error("failed to create mount point {}", .0.display())]
+    CreateDir(PathBuf, #[source] io::Error),
+    #[error("failed to mount {fstype} on {}", .target.display())]
+    Mount {
+        target: PathBuf,
+        fstype: &'static str,
+        #[source]
+        source: Errno,
+    },
+}
+
+/// Mounts every row of `table` under `paths`, in order.
+///
+/// EBUSY means the target is already mounted (mount(2)) and is accepted. Nothing else
+/// is checked for earlier mounts: the agent runs this once per boot, after the re-exec,
+/// and the first run mounts nothing, so there is nothing to stack on.
+pub fn mount_all(sys: &dyn Syscall, paths: &Paths, table: &[MountSpec]) -> Result<(), MountError> {
+    for spec in table {
+        let target = paths.resolve(spec.target);
+        sys.create_dir_all(&target)
+            .map_err(|e| MountError::CreateDir(target.clone(), e))?;
+        match mount_one(sys, spec, &target) {
+            Err(Errno::EBUSY) => tracing::info!("{} already mounted", spec.target),
+            Err(source) => {
+                let fstype = spec.fstype;
+                return Err(MountError::Mount {
+                    target,
+                    fstype,
+                    source,
+                });
+            }
+            Ok(()) => tracing::debug!("mounted {} on {}", spec.fstype, spec.target),
+        }
+    }
+    Ok(())
+}
+
+fn mount_one(sys: &dyn Syscall, spec: &MountSpec, target: &Path) -> nix::Result<()> {
+    let source = Path::new(spec.fstype);
+    sys.mount(
+        Some(source),
+        target,
+        Some(spec.fstype),
+        spec.flags,
+        spec.data,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::syscall::fake::{Call, RecordingSyscall};
+
+    fn expected_calls(root: &Path) -> Vec<Call> {
+        let mut calls = Vec::new();
+        for spec in MOUNTS {
+            let target = root.join(&spec.target[1..]);
+            calls.push(Call::CreateDirAll(target.clone()));
+            calls.push(Call::Mount {
+                source: Some(PathBuf::from(spec.fstype)),
+                target,
+                fstype: Some(spec.fstype.to_owned()),
+                flags: spec.flags,
+                data: spec.data.map(str::to_owned),
+            });
+        }
+        calls
+    }
+
+    #[test]
+    fn mounts_the_table_in_order() {
+        let sys = RecordingSyscall::new();
+        mount_all(&sys, &Paths::under_root("/r"), MOUNTS).unwrap();
+        assert_eq!(sys.calls(), expected_calls(Path::new("/r")));
+        let targets: Vec<_> = MOUNTS.iter().map(|m| m.target).collect();
+        assert_eq!(
+            targets,
+            [
+                "/proc",
+                "/sys",
+                "/dev",
+                "/dev/pts",
+                "/dev/shm",
+                "/run",
+                "/tmp",
+                "/sys/fs/cgroup"
+            ]
+        );
+    }
+
+    #[test]
+    fn already_mounted_is_not_an_error() {
+        let sys = RecordingSyscall::new();
+        sys.fail_when(
+            |c| matches!(c, Call::Mount { fstype: Some(t), .. } if t == "proc"),
+            Errno::EBUSY,
+        );
+        mount_all(&sys, &Paths::under_root("/r"), MOUNTS).unwrap();
+        assert_eq!(sys.calls().len(), 2 * MOUNTS.len());
+    }
+
+    #[test]
+    fn failure_names_the_target_and_stops() {
+        let sys = RecordingSyscall::new();
+        sys.fail_when(
+            |c| matches!(c, Call::Mount { fstype: Some(t), .. } if t == "devpts"),
+            Errno::ENODEV,
+        );
+        let err = mount_all(&sys, &Paths::under_root("/"), MOUNTS).unwrap_err();
+        assert_eq!(err.to_string(), "failed to mount devpts on /dev/pts");
+        assert_eq!(sys.calls().len(), 8);
+    }
+}

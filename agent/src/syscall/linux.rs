@@ -1,0 +1,99 @@
+//! The real [`Syscall`] implementation: thin wrappers over `nix`.
+
+use std::ffi::{CStr, CString};
+use std::fs::DirBuilder;
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::fcntl::{open, OFlag};
+use nix::kmod::{finit_module, ModuleInitFlags};
+use nix::mount::{mount, MsFlags};
+use nix::sys::reboot::{reboot, set_cad_enabled, RebootMode};
+use nix::sys::resource::{setrlimit, Resource};
+use nix::sys::stat::Mode;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{chdir, chroot, execve, gethostname, sethostname, sync};
+
+use super::Syscall;
+
+/// Calls the kernel.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LinuxSyscall;
+
+impl Syscall for LinuxSyscall {
+    fn mount(
+        &self,
+        source: Option<&Path>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> nix::Result<()> {
+        mount(source, target, fstype, flags, data)
+    }
+
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        DirBuilder::new().recursive(true).mode(0o755).create(path)
+    }
+
+    fn chdir(&self, path: &Path) -> nix::Result<()> {
+        chdir(path)
+    }
+
+    fn chroot(&self, path: &Path) -> nix::Result<()> {
+        chroot(path)
+    }
+
+    fn execve(&self, path: &Path, argv: &[CString], env: &[CString]) -> Errno {
+        let path = match CString::new(path.as_os_str().as_encoded_bytes()) {
+            Ok(path) => path,
+            Err(_) => return Errno::EINVAL,
+        };
+        match execve::<&CStr, &CStr>(&path, &as_cstrs(argv), &as_cstrs(env)) {
+            Err(errno) => errno,
+            Ok(never) => match never {},
+        }
+    }
+
+    fn finit_module(&self, path: &Path) -> nix::Result<()> {
+        let file = open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
+        finit_module(&file, c"", ModuleInitFlags::empty())
+    }
+
+    fn sethostname(&self, name: &str) -> nix::Result<()> {
+        sethostname(name)
+    }
+
+    fn gethostname(&self) -> nix::Result<String> {
+        Ok(gethostname()?.to_string_lossy().into_owned())
+    }
+
+    fn set_nofile_limit(&self, limit: u64) -> nix::Result<()> {
+        setrlimit(Resource::RLIMIT_NOFILE, limit, limit)
+    }
+
+    fn set_cad_enabled(&self, enabled: bool) -> nix::Result<()> {
+        set_cad_enabled(enabled)
+    }
+
+    fn sync(&self) {
+        sync();
+    }
+
+    fn reboot(&self, mode: RebootMode) -> Errno {
+        match reboot(mode) {
+            Err(errno) => errno,
+            Ok(never) => match never {},
+        }
+    }
+
+    fn wait_any(&self) -> nix::Result<WaitStatus> {
+        waitpid(None, Some(WaitPidFlag::WNOHANG))
+    }
+}
+
+fn as_cstrs(strings: &[CString]) -> Vec<&CStr> {
+    strings.iter().map(CString::as_c_str).collect()
+}
