@@ -1,0 +1,389 @@
+//! QEMU command-line construction.
+//!
+//! Everything here is pure: [`QemuCommand::args`] turns a description of the machine into
+//! the argument vector, so unit tests can check every flag without starting QEMU.
+
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// The QEMU binary used unless `CAIRN_QEMU` names another one.
+pub const DEFAULT_QEMU: &str = "qemu-system-x86_64";
+/// Guest memory in MiB unless the caller asks for more.
+pub const DEFAULT_MEMORY_MIB: u32 = 2048;
+/// Guest vCPUs unless the caller asks for more.
+pub const DEFAULT_CPUS: u32 = 2;
+
+/// An accelerator QEMU runs the guest with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    /// Hardware virtualisation through `/dev/kvm`.
+    Kvm,
+    /// Software emulation, one host thread per vCPU (`thread=multi`).
+    Tcg,
+}
+
+impl Accel {
+    /// The value of QEMU's `-accel` option.
+    fn qemu_value(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg,thread=multi",
+        }
+    }
+}
+
+impl fmt::Display for Accel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        })
+    }
+}
+
+/// A host TCP port forwarded to a guest TCP port through QEMU user networking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortForward {
+    /// Port on 127.0.0.1 of the host.
+    pub host: u16,
+    /// Port the guest listens on.
+    pub guest: u16,
+}
+
+/// The on-disk format of an extra disk image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskFormat {
+    /// A plain image file or block device.
+    Raw,
+    /// A QEMU copy-on-write image.
+    Qcow2,
+}
+
+impl FromStr for DiskFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "raw" => Ok(DiskFormat::Raw),
+            "qcow2" => Ok(DiskFormat::Qcow2),
+            other => Err(format!(
+                "unknown disk format {other:?} (expected raw or qcow2)"
+            )),
+        }
+    }
+}
+
+/// An extra virtio block device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Disk {
+    /// Image file on the host.
+    pub path: PathBuf,
+    /// Its format.
+    pub format: DiskFormat,
+    /// Attach it read-only.
+    pub read_only: bool,
+}
+
+/// Everything that goes on QEMU's command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QemuCommand {
+    /// The QEMU binary.
+    pub binary: PathBuf,
+    /// The kernel (`-kernel`).
+    pub kernel: PathBuf,
+    /// The initramfs (`-initrd`); the accel probe boots without one.
+    pub initrd: Option<PathBuf>,
+    /// The kernel command line (`-append`).
+    pub cmdline: String,
+    /// Guest memory in MiB.
+    pub memory_mib: u32,
+    /// Guest vCPUs.
+    pub cpus: u32,
+    /// Accelerator.
+    pub accel: Accel,
+    /// File the first serial port (the guest's `ttyS0` console) is written to.
+    pub console_log: PathBuf,
+    /// Unix socket QMP listens on, if any.
+    pub qmp_socket: Option<PathBuf>,
+    /// Add a virtio-rng device so early `getrandom` does not block.
+    pub rng: bool,
+    /// Host-to-guest TCP forwards; any forward adds a user-mode virtio NIC.
+    pub forwards: Vec<PortForward>,
+    /// Extra virtio block devices, in order (`vda`, `vdb`, ...).
+    pub disks: Vec<Disk>,
+}
+
+impl QemuCommand {
+    /// A machine with the default size, an RNG device and no QMP socket, network or disks.
+    pub fn new(kernel: &Path, console_log: &Path, accel: Accel) -> Self {
+        QemuCommand {
+            binary: std::env::var_os("CAIRN_QEMU")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_QEMU)),
+            kernel: kernel.to_owned(),
+            initrd: None,
+            cmdline: String::new(),
+            memory_mib: DEFAULT_MEMORY_MIB,
+            cpus: DEFAULT_CPUS,
+            accel,
+            console_log: console_log.to_owned(),
+            qmp_socket: None,
+            rng: true,
+            forwards: Vec::new(),
+            disks: Vec::new(),
+        }
+    }
+
+    /// The argument vector, without the binary.
+    pub fn args(&self) -> Vec<OsString> {
+        let mut args = Args::default();
+        self.push_machine(&mut args);
+        self.push_console(&mut args);
+        self.push_boot(&mut args);
+        if self.rng {
+            args.push(["-device", "virtio-rng-pci"]);
+        }
+        self.push_network(&mut args);
+        self.push_disks(&mut args);
+        args.0
+    }
+
+    /// A [`Command`] running the binary with [`QemuCommand::args`].
+    pub fn to_command(&self) -> Command {
+        let mut command = Command::new(&self.binary);
+        command.args(self.args());
+        command
+    }
+
+    fn push_machine(&self, args: &mut Args) {
+        args.push(["-machine", "q35"]);
+        args.push(["-accel", self.accel.qemu_value()]);
+        // `max` rather than `host`: `-cpu host` aborts on MSR 0x10a on the nested hosts.
+        args.push(["-cpu", "max"]);
+        args.push(["-m".to_owned(), self.memory_mib.to_string()]);
+        args.push(["-smp".to_owned(), self.cpus.to_string()]);
+        // No default NIC, VGA, monitor or serial: every device is listed below.
+        args.push(["-nodefaults", "-no-reboot", "-display", "none"]);
+    }
+
+    fn push_console(&self, args: &mut Args) {
+        let mut chardev = OsString::from("file,id=console,path=");
+        chardev.push(escape(self.console_log.as_os_str()));
+        args.push([OsString::from("-chardev"), chardev]);
+        args.push(["-serial", "chardev:console"]);
+        if let Some(socket) = &self.qmp_socket {
+            let mut chardev = OsString::from("socket,id=qmp,server=on,wait=off,path=");
+            chardev.push(escape(socket.as_os_str()));
+            args.push([OsString::from("-chardev"), chardev]);
+            args.push(["-mon", "chardev=qmp,mode=control"]);
+        }
+    }
+
+    fn push_boot(&self, args: &mut Args) {
+        args.push([OsStr::new("-kernel"), self.kernel.as_os_str()]);
+        if let Some(initrd) = &self.initrd {
+            args.push([OsStr::new("-initrd"), initrd.as_os_str()]);
+        }
+        args.push(["-append", self.cmdline.as_str()]);
+    }
+
+    fn push_network(&self, args: &mut Args) {
+        if self.forwards.is_empty() {
+            return;
+        }
+        let mut netdev = String::from("user,id=net0");
+        for forward in &self.forwards {
+            netdev.push_str(&format!(
+                ",hostfwd=tcp:127.0.0.1:{}-:{}",
+                forward.host, forward.guest
+            ));
+        }
+        args.push(["-netdev".to_owned(), netdev]);
+        args.push(["-device", "virtio-net-pci,netdev=net0"]);
+    }
+
+    fn push_disks(&self, args: &mut Args) {
+        for (index, disk) in self.disks.iter().enumerate() {
+            let mut drive = OsString::from("file=");
+            drive.push(escape(disk.path.as_os_str()));
+            let format = match disk.format {
+                DiskFormat::Raw => "raw",
+                DiskFormat::Qcow2 => "qcow2",
+            };
+            drive.push(format!(",if=none,id=disk{index},format={format}"));
+            if disk.read_only {
+                drive.push(",readonly=on");
+            }
+            args.push([OsString::from("-drive"), drive]);
+            args.push([
+                "-device".to_owned(),
+                format!("virtio-blk-pci,drive=disk{index},serial=cairn-disk{index}"),
+            ]);
+        }
+    }
+}
+
+/// Argument accumulator accepting anything string-like.
+#[derive(Debug, Default)]
+struct Args(Vec<OsString>);
+
+impl Args {
+    fn push<const N: usize, S: AsRef<OsStr>>(&mut self, items: [S; N]) {
+        self.0
+            .extend(items.iter().map(|item| item.as_ref().to_owned()));
+    }
+}
+
+/// Escapes a value inside a QEMU option list: a literal comma is written twice.
+fn escape(value: &OsStr) -> OsString {
+    let mut out = Vec::with_capacity(value.len());
+    for &byte in value.as_bytes() {
+        out.push(byte);
+        if byte == b',' {
+            out.push(b',');
+        }
+    }
+    OsString::from_vec(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(command: &QemuCommand) -> Vec<String> {
+        command
+            .args()
+            .into_iter()
+            .map(|arg| arg.into_string().unwrap())
+            .collect()
+    }
+
+    fn pair_after(args: &[String], flag: &str) -> Vec<String> {
+        args.windows(2)
+            .filter(|pair| pair[0] == flag)
+            .map(|pair| pair[1].clone())
+            .collect()
+    }
+
+    fn sample() -> QemuCommand {
+        let mut command = QemuCommand::new(
+            Path::new("/img/vmlinuz"),
+            Path::new("/state/console.log"),
+            Accel::Tcg,
+        );
+        command.initrd = Some(PathBuf::from("/img/initramfs.img"));
+        command.cmdline = "console=ttyS0 quiet".to_owned();
+        command.qmp_socket = Some(PathBuf::from("/state/qmp.sock"));
+        command
+    }
+
+    #[test]
+    fn default_machine_is_headless_q35_with_console_file_and_qmp() {
+        let args = strings(&sample());
+        assert_eq!(pair_after(&args, "-machine"), ["q35"]);
+        assert_eq!(pair_after(&args, "-accel"), ["tcg,thread=multi"]);
+        assert_eq!(pair_after(&args, "-m"), ["2048"]);
+        assert_eq!(pair_after(&args, "-smp"), ["2"]);
+        assert_eq!(pair_after(&args, "-display"), ["none"]);
+        assert!(args.contains(&"-no-reboot".to_owned()));
+        assert!(args.contains(&"-nodefaults".to_owned()));
+        assert!(!args.contains(&"-nographic".to_owned()));
+        assert_eq!(
+            pair_after(&args, "-chardev"),
+            [
+                "file,id=console,path=/state/console.log",
+                "socket,id=qmp,server=on,wait=off,path=/state/qmp.sock"
+            ]
+        );
+        assert_eq!(pair_after(&args, "-serial"), ["chardev:console"]);
+        assert_eq!(pair_after(&args, "-mon"), ["chardev=qmp,mode=control"]);
+        assert_eq!(pair_after(&args, "-device"), ["virtio-rng-pci"]);
+    }
+
+    #[test]
+    fn boot_files_and_cmdline_are_passed_verbatim() {
+        let args = strings(&sample());
+        assert_eq!(pair_after(&args, "-kernel"), ["/img/vmlinuz"]);
+        assert_eq!(pair_after(&args, "-initrd"), ["/img/initramfs.img"]);
+        assert_eq!(pair_after(&args, "-append"), ["console=ttyS0 quiet"]);
+    }
+
+    #[test]
+    fn kvm_probe_machine_has_no_initrd_and_no_qmp() {
+        let mut command = QemuCommand::new(Path::new("/k"), Path::new("/c"), Accel::Kvm);
+        command.rng = false;
+        let args = strings(&command);
+        assert_eq!(pair_after(&args, "-accel"), ["kvm"]);
+        assert!(pair_after(&args, "-initrd").is_empty());
+        assert!(pair_after(&args, "-mon").is_empty());
+        assert!(pair_after(&args, "-device").is_empty());
+    }
+
+    #[test]
+    fn forwards_add_one_user_netdev_and_a_virtio_nic() {
+        let mut command = sample();
+        command.forwards = vec![
+            PortForward {
+                host: 40000,
+                guest: 7837,
+            },
+            PortForward {
+                host: 40001,
+                guest: 6443,
+            },
+        ];
+        let args = strings(&command);
+        assert_eq!(
+            pair_after(&args, "-netdev"),
+            ["user,id=net0,hostfwd=tcp:127.0.0.1:40000-:7837,hostfwd=tcp:127.0.0.1:40001-:6443"]
+        );
+        assert!(pair_after(&args, "-device").contains(&"virtio-net-pci,netdev=net0".to_owned()));
+    }
+
+    #[test]
+    fn disks_become_virtio_blk_devices_in_order() {
+        let mut command = sample();
+        command.disks = vec![
+            Disk {
+                path: "/d/data.img".into(),
+                format: DiskFormat::Raw,
+                read_only: false,
+            },
+            Disk {
+                path: "/d/seed.qcow2".into(),
+                format: DiskFormat::Qcow2,
+                read_only: true,
+            },
+        ];
+        let args = strings(&command);
+        assert_eq!(
+            pair_after(&args, "-drive"),
+            [
+                "file=/d/data.img,if=none,id=disk0,format=raw",
+                "file=/d/seed.qcow2,if=none,id=disk1,format=qcow2,readonly=on"
+            ]
+        );
+        let devices = pair_after(&args, "-device");
+        assert!(devices.contains(&"virtio-blk-pci,drive=disk0,serial=cairn-disk0".to_owned()));
+        assert!(devices.contains(&"virtio-blk-pci,drive=disk1,serial=cairn-disk1".to_owned()));
+    }
+
+    #[test]
+    fn commas_in_paths_are_doubled() {
+        let mut command = sample();
+        command.console_log = PathBuf::from("/a,b/console.log");
+        let args = strings(&command);
+        assert_eq!(
+            pair_after(&args, "-chardev")[0],
+            "file,id=console,path=/a,,b/console.log"
+        );
+    }
+}

@@ -1,0 +1,170 @@
+//! `cairn-qemu run`: boot the image in the foreground (console on stdout, exit with the
+//! guest's `CAIRN_EXIT` code) or detached (return once `CAIRN_READY` is printed).
+
+use std::io;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_qemu::accel::{self, AccelChoice};
+use cairn_qemu::attach::{self, AttachOptions};
+use cairn_qemu::command::{DEFAULT_CPUS, DEFAULT_MEMORY_MIB};
+use cairn_qemu::image::{DEFAULT_IMAGE_DIR, DEFAULT_STATE_DIR};
+use cairn_qemu::{
+    Disk, DiskFormat, ForwardRequest, Image, Node, NodeConfig, NodeRecord, ReadyInfo, SpawnMode,
+};
+use clap::Args;
+
+use super::{dir_or_default, display_path, CommandError};
+
+/// Arguments of `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Build output to boot (vmlinuz, initramfs.img, cmdline).
+    #[arg(long, env = "CAIRN_IMAGE_DIR")]
+    image_dir: Option<PathBuf>,
+    /// Accelerator: auto uses KVM only if a short probe boot works.
+    #[arg(long, default_value = "auto")]
+    accel: AccelChoice,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = DEFAULT_MEMORY_MIB)]
+    memory: u32,
+    /// Guest vCPUs.
+    #[arg(long, default_value_t = DEFAULT_CPUS)]
+    cpus: u32,
+    /// Where the pid file, console.log, qmp.sock and node.json go.
+    #[arg(long, env = "CAIRN_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// Return once the guest is ready and leave it running.
+    #[arg(long)]
+    detach: bool,
+    /// Seconds the guest may take to print CAIRN_READY.
+    #[arg(long, default_value_t = 120)]
+    ready_timeout: u64,
+    /// Seconds the guest gets to end after ctrl-alt-delete before QEMU is killed.
+    #[arg(long, default_value_t = 30)]
+    stop_timeout: u64,
+    /// Forward a guest TCP port: GUEST (free host port) or HOST:GUEST. Repeatable.
+    #[arg(long = "forward", value_name = "[HOST:]GUEST")]
+    forwards: Vec<ForwardRequest>,
+    /// Attach a disk image as a virtio disk (qcow2 if named *.qcow2, else raw). Repeatable.
+    #[arg(long = "disk", value_name = "PATH")]
+    disks: Vec<PathBuf>,
+    /// Append a parameter to the kernel command line. Repeatable.
+    #[arg(long = "append", value_name = "PARAM")]
+    append: Vec<String>,
+}
+
+pub fn run(args: RunArgs) -> Result<ExitCode, CommandError> {
+    let image = Image::open(&dir_or_default(args.image_dir.clone(), DEFAULT_IMAGE_DIR))?;
+    let accel = match args.accel {
+        AccelChoice::Auto => {
+            let probe = accel::probe_cached(&image.kernel);
+            tracing::info!(accel = %probe.accel, reason = %probe.reason, "accel auto");
+            probe.accel
+        }
+        choice => accel::resolve(choice, &image.kernel),
+    };
+    let state_dir = dir_or_default(args.state_dir.clone(), DEFAULT_STATE_DIR);
+    let mut config = NodeConfig::new(image, accel, &state_dir);
+    config.memory_mib = args.memory;
+    config.cpus = args.cpus;
+    config.forwards = args.forwards.clone();
+    config.disks = args.disks.iter().map(|path| disk(path.clone())).collect();
+    config.extra_cmdline = args.append.clone();
+    let ready_timeout = Duration::from_secs(args.ready_timeout);
+    if args.detach {
+        config.mode = SpawnMode::Detached;
+        detached(&config, ready_timeout)
+    } else {
+        let options = AttachOptions {
+            ready_timeout,
+            stop_timeout: Duration::from_secs(args.stop_timeout),
+        };
+        foreground(&config, options)
+    }
+}
+
+fn disk(path: PathBuf) -> Disk {
+    let qcow2 = path.extension().is_some_and(|ext| ext == "qcow2");
+    let format = if qcow2 {
+        DiskFormat::Qcow2
+    } else {
+        DiskFormat::Raw
+    };
+    Disk {
+        path,
+        format,
+        read_only: false,
+    }
+}
+
+fn foreground(config: &NodeConfig, options: AttachOptions) -> Result<ExitCode, CommandError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(CommandError::Signals)?;
+    }
+    let mut node = Node::start(config).map_err(CommandError::Start)?;
+    let mut stdout = io::stdout();
+    let exited = attach::supervise(&mut node, options, &stop, &mut stdout, |node, ready| {
+        tracing::info!(
+            node_id = %ready.node_id,
+            "node ready; stop it with ctrl-c or `cairn-qemu stop --state-dir {}`",
+            display_path(node.state().root())
+        );
+    })
+    .map_err(CommandError::Attach)?;
+    Ok(match exited.info {
+        Some(info) => {
+            tracing::info!(action = ?info.action, code = info.code, reason = %info.reason, "guest exited");
+            exit_code(info.code)
+        }
+        None => {
+            let stderr = cairn_qemu::console::tail(&node.state().qemu_log(), 10);
+            tracing::warn!(status = %exited.status, "qemu ended without a CAIRN_EXIT line");
+            if !stderr.trim().is_empty() {
+                eprintln!("--- qemu stderr ---\n{stderr}");
+            }
+            ExitCode::FAILURE
+        }
+    })
+}
+
+/// The guest's code as a process exit code; codes outside 0..=255 become 1, never 0.
+fn exit_code(code: i32) -> ExitCode {
+    match u8::try_from(code) {
+        Ok(code) => ExitCode::from(code),
+        Err(_) => ExitCode::FAILURE,
+    }
+}
+
+fn detached(config: &NodeConfig, ready_timeout: Duration) -> Result<ExitCode, CommandError> {
+    let mut node = Node::start(config).map_err(CommandError::Start)?;
+    // On error the node drops here: QEMU is killed and its state files cleared.
+    let ready = node
+        .wait_ready(ready_timeout)
+        .map_err(CommandError::NotReady)?;
+    let record = node.detach();
+    print_reachability(&record, &ready, config);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_reachability(record: &NodeRecord, ready: &ReadyInfo, config: &NodeConfig) {
+    let state_dir = display_path(&config.state_dir);
+    println!(
+        "node {} is ready ({}, qemu pid {})",
+        ready.node_id, record.accel, record.pid
+    );
+    println!("  hostname:    {}", ready.hostname);
+    println!("  console log: {}", display_path(&record.console_log));
+    println!("  state dir:   {state_dir} (node.json, qmp.sock)");
+    for forward in &record.forwards {
+        println!(
+            "  forward:     127.0.0.1:{} -> guest port {}",
+            forward.host, forward.guest
+        );
+    }
+    println!("  stop it:     cairn-qemu stop --state-dir {state_dir}");
+}

@@ -1,0 +1,337 @@
+//! A booted node: QEMU plus its state directory, with deadline-bounded waits.
+//!
+//! Every wait takes a timeout and fails with an error naming what it awaited and the
+//! console tail, never hangs. Waits read the console log from its start, so waiting for a
+//! line that was already printed returns at once. A clean stop presses ctrl-alt-delete
+//! over QMP (the agent reboots, and `-no-reboot` makes QEMU exit); if QEMU has not ended
+//! by the deadline its process group is killed. Dropping a [`Node`] kills QEMU unless it
+//! was [detached](Node::detach). Model: cloud-hypervisor `test_infra` (`wait_vm_boot`).
+
+use std::path::Path;
+use std::process::ExitStatus;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::config::NodeConfig;
+use crate::console::{self, ConsoleError, ConsoleReader, ExitInfo, ReadyInfo};
+use crate::ports::{self, PortError};
+use crate::process::{ProcessError, QemuProcess, POLL_INTERVAL};
+use crate::qmp::{Qmp, QmpError};
+use crate::state::{NodeRecord, StateDir, StateError};
+
+/// Console lines quoted in error messages.
+pub const TAIL_LINES: usize = 40;
+/// Timeout of each QMP read and write.
+const QMP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Errors of this module.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// Preparing or updating the state dir failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// Host ports for forwards could not be chosen.
+    #[error(transparent)]
+    Ports(#[from] PortError),
+    /// Starting, waiting for or killing QEMU failed.
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    /// The awaited event did not happen in time.
+    #[error("timed out after {timeout:?} waiting for {awaited}\n--- console tail ---\n{tail}")]
+    Timeout {
+        /// What was awaited.
+        awaited: String,
+        /// How long.
+        timeout: Duration,
+        /// The console tail.
+        tail: String,
+    },
+    /// QEMU ended before the awaited event.
+    #[error("qemu exited ({status}) while waiting for {awaited}\n--- console tail ---\n{tail}\n--- qemu stderr ---\n{stderr}")]
+    Exited {
+        /// What was awaited.
+        awaited: String,
+        /// QEMU's exit status.
+        status: ExitStatus,
+        /// The console tail.
+        tail: String,
+        /// The tail of QEMU's own stderr.
+        stderr: String,
+    },
+    /// The guest printed a malformed protocol line.
+    #[error("bad console line while waiting for {awaited}\n--- console tail ---\n{tail}")]
+    Console {
+        /// What was awaited.
+        awaited: String,
+        /// The parse error.
+        #[source]
+        source: ConsoleError,
+        /// The console tail.
+        tail: String,
+    },
+    /// The clean-stop request could not be delivered.
+    #[error("cannot request a clean stop of qemu (pid {0})")]
+    Qmp(u32, #[source] QmpError),
+}
+
+/// How QEMU ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exited {
+    /// QEMU's exit status.
+    pub status: ExitStatus,
+    /// The agent's `CAIRN_EXIT` report, if it printed one.
+    pub info: Option<ExitInfo>,
+}
+
+/// How a stop went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// QEMU ended after ctrl-alt-delete (or had already ended).
+    Clean(Exited),
+    /// QEMU was killed.
+    Forced {
+        /// How it ended.
+        exited: Exited,
+        /// Why the clean stop did not work.
+        why: String,
+    },
+}
+
+/// A running node.
+#[derive(Debug)]
+pub struct Node {
+    process: QemuProcess,
+    state: StateDir,
+    record: NodeRecord,
+    detached: bool,
+}
+
+impl Node {
+    /// Prepares the state dir, picks host ports, starts QEMU and records it.
+    pub fn start(config: &NodeConfig) -> Result<Self, NodeError> {
+        let state = StateDir::new(&config.state_dir);
+        state.prepare()?;
+        let forwards = ports::resolve(&config.forwards)?;
+        let qemu = config.qemu_command(&state, forwards.clone());
+        let process = QemuProcess::spawn(&qemu, &state.qemu_log(), config.mode)?;
+        let record = NodeRecord {
+            pid: process.pid(),
+            accel: config.accel,
+            forwards,
+            console_log: state.console_log(),
+            qmp_socket: state.qmp_socket(),
+            node_id: None,
+        };
+        let node = Node {
+            process,
+            state,
+            record,
+            detached: false,
+        };
+        node.state.write(&node.record)?;
+        tracing::info!(pid = node.record.pid, accel = %config.accel, "qemu started");
+        Ok(node)
+    }
+
+    /// What `node.json` says about this node.
+    pub fn record(&self) -> &NodeRecord {
+        &self.record
+    }
+
+    /// The state directory.
+    pub fn state(&self) -> &StateDir {
+        &self.state
+    }
+
+    /// The serial console capture.
+    pub fn console_log(&self) -> &Path {
+        &self.record.console_log
+    }
+
+    /// The last `lines` console lines.
+    pub fn console_tail(&self, lines: usize) -> String {
+        console::tail(self.console_log(), lines)
+    }
+
+    /// QEMU's exit status if it has ended.
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>, NodeError> {
+        Ok(self.process.try_wait()?)
+    }
+
+    /// Waits for a console line matching `predicate` and returns it.
+    pub fn wait_for_line(
+        &mut self,
+        awaited: &str,
+        mut predicate: impl FnMut(&str) -> bool,
+        timeout: Duration,
+    ) -> Result<String, NodeError> {
+        self.wait_for(
+            awaited,
+            |line| predicate(line).then(|| Ok(line.to_owned())),
+            timeout,
+        )
+    }
+
+    /// Waits for `CAIRN_READY` and records the node ID in `node.json`.
+    pub fn wait_ready(&mut self, timeout: Duration) -> Result<ReadyInfo, NodeError> {
+        let ready = self.wait_for("the CAIRN_READY line", console::parse_ready, timeout)?;
+        self.record_ready(&ready)?;
+        Ok(ready)
+    }
+
+    /// Writes the node ID from `ready` into `node.json`.
+    pub fn record_ready(&mut self, ready: &ReadyInfo) -> Result<(), NodeError> {
+        self.record.node_id = Some(ready.node_id.clone());
+        Ok(self.state.write(&self.record)?)
+    }
+
+    /// Waits for QEMU to end and returns its status with the agent's `CAIRN_EXIT` report.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<Exited, NodeError> {
+        let awaited = "qemu to exit";
+        let Some(status) = self.process.wait_timeout(timeout)? else {
+            return Err(self.timeout(awaited, timeout));
+        };
+        let info = self.last_exit_info().map_err(|source| NodeError::Console {
+            awaited: awaited.to_owned(),
+            source,
+            tail: self.console_tail(TAIL_LINES),
+        })?;
+        Ok(Exited { status, info })
+    }
+
+    /// Presses ctrl-alt-delete over QMP without waiting for the result.
+    pub fn request_stop(&self) -> Result<(), NodeError> {
+        let pid = self.record.pid;
+        let mut qmp = Qmp::connect(&self.record.qmp_socket, QMP_TIMEOUT)
+            .map_err(|e| NodeError::Qmp(pid, e))?;
+        qmp.send_ctrl_alt_delete()
+            .map_err(|e| NodeError::Qmp(pid, e))
+    }
+
+    /// Clean stop with a deadline, then SIGKILL.
+    pub fn stop(&mut self, timeout: Duration) -> Result<Stop, NodeError> {
+        if self.try_wait()?.is_some() {
+            return Ok(Stop::Clean(self.wait_exit(Duration::ZERO)?));
+        }
+        let why = match self.request_stop() {
+            Ok(()) => match self.wait_exit(timeout) {
+                Ok(exited) => return Ok(Stop::Clean(exited)),
+                Err(NodeError::Timeout { .. }) => {
+                    format!("qemu still running {timeout:?} after ctrl-alt-delete")
+                }
+                Err(err) => return Err(err),
+            },
+            Err(err) => error_chain(&err),
+        };
+        self.kill()?;
+        Ok(Stop::Forced {
+            exited: self.wait_exit(Duration::ZERO)?,
+            why,
+        })
+    }
+
+    /// SIGKILLs QEMU's process group.
+    pub fn kill(&mut self) -> Result<ExitStatus, NodeError> {
+        Ok(self.process.kill()?)
+    }
+
+    /// Lets QEMU outlive this handle (and this process); its state files stay.
+    pub fn detach(mut self) -> NodeRecord {
+        self.process.disarm();
+        self.detached = true;
+        self.record.clone()
+    }
+
+    fn wait_for<T>(
+        &mut self,
+        awaited: &str,
+        mut parse: impl FnMut(&str) -> Option<Result<T, ConsoleError>>,
+        timeout: Duration,
+    ) -> Result<T, NodeError> {
+        let deadline = Instant::now() + timeout;
+        let mut reader = ConsoleReader::new(self.console_log());
+        loop {
+            // Check for exit before reading, so the last read sees everything QEMU wrote.
+            let status = self.process.try_wait()?;
+            let mut lines = reader
+                .new_lines()
+                .map_err(|e| self.console_error(awaited, e))?;
+            if status.is_some() {
+                lines.extend(reader.take_partial());
+            }
+            for line in &lines {
+                if let Some(found) = parse(line) {
+                    return found.map_err(|e| self.console_error(awaited, e));
+                }
+            }
+            if let Some(status) = status {
+                return Err(self.exited(awaited, status));
+            }
+            if Instant::now() >= deadline {
+                return Err(self.timeout(awaited, timeout));
+            }
+            thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    fn last_exit_info(&self) -> Result<Option<ExitInfo>, ConsoleError> {
+        let mut reader = ConsoleReader::new(self.console_log());
+        let mut lines = reader.new_lines()?;
+        lines.extend(reader.take_partial());
+        lines
+            .iter()
+            .rev()
+            .find_map(|line| console::parse_exit(line))
+            .transpose()
+    }
+
+    fn timeout(&self, awaited: &str, timeout: Duration) -> NodeError {
+        let tail = self.console_tail(TAIL_LINES);
+        NodeError::Timeout {
+            awaited: awaited.to_owned(),
+            timeout,
+            tail,
+        }
+    }
+
+    fn exited(&self, awaited: &str, status: ExitStatus) -> NodeError {
+        NodeError::Exited {
+            awaited: awaited.to_owned(),
+            status,
+            tail: self.console_tail(TAIL_LINES),
+            stderr: console::tail(&self.state.qemu_log(), 10),
+        }
+    }
+
+    fn console_error(&self, awaited: &str, source: ConsoleError) -> NodeError {
+        let tail = self.console_tail(TAIL_LINES);
+        NodeError::Console {
+            awaited: awaited.to_owned(),
+            source,
+            tail,
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if !self.detached {
+            // QemuProcess's own Drop kills QEMU right after this.
+            if let Err(err) = self.state.clear() {
+                tracing::warn!(error = %err, "cannot clear state dir");
+            }
+        }
+    }
+}
+
+/// `err` and all its causes on one line, for reasons stored as text.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

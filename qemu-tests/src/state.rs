@@ -1,0 +1,289 @@
+//! A node's state directory: where a running QEMU can be found again.
+//!
+//! Layout: `qemu.pid`, `console.log` (serial capture), `qmp.sock`, `qemu.log` (QEMU's own
+//! stderr) and `node.json` ([`NodeRecord`]). The launcher writes them when it starts QEMU;
+//! `cairn-qemu stop` and other tools read them. A recorded pid only counts as running
+//! while `/proc/<pid>` is a live process whose command line names this directory's QMP
+//! socket, so a recycled pid is never signalled.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Accel, PortForward};
+
+/// Longest unix socket path the kernel accepts (`sun_path` is 108 bytes with the NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// Errors of this module.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// Creating the directory failed.
+    #[error("cannot create state dir {0}")]
+    Create(PathBuf, #[source] io::Error),
+    /// A state file could not be written.
+    #[error("cannot write {0}")]
+    Write(PathBuf, #[source] io::Error),
+    /// A state file could not be read.
+    #[error("cannot read {0}")]
+    Read(PathBuf, #[source] io::Error),
+    /// A state file could not be removed.
+    #[error("cannot remove {0}")]
+    Remove(PathBuf, #[source] io::Error),
+    /// `node.json` is not a node record.
+    #[error("malformed node record {0}")]
+    Parse(PathBuf, #[source] serde_json::Error),
+    /// The QMP socket path is too long for a unix socket.
+    #[error("qmp socket path {0} is longer than {MAX_SOCKET_PATH} bytes; use a shorter state dir")]
+    SocketPathTooLong(PathBuf),
+    /// Another node still runs from this directory.
+    #[error("a node (pid {pid}) is still running from state dir {dir}; stop it first")]
+    Busy {
+        /// The directory.
+        dir: PathBuf,
+        /// The running QEMU.
+        pid: u32,
+    },
+}
+
+/// What `node.json` records about a running node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeRecord {
+    /// QEMU's pid (also its process group).
+    pub pid: u32,
+    /// Accelerator it runs with.
+    pub accel: Accel,
+    /// Host-to-guest TCP forwards.
+    pub forwards: Vec<PortForward>,
+    /// Serial console capture.
+    pub console_log: PathBuf,
+    /// QMP socket.
+    pub qmp_socket: PathBuf,
+    /// Node ID from `CAIRN_READY`, once the guest printed it.
+    pub node_id: Option<String>,
+}
+
+/// The files of one node's state directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    /// The state directory at `root` (not created yet).
+    pub fn new(root: &Path) -> Self {
+        StateDir {
+            root: root.to_owned(),
+        }
+    }
+
+    /// The directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Serial console capture file.
+    pub fn console_log(&self) -> PathBuf {
+        self.root.join("console.log")
+    }
+
+    /// QMP unix socket.
+    pub fn qmp_socket(&self) -> PathBuf {
+        self.root.join("qmp.sock")
+    }
+
+    /// QEMU's own stderr.
+    pub fn qemu_log(&self) -> PathBuf {
+        self.root.join("qemu.log")
+    }
+
+    /// Pid file.
+    pub fn pid_file(&self) -> PathBuf {
+        self.root.join("qemu.pid")
+    }
+
+    /// The node record.
+    pub fn record_file(&self) -> PathBuf {
+        self.root.join("node.json")
+    }
+
+    /// Creates the directory for a new node: refuses while a node runs from it, and removes
+    /// the previous node's files (the console log included) so waits never see old lines.
+    pub fn prepare(&self) -> Result<(), StateError> {
+        if let Some(pid) = self.running_pid()? {
+            return Err(StateError::Busy {
+                dir: self.root.clone(),
+                pid,
+            });
+        }
+        let socket = self.qmp_socket();
+        if socket.as_os_str().len() > MAX_SOCKET_PATH {
+            return Err(StateError::SocketPathTooLong(socket));
+        }
+        fs::create_dir_all(&self.root).map_err(|e| StateError::Create(self.root.clone(), e))?;
+        self.clear()?;
+        remove_if_exists(&self.console_log())?;
+        remove_if_exists(&self.qemu_log())
+    }
+
+    /// Writes the pid file and `node.json` (atomically: temporary file, then rename).
+    pub fn write(&self, record: &NodeRecord) -> Result<(), StateError> {
+        write_atomic(&self.pid_file(), format!("{}\n", record.pid).as_bytes())?;
+        let json = serde_json::to_vec_pretty(record).expect("node record serialises");
+        write_atomic(&self.record_file(), &json)
+    }
+
+    /// The recorded node, if `node.json` exists.
+    pub fn read(&self) -> Result<Option<NodeRecord>, StateError> {
+        let path = self.record_file();
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(StateError::Read(path, err)),
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StateError::Parse(path, e))
+    }
+
+    /// The recorded pid if that process is still the QEMU of this directory.
+    pub fn running_pid(&self) -> Result<Option<u32>, StateError> {
+        let path = self.pid_file();
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(StateError::Read(path, err)),
+        };
+        let Ok(pid) = text.trim().parse::<u32>() else {
+            return Ok(None);
+        };
+        Ok(is_our_qemu(Path::new("/proc"), pid, &self.qmp_socket()).then_some(pid))
+    }
+
+    /// Removes the pid file, record and socket; keeps the logs for post-mortems.
+    pub fn clear(&self) -> Result<(), StateError> {
+        for path in [self.pid_file(), self.record_file(), self.qmp_socket()] {
+            remove_if_exists(&path)?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether `pid` under `proc_root` is alive (not a zombie) and was started with `socket`
+/// on its command line.
+pub fn is_our_qemu(proc_root: &Path, pid: u32, socket: &Path) -> bool {
+    let dir = proc_root.join(pid.to_string());
+    let Ok(stat) = fs::read_to_string(dir.join("stat")) else {
+        return false;
+    };
+    // The state letter follows the parenthesised command name, which may contain spaces.
+    let state = stat
+        .rsplit_once(") ")
+        .and_then(|(_, rest)| rest.chars().next());
+    if matches!(state, None | Some('Z') | Some('X')) {
+        return false;
+    }
+    let Ok(cmdline) = fs::read(dir.join("cmdline")) else {
+        return false;
+    };
+    let needle = socket.as_os_str().as_encoded_bytes();
+    cmdline.windows(needle.len()).any(|window| window == needle)
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, bytes).map_err(|e| StateError::Write(tmp.clone(), e))?;
+    fs::rename(&tmp, path).map_err(|e| StateError::Write(path.to_owned(), e))
+}
+
+fn remove_if_exists(path: &Path) -> Result<(), StateError> {
+    match fs::remove_file(path) {
+        Err(err) if err.kind() != io::ErrorKind::NotFound => {
+            Err(StateError::Remove(path.to_owned(), err))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(state: &StateDir) -> NodeRecord {
+        NodeRecord {
+            pid: 4242,
+            accel: Accel::Tcg,
+            forwards: vec![PortForward {
+                host: 40000,
+                guest: 7837,
+            }],
+            console_log: state.console_log(),
+            qmp_socket: state.qmp_socket(),
+            node_id: Some("00112233445566778899aabbccddeeff".to_owned()),
+        }
+    }
+
+    #[test]
+    fn record_round_trips_and_clear_keeps_logs() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(&dir.path().join("node"));
+        state.prepare().unwrap();
+        assert_eq!(state.read().unwrap(), None);
+        let written = record(&state);
+        state.write(&written).unwrap();
+        fs::write(state.console_log(), "boot\n").unwrap();
+        assert_eq!(state.read().unwrap(), Some(written));
+        assert_eq!(fs::read_to_string(state.pid_file()).unwrap(), "4242\n");
+        state.clear().unwrap();
+        assert_eq!(state.read().unwrap(), None);
+        assert!(state.console_log().exists());
+    }
+
+    #[test]
+    fn record_json_uses_lowercase_accel() {
+        let state = StateDir::new(Path::new("/s"));
+        let json = serde_json::to_value(record(&state)).unwrap();
+        assert_eq!(json["accel"], "tcg");
+        assert_eq!(json["forwards"][0]["guest"], 7837);
+    }
+
+    #[test]
+    fn prepare_removes_the_previous_console_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        fs::write(state.console_log(), "old boot\n").unwrap();
+        fs::write(state.pid_file(), "999999999\n").unwrap();
+        state.prepare().unwrap();
+        assert!(!state.console_log().exists());
+        assert!(!state.pid_file().exists());
+    }
+
+    #[test]
+    fn long_socket_paths_are_refused() {
+        let long = PathBuf::from(format!("/tmp/{}", "x".repeat(120)));
+        let err = StateDir::new(&long).prepare().unwrap_err();
+        assert!(matches!(err, StateError::SocketPathTooLong(_)), "{err}");
+    }
+
+    #[test]
+    fn liveness_needs_a_live_process_naming_the_socket() {
+        let proc_root = tempfile::tempdir().unwrap();
+        let write = |pid: &str, stat: &str, cmdline: &[u8]| {
+            let dir = proc_root.path().join(pid);
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(dir.join("stat"), stat).unwrap();
+            fs::write(dir.join("cmdline"), cmdline).unwrap();
+        };
+        let socket = Path::new("/s/qmp.sock");
+        write("10", "10 (qemu sys) S 1 10", b"qemu\0path=/s/qmp.sock\0");
+        write("11", "11 (qemu) Z 1 11", b"qemu\0path=/s/qmp.sock\0");
+        write("12", "12 (bash) S 1 12", b"bash\0");
+        assert!(is_our_qemu(proc_root.path(), 10, socket));
+        assert!(!is_our_qemu(proc_root.path(), 11, socket));
+        assert!(!is_our_qemu(proc_root.path(), 12, socket));
+        assert!(!is_our_qemu(proc_root.path(), 13, socket));
+    }
+}

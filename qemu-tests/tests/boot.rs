@@ -1,0 +1,195 @@
+//! Boot-level tests: boot the built image (`build/image`, or `CAIRN_IMAGE_DIR`) under QEMU
+//! and check what the agent reports on the console. All `#[ignore]`d so plain `cargo test`
+//! stays fast; `make test` runs them with `--ignored`.
+//!
+//! The read-only checks share one node (booted by whichever test runs first); the clean
+//! stop boots its own, since it ends the guest.
+
+mod common;
+
+use std::fs;
+use std::path::{Component, Path};
+use std::time::Duration;
+
+use cairn_qemu::{ExitAction, Stop};
+use common::{boot, fail, module_name, shared, Shared};
+use serde_json::Value;
+
+#[test]
+#[ignore = "boots QEMU; run with `make test`"]
+fn guest_prints_cairn_ready() {
+    let shared = shared();
+    shared.check(
+        !shared.ready.node_id.is_empty(),
+        "CAIRN_READY has an empty node_id",
+    );
+}
+
+#[test]
+#[ignore = "boots QEMU; run with `make test`"]
+fn identity_derives_from_the_public_key() {
+    let shared = shared();
+    let ready = &shared.ready;
+    let is_lower_hex = |s: &str| s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    shared.check(
+        ready.public_key.len() == 64 && is_lower_hex(&ready.public_key),
+        format!(
+            "public_key {:?} is not 32 bytes of lowercase hex",
+            ready.public_key
+        ),
+    );
+    let key = hex::decode(&ready.public_key).expect("checked hex");
+    let expected = hex::encode(&key[..16]);
+    shared.check(
+        ready.node_id == expected,
+        format!(
+            "node_id {:?} is not the first 16 bytes of the key ({expected})",
+            ready.node_id
+        ),
+    );
+    shared.check(
+        ready.machine_id == ready.node_id,
+        format!(
+            "machine_id {:?} differs from node_id {:?}",
+            ready.machine_id, ready.node_id
+        ),
+    );
+    shared.check(
+        ready.hostname == format!("cairn-{}", ready.node_id),
+        format!("hostname {:?} is not cairn-<node id>", ready.hostname),
+    );
+}
+
+#[test]
+#[ignore = "boots QEMU; run with `make test`"]
+fn os_release_is_the_one_stamped_into_the_image() {
+    let shared = shared();
+    let stamped = image_os_release(shared);
+    shared.check(
+        shared.ready.os_release == stamped,
+        format!(
+            "guest os-release differs from the image's\n--- guest ---\n{}\n--- image ---\n{stamped}",
+            shared.ready.os_release
+        ),
+    );
+    let version = stamped
+        .lines()
+        .find_map(|line| line.strip_prefix("VERSION="))
+        .map(|value| value.trim_matches('"'));
+    shared.check(
+        version == Some(shared.ready.version.as_str()),
+        format!(
+            "reported version {:?} is not os-release VERSION {version:?}",
+            shared.ready.version
+        ),
+    );
+}
+
+/// `/etc/os-release` as the builder stamped it into the initramfs (one symlink followed).
+fn image_os_release(shared: &Shared) -> String {
+    let initrd = common::image().initrd;
+    let bytes = fs::read(&initrd)
+        .unwrap_or_else(|err| shared.fail(format!("cannot read {}: {err}", initrd.display())));
+    let entries = cairn_initramfs::read(&bytes)
+        .unwrap_or_else(|err| shared.fail(format!("the initramfs does not parse: {err}")));
+    let find = |path: &str| {
+        let wanted = Path::new("/").join(path);
+        entries
+            .iter()
+            .find(|e| Path::new("/").join(e.path.trim_start_matches("./")) == wanted)
+    };
+    let mut entry = find("etc/os-release")
+        .unwrap_or_else(|| shared.fail("the initramfs has no /etc/os-release"));
+    if let Some(target) = entry.symlink_target() {
+        let resolved = normalize(&Path::new("/etc").join(target.as_ref()));
+        entry = find(&resolved).unwrap_or_else(|| {
+            shared.fail(format!(
+                "/etc/os-release links to {target:?}, not in the initramfs"
+            ))
+        });
+    }
+    String::from_utf8_lossy(&entry.data).into_owned()
+}
+
+/// `path` with `.` and `..` resolved lexically, without the leading `/`.
+fn normalize(path: &Path) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.components() {
+        match part {
+            Component::Normal(name) => parts.push(name.to_str().unwrap_or_default()),
+            Component::ParentDir => {
+                parts.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    parts.join("/")
+}
+
+#[test]
+#[ignore = "boots QEMU; run with `make test`"]
+fn every_manifest_module_is_loaded() {
+    let shared = shared();
+    let listed = manifest_modules(shared);
+    let loaded: Vec<String> = shared
+        .ready
+        .modules
+        .iter()
+        .map(|m| module_name(m))
+        .collect();
+    let missing: Vec<&String> = listed.iter().filter(|m| !loaded.contains(m)).collect();
+    shared.check(
+        missing.is_empty(),
+        format!("modules listed in the manifest but not loaded: {missing:?} (loaded: {loaded:?})"),
+    );
+}
+
+/// Module names from `manifest.json` (`modules: [{name, path}]`, in load order).
+fn manifest_modules(shared: &Shared) -> Vec<String> {
+    let path = common::image().manifest_path();
+    let text = fs::read_to_string(&path).unwrap_or_else(|err| {
+        shared.fail(format!(
+            "cannot read {}: {err} (run `make image`)",
+            path.display()
+        ))
+    });
+    let manifest: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|err| shared.fail(format!("manifest.json is not JSON: {err}")));
+    let Some(modules) = manifest["modules"].as_array() else {
+        shared.fail("manifest.json has no modules list")
+    };
+    modules
+        .iter()
+        .map(|module| module["name"].as_str().or(module.as_str()))
+        .map(|name| name.unwrap_or_else(|| shared.fail("a manifest module has no name")))
+        .map(module_name)
+        .collect()
+}
+
+#[test]
+#[ignore = "boots QEMU; run with `make test`"]
+fn ctrl_alt_delete_reboots_cleanly() {
+    let (mut node, _ready) = boot("clean-stop").unwrap_or_else(|err| panic!("{err}"));
+    let stop = node
+        .stop(Duration::from_secs(60))
+        .unwrap_or_else(|err| fail(&node, err));
+    let exited = match stop {
+        Stop::Clean(exited) => exited,
+        Stop::Forced { why, .. } => fail(&node, format!("the guest had to be killed: {why}")),
+    };
+    let Some(info) = exited.info else {
+        fail(
+            &node,
+            format!("qemu exited ({}) without a CAIRN_EXIT line", exited.status),
+        )
+    };
+    if info.action != ExitAction::Reboot || info.code != 0 {
+        fail(
+            &node,
+            format!("expected a reboot with code 0, got {info:?}"),
+        );
+    }
+    if !exited.status.success() {
+        fail(&node, format!("qemu exited with {}", exited.status));
+    }
+}
