@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what building and booting cairn needs on a Debian bookworm host, and
+# nothing that is already there. Safe to run again; runs apt only when something is
+# missing. Needs root (or sudo) only in that case.
+set -euo pipefail
+
+# command -> Debian package providing it
+declare -A wanted=(
+  [qemu-system-x86_64]=qemu-system-x86
+  [qemu-img]=qemu-utils
+  [git]=git
+  [apt-get]=apt
+)
+
+missing=()
+for cmd in "${!wanted[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${wanted[$cmd]}")
+done
+
+# The builder fetches .debs with `apt-get download`, which needs package lists.
+lists_empty() { ! compgen -G "/var/lib/apt/lists/*_Packages" >/dev/null; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@";
+  else echo "setup-host: need root to run: $*" >&2; exit 1; fi
+}
+
+if [ ${#missing[@]} -gt 0 ] || lists_empty; then
+  echo "setup-host: updating package lists"
+  as_root apt-get update -qq
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup-host: installing ${missing[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup-host: cargo not found: install a Rust toolchain (1.85 or newer) first" >&2
+  exit 1
+fi
