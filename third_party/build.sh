@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# Build the upstream Go components cairn ships (containerd, runc, CNI plugins,
+# and the Kubernetes + etcd multiplexer `kube`) from the pinned modules in
+# third_party/<family>/go.mod.
+#
+# usage: third_party/build.sh [OUT_DIR]        (default: $HOME/.cache/cairn/go-out)
+#
+# Output:
+#   OUT_DIR/bin/{containerd,containerd-shim-runc-v2,ctr,runc,kube}
+#   OUT_DIR/cni/bin/{bridge,host-local,loopback,portmap}
+#   OUT_DIR/.stamps/<family>.stamp     input hash of the last successful build
+#   OUT_DIR/.src/kubernetes            patched, vendored build tree (scratch)
+#
+# A family is rebuilt only when its stamp (go.mod, go.sum, this script, Go
+# version, target, C toolchain for cgo families, kubernetes' cmd/ and
+# patches) changed or an output is missing. Environment knobs: GO (go binary),
+# GOARCH (default: host), CC.
+# Go caches stay where Go puts them (GOMODCACHE/GOCACHE), never in the repo.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+script="$here/$(basename "${BASH_SOURCE[0]}")"
+out="$(realpath -m -- "${1:-${HOME}/.cache/cairn/go-out}")"
+
+case "$out/" in
+"$here"/* | "$(dirname "$here")"/*)
+	echo "build.sh: OUT_DIR must be outside the repository: $out" >&2
+	exit 2
+	;;
+esac
+mkdir -p "$out"
+
+if [[ -z "${GO:-}" ]]; then
+	GO="$(command -v go || true)"
+	[[ -n "$GO" ]] || GO=/usr/local/go/bin/go
+fi
+[[ -x "$GO" ]] || { echo "build.sh: no go binary (set GO=)" >&2; exit 2; }
+
+# Never download a toolchain; ignore any go.work above us; go.mod/go.sum are
+# committed and must not be edited by a build.
+export GOTOOLCHAIN=local GOWORK=off GOFLAGS=-mod=readonly GOOS=linux
+export GOARCH="${GOARCH:-$("$GO" env GOARCH)}"
+go_version="$("$GO" version)"
+
+# Flags shared by every family. -buildid= and -trimpath make the output
+# independent of paths and cache state.
+common_flags=(-trimpath -buildvcs=false)
+common_ldflags="-s -w -buildid="
+
+mod_version() { # module path, go.mod -> pinned version
+	awk -v m="$1" '$1 == m { print $2; exit } $1 == "require" && $2 == m { print $3; exit }' "$2"
+}
+
+stamp_of() { # family dir, extra text -> sha256 of all build inputs
+	local dir="$1" extra="$2"
+	{
+		printf 'script\n'; cat "$script"
+		printf 'go.mod\n'; cat "$dir/go.mod"
+		printf 'go.sum\n'; cat "$dir/go.sum"
+		printf 'go %s\nGOOS=%s GOARCH=%s\n%s\n' "$go_version" "$GOOS" "$GOARCH" "$extra"
+	} | sha256sum | cut -d' ' -f1
+}
+
+gobuild() { # runs in the family dir
+	nice -n 19 "$GO" build "${common_flags[@]}" "$@"
+}
+
+# family name, stamp extra, output dir, binaries..., then "--" and the build
+# function name. Skips when stamp matches and all binaries exist.
+run_family() {
+	local fam="$1" extra="$2" dest="$3"; shift 3
+	local bins=()
+	while [[ "$1" != "--" ]]; do bins+=("$1"); shift; done
+	shift
+	local builder="$1"
+	local dir="$here/$fam" stampfile="$out/.stamps/$fam.stamp"
+	local stamp; stamp="$(stamp_of "$dir" "$extra")"
+	local ok=1 b
+	for b in "${bins[@]}"; do [[ -x "$dest/$b" ]] || ok=0; done
+	if [[ $ok == 1 && -f "$stampfile" && "$(cat "$stampfile")" == "$stamp" ]]; then
+		echo "$fam: up to date ($dest: ${bins[*]})"
+		return 0
+	fi
+	local t0=$SECONDS tmp="$out/.tmp-$fam"
+	rm -rf "$tmp" "$stampfile"
+	mkdir -p "$tmp" "$dest" "$out/.stamps"
+	(cd "$dir" && "$builder" "$tmp")
+	for b in "${bins[@]}"; do
+		[[ -x "$tmp/$b" ]] || { echo "build.sh: $fam did not produce $b" >&2; exit 1; }
+		mv -f "$tmp/$b" "$dest/$b"
+	done
+	rm -rf "$tmp"
+	echo "$stamp" >"$stampfile"
+	echo "$fam: built in $((SECONDS - t0))s ($dest: ${bins[*]})"
+}
+
+# --- containerd: containerd + ctr, and the runc shim (static, CGO off) ------
+ctrd_pkg=github.com/containerd/containerd/v2
+build_containerd() {
+	local tmp="$1" v; v="$(mod_version "$ctrd_pkg" go.mod)"
+	# Same -X variables as upstream's Makefile; Revision (a git hash) is not
+	# known from a module download, so it stays empty as in upstream's default.
+	local ld="$common_ldflags -X $ctrd_pkg/version.Version=$v -X $ctrd_pkg/version.Revision= -X $ctrd_pkg/version.Package=$ctrd_pkg"
+	CGO_ENABLED=0 gobuild -tags "urfave_cli_no_docs" -ldflags "$ld" -o "$tmp/" \
+		"$ctrd_pkg/cmd/containerd" "$ctrd_pkg/cmd/ctr"
+	CGO_ENABLED=0 gobuild -tags "urfave_cli_no_docs no_grpc" -ldflags "$ld" -o "$tmp/" \
+		"$ctrd_pkg/cmd/containerd-shim-runc-v2"
+}
+
+# --- runc: cgo + libseccomp, dynamic PIE as upstream's default build --------
+build_runc() {
+	local tmp="$1"
+	# Upstream's default tags minus libpathrs (a Rust C library we do not
+	# build); runc then uses its pure-Go pathrs-lite fallback.
+	CGO_ENABLED=1 gobuild -buildmode=pie -tags "seccomp urfave_cli_no_docs" \
+		-ldflags "$common_ldflags" -o "$tmp/runc" github.com/opencontainers/runc
+}
+
+# --- CNI plugins (static, CGO off) ------------------------------------------
+cni_pkg=github.com/containernetworking/plugins
+build_cni() {
+	local tmp="$1" v; v="$(mod_version "$cni_pkg" go.mod)"
+	CGO_ENABLED=0 gobuild -ldflags "$common_ldflags -X $cni_pkg/pkg/utils/buildversion.BuildVersion=$v" \
+		-o "$tmp/" "$cni_pkg/plugins/main/bridge" "$cni_pkg/plugins/ipam/host-local" \
+		"$cni_pkg/plugins/main/loopback" "$cni_pkg/plugins/meta/portmap"
+}
+
+run_family containerd "" "$out/bin" containerd containerd-shim-runc-v2 ctr -- build_containerd
+
+cc="${CC:-gcc}"
+if ! pkg-config --exists libseccomp 2>/dev/null; then
+	echo "build.sh: runc needs libseccomp headers (Debian: apt-get install libseccomp-dev pkg-config)" >&2
+	exit 1
+fi
+runc_extra="cc: $("$cc" --version | head -n1)
+libseccomp: $(pkg-config --modversion libseccomp)"
+run_family runc "$runc_extra" "$out/bin" runc -- build_runc
+
+run_family cni-plugins "" "$out/cni/bin" bridge host-local loopback portmap -- build_cni
+
+# --- kubernetes: one static multiplexer `kube` (apiserver, controller-manager,
+# scheduler, kubelet, kubectl, etcd), built from a vendored copy with our
+# patches (kubernetes/patches/*.patch) applied. The copy lives outside the
+# repository, under OUT_DIR/.src; the family dir itself is never modified.
+k8s_pkg=k8s.io/kubernetes
+build_kubernetes() {
+	local tmp="$1" src="$out/.src/kubernetes" v p
+	v="$(mod_version "$k8s_pkg" go.mod)"
+	# buildDate: the release's commit time from the module proxy's .info, so
+	# the binary is reproducible and still carries a meaningful date.
+	local date; date="$("$GO" list -m -f '{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}' "$k8s_pkg")"
+	local major="${v#v}"; major="${major%%.*}"
+	local minor="${v#v*.}"; minor="${minor%%.*}"
+	rm -rf "$src"
+	mkdir -p "$src"
+	cp -R go.mod go.sum cmd "$src/"
+	(
+		cd "$src"
+		GOFLAGS= "$GO" mod vendor
+		for p in "$here"/kubernetes/patches/*.patch; do
+			[[ -e "$p" ]] || continue
+			echo "kubernetes: applying $(basename "$p")"
+			patch -p1 --batch --forward --quiet --no-backup-if-mismatch <"$p"
+		done
+		# Same -X variables as upstream's hack/lib/version.sh; gitCommit and
+		# gitTreeState stay unset as for any build without a git tree.
+		local ld="$common_ldflags" pkg var
+		for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+			for var in "gitVersion=$v" "gitMajor=$major" "gitMinor=$minor" "buildDate=$date"; do
+				ld+=" -X $pkg.$var"
+			done
+		done
+		# Upstream's release tags (hack/lib/golang.sh, non-debug builds).
+		CGO_ENABLED=0 gobuild -mod=vendor -tags "selinux,notest,grpcnotrace" \
+			-ldflags "$ld" -o "$tmp/kube" ./cmd/kube
+	)
+}
+
+k8s_extra="$(cd "$here/kubernetes" && find cmd patches -type f | LC_ALL=C sort | xargs sha256sum)
+patch: $(patch --version | head -n1)"
+run_family kubernetes "$k8s_extra" "$out/bin" kube -- build_kubernetes
