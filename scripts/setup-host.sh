@@ -10,6 +10,11 @@ declare -A wanted=(
   [qemu-img]=qemu-utils
   [git]=git
   [apt-get]=apt
+  # containerd-client's build script compiles containerd's .proto files with protoc.
+  [protoc]=protobuf-compiler
+  # third_party/build.sh: runc is built with cgo against libseccomp.
+  [pkg-config]=pkg-config
+  [gcc]=gcc
 )
 
 missing=()
@@ -25,6 +30,9 @@ as_root() {
   else echo "setup-host: need root to run: $*" >&2; exit 1; fi
 }
 
+# Headers only, so checked by file rather than by command.
+[ -f /usr/include/seccomp.h ] || missing+=(libseccomp-dev)
+
 if [ ${#missing[@]} -gt 0 ] || lists_empty; then
   echo "setup-host: updating package lists"
   as_root apt-get update -qq
@@ -36,5 +44,12 @@ fi
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup-host: cargo not found: install a Rust toolchain (1.85 or newer) first" >&2
+  exit 1
+fi
+
+# third_party/build.sh builds containerd, runc and the CNI plugins with the local Go
+# (GOTOOLCHAIN=local: it never downloads one); their go.mod files need Go 1.26.
+if ! command -v go >/dev/null 2>&1 && [ ! -x /usr/local/go/bin/go ]; then
+  echo "setup-host: go not found: install Go 1.26 or newer (or set GO=) first" >&2
   exit 1
 fi

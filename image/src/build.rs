@@ -12,16 +12,20 @@ use std::path::{Path, PathBuf};
 use cairn_initramfs as cpio;
 
 use crate::cargo::{self, CargoError};
-use crate::config::{CompressionKind, Config, ConfigError, Source};
+use crate::config::{Component, CompressionKind, Config, ConfigError, ContainerImage, Source};
 use crate::deb::{Deb, DebCache, DebError};
 use crate::elf::{self, ElfError};
-use crate::manifest::{self, FileInfo, Manifest, ModuleInfo, SourceInfo};
+use crate::gobuild::{self, GoError};
+use crate::manifest::{self, ContainerImageInfo, FileInfo, Manifest, ModuleInfo, SourceInfo};
 use crate::modules::{KernelTree, ModuleError};
+use crate::oci::{self, LayerEntry};
 use crate::osrelease::{self, BuildInfo};
 use crate::progress::Progress;
 
 /// Where the agent finds its module list (docs/interfaces.md).
 pub const MODULES_LOAD: &str = "/etc/cairn/modules.load";
+/// Build facts for the agent's debug service (docs/interfaces.md).
+pub const BUILD_JSON: &str = "/etc/cairn/build.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -38,6 +42,20 @@ pub enum BuildError {
         component: String,
         #[source]
         source: CargoError,
+    },
+    #[error("cannot build the go components")]
+    Go(#[from] GoError),
+    #[error("container image `{image}`: {path} is dynamically linked (interpreter {interpreter})")]
+    DynamicInImage {
+        image: String,
+        path: String,
+        interpreter: String,
+    },
+    #[error("container image `{image}`: cannot write its archive")]
+    ImageArchive {
+        image: String,
+        #[source]
+        source: std::io::Error,
     },
     #[error("component `{component}`: cannot read {}", path.display())]
     ReadInput {
@@ -113,6 +131,7 @@ struct Planned {
 struct Plan {
     entries: BTreeMap<String, Planned>,
     sources: Vec<SourceInfo>,
+    images: Vec<ContainerImageInfo>,
 }
 
 impl Plan {
@@ -170,7 +189,7 @@ impl Plan {
 
 /// Builds the image described by `options` and returns its manifest.
 pub fn build(options: &Options) -> Result<Manifest, BuildError> {
-    let mut progress = Progress::new(7);
+    let mut progress = Progress::new(8);
     progress.step("reading config");
     let config = Config::load(&options.config)?;
     let workspace = workspace_root();
@@ -183,14 +202,30 @@ pub fn build(options: &Options) -> Result<Manifest, BuildError> {
     let (kernel_deb, kernel) = fetch_kernel(&debs, &config, &mut plan)?;
 
     progress.step("building and collecting components");
-    let config_dir = options.config.parent().unwrap_or(Path::new("."));
-    add_components(&mut plan, &config, &workspace, config_dir, &debs, &progress)?;
+    let inputs = Inputs {
+        workspace: &workspace,
+        config_dir: options.config.parent().unwrap_or(Path::new(".")),
+        debs: &debs,
+        go_out: options.cache.join("go-out"),
+        go_built: std::cell::OnceCell::new(),
+    };
+    add_components(&mut plan, &config.components, &inputs, &progress)?;
+
+    progress.step("assembling container images");
+    add_container_images(
+        &mut plan,
+        &config.container_images,
+        &inputs,
+        &info,
+        &progress,
+    )?;
 
     progress.step("resolving shared libraries");
     add_libraries(&mut plan, &config, &debs)?;
 
     progress.step("resolving kernel modules");
     let (modules, builtin) = add_modules(&mut plan, &config, &kernel)?;
+    let content_digest = add_build_json(&mut plan, &info)?;
 
     progress.step("writing the initramfs");
     let archive = write_archive(&plan, &config, info.source_date_epoch)?;
@@ -211,6 +246,7 @@ pub fn build(options: &Options) -> Result<Manifest, BuildError> {
         &archive,
         modules,
         builtin,
+        content_digest,
     );
     write_output(
         &options.out,
@@ -274,43 +310,188 @@ fn fetch_kernel(
     Ok((deb, tree))
 }
 
+/// Where component sources come from during one build.
+struct Inputs<'a> {
+    workspace: &'a Path,
+    config_dir: &'a Path,
+    debs: &'a DebCache,
+    go_out: PathBuf,
+    /// Set once `third_party/build.sh` has run in this build.
+    go_built: std::cell::OnceCell<PathBuf>,
+}
+
+impl Inputs<'_> {
+    /// The Go output directory, running the Go build the first time it is asked for.
+    fn go_out(&self) -> Result<&Path, BuildError> {
+        if let Some(out) = self.go_built.get() {
+            return Ok(out);
+        }
+        let out = gobuild::build(self.workspace, &self.go_out)?;
+        Ok(self.go_built.get_or_init(|| out))
+    }
+}
+
 fn add_components(
     plan: &mut Plan,
-    config: &Config,
-    workspace: &Path,
-    config_dir: &Path,
-    debs: &DebCache,
+    components: &[Component],
+    inputs: &Inputs,
     progress: &Progress,
 ) -> Result<(), BuildError> {
-    for component in &config.components {
+    for component in components {
         progress.detail(&component.name);
-        let name = component.name.as_str();
-        let install = component.install.as_deref().unwrap_or_default();
-        match component.source().expect("validated: one source") {
-            Source::Cargo(source) => {
-                let binary =
-                    cargo::build(workspace, source).map_err(|source| BuildError::Cargo {
-                        component: name.to_owned(),
-                        source,
-                    })?;
-                plan.add_host_file(install, &binary, 0o755, name)?;
-                push_file_source(plan, name, "cargo", &source.package, install);
-            }
-            Source::File(file) => {
-                plan.add_host_file(install, &config_dir.join(file), 0o755, name)?;
-                push_file_source(plan, name, "file", &file.display().to_string(), install);
-            }
-            Source::Deb(source) => {
-                let deb = debs.fetch(&source.package, source.version.as_deref())?;
-                plan.add_deb_source(name, &deb);
-                let root = debs.unpacked(&deb)?;
-                for file in &source.files {
-                    add_deb_file(plan, &root, file, name, &source.package)?;
-                }
+        add_component(plan, component, inputs)?;
+        for (path, target) in &component.symlinks {
+            plan.add(
+                path,
+                0o777,
+                Content::Symlink(target.clone()),
+                &component.name,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn add_component(
+    plan: &mut Plan,
+    component: &Component,
+    inputs: &Inputs,
+) -> Result<(), BuildError> {
+    let name = component.name.as_str();
+    let install = component.install.as_deref().unwrap_or_default();
+    match component.source().expect("validated: one source") {
+        Source::Cargo(source) => {
+            let binary =
+                cargo::build(inputs.workspace, source).map_err(|source| BuildError::Cargo {
+                    component: name.to_owned(),
+                    source,
+                })?;
+            plan.add_host_file(install, &binary, 0o755, name)?;
+            push_file_source(plan, name, "cargo", &source.package, install);
+        }
+        Source::File(file) => {
+            plan.add_host_file(install, &inputs.config_dir.join(file), 0o755, name)?;
+            push_file_source(plan, name, "file", &file.display().to_string(), install);
+        }
+        Source::Go(source) => {
+            let host = inputs.go_out()?.join(&source.path);
+            plan.add_host_file(install, &host, 0o755, name)?;
+            push_file_source(plan, name, "go", &source.path, install);
+        }
+        Source::Deb(source) => {
+            let deb = inputs
+                .debs
+                .fetch(&source.package, source.version.as_deref())?;
+            plan.add_deb_source(name, &deb);
+            let root = inputs.debs.unpacked(&deb)?;
+            for file in &source.files {
+                add_deb_file(plan, &root, file, name, &source.package)?;
             }
         }
     }
     Ok(())
+}
+
+/// Each image's components are planned on their own (they are not initramfs files),
+/// turned into one layer and written as an OCI archive into the initramfs.
+fn add_container_images(
+    plan: &mut Plan,
+    images: &[ContainerImage],
+    inputs: &Inputs,
+    info: &BuildInfo,
+    progress: &Progress,
+) -> Result<(), BuildError> {
+    for image in images {
+        let mut contents = Plan::default();
+        add_components(&mut contents, &image.components, inputs, progress)?;
+        let mut layer = BTreeMap::new();
+        for (path, planned) in &contents.entries {
+            let entry = match &planned.content {
+                Content::Dir => LayerEntry::Dir { mode: planned.mode },
+                Content::File(data) => {
+                    check_static(image, path, data)?;
+                    LayerEntry::File {
+                        mode: planned.mode,
+                        data: data.clone(),
+                    }
+                }
+                Content::Symlink(target) => LayerEntry::Symlink {
+                    target: target.clone(),
+                },
+                Content::CharDevice(..) => unreachable!("components plan no devices"),
+            };
+            layer.insert(path.clone(), entry);
+        }
+        let run = oci::RunConfig {
+            entrypoint: image.entrypoint.clone(),
+            cmd: image.cmd.clone(),
+            env: image.env.clone(),
+        };
+        let archive = oci::write_image(&image.reference, &layer, &run, info.source_date_epoch)
+            .map_err(|source| BuildError::ImageArchive {
+                image: image.name.clone(),
+                source,
+            })?;
+        let component = format!("image/{}", image.name);
+        let path = image.archive_path();
+        plan.sources
+            .extend(contents.sources.into_iter().map(|mut s| {
+                s.component = format!("{component}/{}", s.component);
+                s
+            }));
+        plan.images.push(ContainerImageInfo {
+            name: image.name.clone(),
+            reference: image.reference.clone(),
+            archive: path.clone(),
+            archive_sha256: manifest::sha256_hex(&archive.bytes),
+            manifest_digest: archive.manifest_digest,
+            layer_digest: archive.layer_digest,
+        });
+        plan.add(&path, 0o644, Content::File(archive.bytes), &component)?;
+    }
+    Ok(())
+}
+
+/// A container has no loader or libraries of its own: refuse dynamic executables.
+fn check_static(image: &ContainerImage, path: &str, data: &[u8]) -> Result<(), BuildError> {
+    if !data.starts_with(b"\x7fELF") {
+        return Ok(());
+    }
+    let interpreter = goblin::elf::Elf::parse(data)
+        .ok()
+        .and_then(|elf| elf.interpreter.map(str::to_owned));
+    match interpreter {
+        Some(interpreter) => Err(BuildError::DynamicInImage {
+            image: image.name.clone(),
+            path: path.to_owned(),
+            interpreter,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// `/etc/cairn/build.json`: the os-release version fields and a digest over every
+/// other initramfs entry, so the running node can name exactly what it booted (the
+/// same value is in manifest.json). Added last, after everything it covers.
+fn add_build_json(plan: &mut Plan, info: &BuildInfo) -> Result<String, BuildError> {
+    let mut text = String::new();
+    for (path, planned) in &plan.entries {
+        let info = file_info(path, planned);
+        let what = info.sha256.or(info.target).unwrap_or_default();
+        text.push_str(&format!("{path} {} {} {what}\n", info.kind, info.mode));
+    }
+    let digest = format!("sha256:{}", manifest::sha256_hex(text.as_bytes()));
+    let json = serde_json::json!({
+        "version": info.version,
+        "version_id": info.version_id,
+        "build_id": info.build_id,
+        "source_date_epoch": info.source_date_epoch,
+        "content_digest": digest,
+    });
+    let mut bytes = serde_json::to_vec_pretty(&json).expect("json serializes");
+    bytes.push(b'\n');
+    plan.add(BUILD_JSON, 0o644, Content::File(bytes), "os-release")?;
+    Ok(digest)
 }
 
 /// Records a built or repository file as a source, hashed as it is in the plan.
@@ -352,11 +533,44 @@ fn add_deb_file(
             component,
         );
     }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = meta.permissions().mode() & 0o7777;
+    if meta.is_dir() {
+        return add_deb_dir(plan, root, file, mode, component, package);
+    }
     if !meta.is_file() {
         return Err(not_found());
     }
-    use std::os::unix::fs::PermissionsExt;
-    plan.add_host_file(file, &host, meta.permissions().mode() & 0o7777, component)
+    plan.add_host_file(file, &host, mode, component)
+}
+
+/// A package directory and everything below it (sorted, so the plan is the same on
+/// every host), e.g. the xtables extensions that iptables dlopen(3)s by name.
+fn add_deb_dir(
+    plan: &mut Plan,
+    root: &Path,
+    dir: &str,
+    mode: u32,
+    component: &str,
+    package: &str,
+) -> Result<(), BuildError> {
+    plan.add(dir, mode, Content::Dir, component)?;
+    let host = root.join(dir.trim_start_matches('/'));
+    let read_err = |source| BuildError::ReadInput {
+        component: component.to_owned(),
+        path: host.clone(),
+        source,
+    };
+    let mut names: Vec<String> = fs::read_dir(&host)
+        .map_err(read_err)?
+        .map(|entry| entry.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_, _>>()
+        .map_err(read_err)?;
+    names.sort();
+    for name in names {
+        add_deb_file(plan, root, &format!("{dir}/{name}"), component, package)?;
+    }
+    Ok(())
 }
 
 /// Adds the interpreter and DT_NEEDED closure of every ELF file planned so far.
@@ -371,7 +585,7 @@ fn add_libraries(plan: &mut Plan, config: &Config, debs: &DebCache) -> Result<()
         .entries
         .iter()
         .filter_map(|(path, planned)| match &planned.content {
-            Content::File(data) if data.starts_with(b"\x7fELF") && planned.mode & 0o111 != 0 => {
+            Content::File(data) if needs_loader(data, planned.mode) => {
                 Some((path.clone(), data.clone()))
             }
             _ => None,
@@ -394,6 +608,19 @@ fn add_libraries(plan: &mut Plan, config: &Config, debs: &DebCache) -> Result<()
         }
     }
     Ok(())
+}
+
+/// Executables, and shared objects whatever their mode: plugins such as the xtables
+/// extensions are 0644 and dlopen(3)ed, and their DT_NEEDED must be present too.
+/// Kernel modules are ELF relocatable objects (`ET_REL`) and never loaded by ld.so.
+fn needs_loader(data: &[u8], mode: u32) -> bool {
+    const ET_DYN: u16 = 3;
+    if !data.starts_with(b"\x7fELF") || data.len() < 18 {
+        return false;
+    }
+    // e_type follows the 16-byte e_ident; x86_64 ELF is little-endian.
+    let e_type = u16::from_le_bytes([data[16], data[17]]);
+    mode & 0o111 != 0 || e_type == ET_DYN
 }
 
 /// Adds the module closure and `/etc/cairn/modules.load`.
@@ -469,6 +696,7 @@ fn manifest_for(
     archive: &[u8],
     modules: Vec<ModuleInfo>,
     builtin_modules: Vec<String>,
+    content_digest: String,
 ) -> Manifest {
     let vmlinuz_sha256 = manifest::sha256_hex(vmlinuz);
     let initramfs_sha256 = manifest::sha256_hex(archive);
@@ -501,7 +729,9 @@ fn manifest_for(
             size: archive.len() as u64,
             sha256: initramfs_sha256,
         },
+        content_digest,
         sources,
+        container_images: plan.images.clone(),
         modules,
         builtin_modules,
         files: plan

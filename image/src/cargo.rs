@@ -38,6 +38,11 @@ struct Target {
     name: String,
 }
 
+/// The target named explicitly for static builds: with `--target`, Cargo applies
+/// `RUSTFLAGS` only to the target's artifacts, not to build scripts and proc macros
+/// (which must stay dynamic host programs). The image is x86_64 throughout.
+pub const STATIC_TARGET: &str = "x86_64-unknown-linux-gnu";
+
 /// Builds `source` in release mode from the workspace at `workspace` and returns the
 /// path of the executable.
 pub fn build(workspace: &Path, source: &CargoSource) -> Result<PathBuf, CargoError> {
@@ -54,6 +59,14 @@ pub fn build(workspace: &Path, source: &CargoSource) -> Result<PathBuf, CargoErr
         .args(["--package", &source.package, "--bin", &source.bin])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
+    if source.static_link {
+        // glibc's static libc (`+crt-static`); there is no musl target on the build
+        // hosts. A separate target directory subtree keeps the dynamic builds cached.
+        command
+            .args(["--target", STATIC_TARGET])
+            .env_remove("RUSTFLAGS")
+            .env("CARGO_ENCODED_RUSTFLAGS", "-Ctarget-feature=+crt-static");
+    }
     if !source.features.is_empty() {
         command.args(["--features", &source.features.join(",")]);
     }

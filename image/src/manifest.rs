@@ -17,8 +17,13 @@ pub struct Manifest {
     pub kernel: KernelInfo,
     pub cmdline: String,
     pub initramfs: InitramfsInfo,
+    /// sha256 over every initramfs entry but `/etc/cairn/build.json`, which carries
+    /// the same value into the running node.
+    pub content_digest: String,
     /// Packages and other inputs, sorted by component then name.
     pub sources: Vec<SourceInfo>,
+    /// OCI archives in the initramfs for the agent to import, in config order.
+    pub container_images: Vec<ContainerImageInfo>,
     /// Modules in load order (dependencies first), as `/etc/cairn/modules.load` lists them.
     pub modules: Vec<ModuleInfo>,
     /// Requested modules the kernel has built in (nothing to load).
@@ -54,12 +59,25 @@ pub struct InitramfsInfo {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct SourceInfo {
     pub component: String,
-    /// `deb`, `cargo` or `file`.
+    /// `deb`, `cargo`, `file` or `go`.
     pub kind: String,
     /// Package name, cargo package, or repository path.
     pub name: String,
     pub version: Option<String>,
     pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerImageInfo {
+    pub name: String,
+    pub reference: String,
+    /// The archive's path in the initramfs.
+    pub archive: String,
+    pub archive_sha256: String,
+    /// `sha256:<hex>` of the OCI manifest: the digest containerd lists.
+    pub manifest_digest: String,
+    /// `sha256:<hex>` of the single uncompressed layer.
+    pub layer_digest: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

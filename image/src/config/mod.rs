@@ -6,11 +6,12 @@
 //! names the offending field by its path (`component[1].install`). Every error also
 //! names the config file.
 
-use std::collections::BTreeSet;
-use std::fs;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+mod extends;
 
 /// A config error; always names the file.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +28,8 @@ pub enum ConfigError {
         #[source]
         source: toml::de::Error,
     },
+    #[error("config {}: `extends` {problem}", path.display())]
+    Extends { path: PathBuf, problem: String },
     #[error("invalid config {}: field `{field}`: {problem}", path.display())]
     Field {
         path: PathBuf,
@@ -44,6 +47,9 @@ pub struct Config {
     pub libraries: LibrariesConfig,
     #[serde(rename = "component", default)]
     pub components: Vec<Component>,
+    /// OCI images written as archives into the initramfs, for the agent to import.
+    #[serde(rename = "container_image", default)]
+    pub container_images: Vec<ContainerImage>,
 }
 
 /// The fixed os-release fields; the version fields are derived at build time.
@@ -91,12 +97,12 @@ pub struct LibrariesConfig {
     pub packages: Vec<String>,
 }
 
-/// One thing put into the image, from exactly one of `cargo`, `file` or `deb`.
+/// One thing put into the image, from exactly one of `cargo`, `file`, `deb` or `go`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Component {
     pub name: String,
-    /// Where a single-file source lands in the image (cargo and file sources).
+    /// Where a single-file source lands in the image (cargo, file and go sources).
     pub install: Option<String>,
     /// A binary of this Cargo workspace, built by the builder.
     pub cargo: Option<CargoSource>,
@@ -104,6 +110,12 @@ pub struct Component {
     pub file: Option<PathBuf>,
     /// Files taken from a Debian package, at their package paths.
     pub deb: Option<DebSource>,
+    /// A binary built by `third_party/build.sh` (containerd, runc, CNI plugins).
+    pub go: Option<GoSource>,
+    /// Symlinks installed with the component (image path -> target), e.g. the
+    /// names a package's maintainer scripts would create with update-alternatives.
+    #[serde(default)]
+    pub symlinks: BTreeMap<String, String>,
 }
 
 /// A component's source, once validation has checked there is exactly one.
@@ -112,17 +124,56 @@ pub enum Source<'a> {
     Cargo(&'a CargoSource),
     File(&'a Path),
     Deb(&'a DebSource),
+    Go(&'a GoSource),
 }
 
 impl Component {
     /// The single source of this component, or `None` if it names zero or several.
     pub fn source(&self) -> Option<Source<'_>> {
-        match (&self.cargo, &self.file, &self.deb) {
-            (Some(cargo), None, None) => Some(Source::Cargo(cargo)),
-            (None, Some(file), None) => Some(Source::File(file)),
-            (None, None, Some(deb)) => Some(Source::Deb(deb)),
+        match (&self.cargo, &self.file, &self.deb, &self.go) {
+            (Some(cargo), None, None, None) => Some(Source::Cargo(cargo)),
+            (None, Some(file), None, None) => Some(Source::File(file)),
+            (None, None, Some(deb), None) => Some(Source::Deb(deb)),
+            (None, None, None, Some(go)) => Some(Source::Go(go)),
             _ => None,
         }
+    }
+}
+
+/// A binary from the Go build output directory (`<cache>/go-out`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GoSource {
+    /// Relative to the output directory, e.g. `bin/containerd` or `cni/bin/bridge`.
+    pub path: String,
+}
+
+/// An OCI image the builder assembles from components (one layer) and writes as an
+/// OCI image layout archive to [`ContainerImage::archive_path`].
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerImage {
+    /// Names the archive: `/usr/share/cairn/images/<name>.tar`.
+    pub name: String,
+    /// The full reference containerd lists, e.g. `localhost/cairn/pause:1`.
+    pub reference: String,
+    #[serde(default)]
+    pub entrypoint: Vec<String>,
+    #[serde(default)]
+    pub cmd: Vec<String>,
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// The files of the image's single layer; executables must be static.
+    #[serde(rename = "component")]
+    pub components: Vec<Component>,
+}
+
+/// Where preloaded image archives live in the initramfs (docs/interfaces.md).
+pub const IMAGES_DIR: &str = "/usr/share/cairn/images";
+
+impl ContainerImage {
+    pub fn archive_path(&self) -> String {
+        format!("{IMAGES_DIR}/{}.tar", self.name)
     }
 }
 
@@ -133,6 +184,10 @@ pub struct CargoSource {
     pub bin: String,
     #[serde(default)]
     pub features: Vec<String>,
+    /// Link statically (`+crt-static` for an explicit `--target`): for container
+    /// images, which have no loader or libc of their own.
+    #[serde(default, rename = "static")]
+    pub static_link: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -140,18 +195,18 @@ pub struct CargoSource {
 pub struct DebSource {
     pub package: String,
     pub version: Option<String>,
-    /// Absolute paths inside the package to include.
+    /// Absolute paths inside the package to include; a directory is included whole.
     pub files: Vec<String>,
 }
 
 impl Config {
     /// Reads, parses and validates the config at `path`.
+    ///
+    /// A config may start with `extends = "other.toml"` (relative to itself): the other
+    /// file is loaded first and this one merged over it (see [`extends`]).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(path, &text)
+        let value = extends::load_layered(path)?;
+        Self::from_value(path, value)
     }
 
     /// Parses and validates config text; `path` is only used in errors.
@@ -160,6 +215,19 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
+        config.validated(path)
+    }
+
+    fn from_value(path: &Path, value: toml::Table) -> Result<Self, ConfigError> {
+        let config = Config::deserialize(value).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
+        config.validated(path)
+    }
+
+    fn validated(self, path: &Path) -> Result<Self, ConfigError> {
+        let config = self;
         config
             .validate()
             .map_err(|(field, problem)| ConfigError::Field {
@@ -195,7 +263,9 @@ impl Config {
         for (i, package) in self.libraries.packages.iter().enumerate() {
             check_package(&format!("libraries.packages[{i}]"), package)?;
         }
-        self.validate_components()
+        let mut installs = BTreeSet::new();
+        validate_components(&self.components, "component", &mut installs)?;
+        self.validate_container_images()
     }
 
     fn validate_initramfs(&self) -> Result<(), (String, String)> {
@@ -221,48 +291,104 @@ impl Config {
         }
     }
 
-    fn validate_components(&self) -> Result<(), (String, String)> {
+    fn validate_container_images(&self) -> Result<(), (String, String)> {
         let mut names = BTreeSet::new();
-        let mut installs = BTreeSet::new();
-        for (i, component) in self.components.iter().enumerate() {
-            let at = |key: &str| format!("component[{i}].{key}");
-            check_nonempty(&at("name"), &component.name)?;
-            if !names.insert(component.name.as_str()) {
+        let mut references = BTreeSet::new();
+        for (i, image) in self.container_images.iter().enumerate() {
+            let at = |key: &str| format!("container_image[{i}].{key}");
+            let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+            if image.name.is_empty() || !image.name.chars().all(ok) {
+                return Err(field(&at("name"), "may only contain 0-9, a-z and `-`"));
+            }
+            if !names.insert(image.name.as_str()) {
                 return Err(field(
                     &at("name"),
-                    &format!("`{}` is used twice", component.name),
+                    &format!("`{}` is used twice", image.name),
                 ));
             }
-            let Some(source) = component.source() else {
+            check_reference(&at("reference"), &image.reference)?;
+            if !references.insert(image.reference.as_str()) {
+                let problem = format!("`{}` is used twice", image.reference);
+                return Err(field(&at("reference"), &problem));
+            }
+            if image.entrypoint.is_empty() && image.cmd.is_empty() {
                 return Err(field(
-                    &format!("component[{i}]"),
-                    "needs exactly one source: `cargo`, `file` or `deb`",
+                    &at("entrypoint"),
+                    "an image needs `entrypoint` or `cmd`",
                 ));
-            };
-            match (source, &component.install) {
-                (Source::Deb(deb), None) => {
-                    check_package(&at("deb.package"), &deb.package)?;
-                    if deb.files.is_empty() {
-                        return Err(field(&at("deb.files"), "must list at least one file"));
-                    }
-                    for (j, file) in deb.files.iter().enumerate() {
-                        check_image_path(&at(&format!("deb.files[{j}]")), file)?;
-                    }
-                }
-                (Source::Deb(_), Some(_)) => {
-                    return Err(field(&at("install"), "deb files keep their package paths"));
-                }
-                (_, None) => return Err(field(&at("install"), "is required for this source")),
-                (_, Some(install)) => {
-                    check_image_path(&at("install"), install)?;
-                    if !installs.insert(install.as_str()) {
-                        return Err(field(&at("install"), &format!("`{install}` is used twice")));
-                    }
+            }
+            for (j, env) in image.env.iter().enumerate() {
+                if !env.contains('=') || env.starts_with('=') {
+                    return Err(field(&at(&format!("env[{j}]")), "must be `NAME=value`"));
                 }
             }
+            if image.components.is_empty() {
+                return Err(field(&at("component"), "must list at least one component"));
+            }
+            let mut installs = BTreeSet::new();
+            validate_components(&image.components, &at("component"), &mut installs)?;
         }
         Ok(())
     }
+}
+
+/// Validates components listed under `prefix` (`component`, or an image's); every
+/// install path and symlink must be unique within `installs`.
+fn validate_components<'a>(
+    components: &'a [Component],
+    prefix: &str,
+    installs: &mut BTreeSet<&'a str>,
+) -> Result<(), (String, String)> {
+    let mut names = BTreeSet::new();
+    for (i, component) in components.iter().enumerate() {
+        let at = |key: &str| format!("{prefix}[{i}].{key}");
+        check_nonempty(&at("name"), &component.name)?;
+        if !names.insert(component.name.as_str()) {
+            return Err(field(
+                &at("name"),
+                &format!("`{}` is used twice", component.name),
+            ));
+        }
+        let Some(source) = component.source() else {
+            return Err(field(
+                &format!("{prefix}[{i}]"),
+                "needs exactly one source: `cargo`, `file`, `deb` or `go`",
+            ));
+        };
+        match (source, &component.install) {
+            (Source::Deb(deb), None) => {
+                check_package(&at("deb.package"), &deb.package)?;
+                if deb.files.is_empty() {
+                    return Err(field(&at("deb.files"), "must list at least one file"));
+                }
+                for (j, file) in deb.files.iter().enumerate() {
+                    check_image_path(&at(&format!("deb.files[{j}]")), file)?;
+                }
+            }
+            (Source::Deb(_), Some(_)) => {
+                return Err(field(&at("install"), "deb files keep their package paths"));
+            }
+            (_, None) => return Err(field(&at("install"), "is required for this source")),
+            (source, Some(install)) => {
+                check_image_path(&at("install"), install)?;
+                if !installs.insert(install.as_str()) {
+                    return Err(field(&at("install"), &format!("`{install}` is used twice")));
+                }
+                if let Source::Go(go) = source {
+                    check_relative_path(&at("go.path"), &go.path)?;
+                }
+            }
+        }
+        for (path, target) in &component.symlinks {
+            let key = at(&format!("symlinks.\"{path}\""));
+            check_image_path(&key, path)?;
+            check_nonempty(&key, target)?;
+            if !installs.insert(path.as_str()) {
+                return Err(field(&key, &format!("`{path}` is used twice")));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn field(name: &str, problem: &str) -> (String, String) {
@@ -315,6 +441,42 @@ fn check_module_name(name: &str, value: &str) -> Result<(), (String, String)> {
     Ok(())
 }
 
+/// `name:tag` with a registry host, lower-case (OCI distribution grammar, simplified):
+/// the agent imports under exactly this name and CRI looks pods' images up by it.
+fn check_reference(name: &str, value: &str) -> Result<(), (String, String)> {
+    let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/:".contains(c);
+    let (repository, tag) = value.rsplit_once(':').unwrap_or((value, ""));
+    let bad = !value.chars().all(ok)
+        || !repository.contains('/')
+        || tag.is_empty()
+        || tag.contains('/')
+        || repository.split('/').any(str::is_empty);
+    if bad {
+        return Err(field(
+            name,
+            &format!("`{value}` is not a `host/path:tag` image reference"),
+        ));
+    }
+    Ok(())
+}
+
+/// A plain relative path that stays inside its base directory.
+fn check_relative_path(name: &str, value: &str) -> Result<(), (String, String)> {
+    let path = Path::new(value);
+    let bad = value.is_empty()
+        || path.is_absolute()
+        || path
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)));
+    if bad {
+        return Err(field(
+            name,
+            &format!("`{value}` must be a relative path without `..`"),
+        ));
+    }
+    Ok(())
+}
+
 fn check_image_path(name: &str, value: &str) -> Result<(), (String, String)> {
     let path = Path::new(value);
     let bad = !path.is_absolute()
@@ -332,5 +494,4 @@ fn check_image_path(name: &str, value: &str) -> Result<(), (String, String)> {
 }
 
 #[cfg(test)]
-#[path = "config_tests.rs"]
 mod tests;
