@@ -9,6 +9,9 @@ export CAIRN_CACHE
 
 CONFIG ?= image/cairn.toml
 IMAGE_DIR ?= build/image
+# The same node without the debug service (boot tests prove it has no listener).
+PRODUCTION_CONFIG ?= image/production.toml
+PRODUCTION_DIR ?= build/production
 STATE_DIR ?= build/node
 ACCEL ?= auto
 CARGO ?= cargo
@@ -16,14 +19,15 @@ CARGO ?= cargo
 IMAGE_TOOL := $(CARGO) run --quiet --release --locked -p cairn-image --
 QEMU_TOOL := $(CARGO) run --quiet --release --locked -p cairn-qemu --
 
-.PHONY: help setup image inspect run start stop test unit-test boot-test lint fmt clean
+.PHONY: help setup image production-image inspect run start stop test unit-test boot-test lint fmt clean
 
 help:
 	@echo "make run     build the image and boot a node in QEMU (console here; Ctrl-C stops it)"
 	@echo "make start   boot a node in the background and return once it is ready"
 	@echo "make stop    stop the background node"
 	@echo "make test    unit tests, then boot-level tests against the built image"
-	@echo "make image   build $(IMAGE_DIR) from $(CONFIG)"
+	@echo "make image   build $(IMAGE_DIR) from $(CONFIG) (debug profile)"
+	@echo "make production-image  build $(PRODUCTION_DIR) from $(PRODUCTION_CONFIG)"
 	@echo "make inspect list the files of the built initramfs"
 	@echo "make lint    rustfmt --check and clippy -D warnings"
 
@@ -32,6 +36,9 @@ setup:
 
 image: setup
 	$(IMAGE_TOOL) build --config $(CONFIG) --out $(IMAGE_DIR)
+
+production-image: setup
+	$(IMAGE_TOOL) build --config $(PRODUCTION_CONFIG) --out $(PRODUCTION_DIR)
 
 inspect:
 	$(IMAGE_TOOL) inspect $(IMAGE_DIR)
@@ -47,17 +54,20 @@ stop:
 
 test: unit-test boot-test
 
+# --all-features: the debug service's tests are behind the agent's feature.
 unit-test: setup
-	$(CARGO) test --workspace --locked
+	$(CARGO) test --workspace --all-features --locked
 
 # Boot-level tests (ignored by plain `cargo test`) need the image built first.
-boot-test: image
+boot-test: image production-image
 	CAIRN_IMAGE_DIR=$(abspath $(IMAGE_DIR)) CAIRN_CONFIG=$(abspath $(CONFIG)) \
+	  CAIRN_PRODUCTION_IMAGE_DIR=$(abspath $(PRODUCTION_DIR)) \
 	  $(CARGO) test --release --locked -p cairn-image -p cairn-qemu -- --ignored
 
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all

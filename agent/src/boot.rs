@@ -4,15 +4,20 @@ use std::convert::Infallible;
 use std::io;
 use std::sync::{Arc, Mutex};
 
+use std::time::Duration;
+
+use crate::conditions::Conditions;
 use crate::identity::{self, EphemeralKey, Identity, IdentityError};
+use crate::logbuf::Logs;
 use crate::modules::{self, ModuleError};
 use crate::mounts::{self, MountError, MOUNTS};
-use crate::pid1::{self, LoopError, ShutdownRequest};
+use crate::pid1::{self, LoopError, Pid1, ShutdownRequest};
 use crate::ready::{ReadyError, ReadyReport};
 use crate::reaper::Reaper;
 use crate::rootfs::{self, RootError, RootState};
+use crate::supervisor::{Supervisor, SupervisorError};
 use crate::syscall::Syscall;
-use crate::{console, Paths};
+use crate::{console, containerd, network, services, Paths};
 
 /// RLIMIT_NOFILE for the agent and everything it starts (containerd, etcd and the
 /// kubelet each want far more than the kernel's default 1024). Equal to the default
@@ -30,29 +35,45 @@ pub enum BootError {
     Modules(#[from] ModuleError),
     #[error("cannot establish the node identity")]
     Identity(#[from] IdentityError),
+    #[error("cannot start the services")]
+    Services(#[from] SupervisorError),
     #[error("cannot report readiness")]
     Ready(#[from] ReadyError),
     #[error("main loop failed")]
     Loop(#[from] LoopError),
 }
 
-/// Boots the node and serves as PID 1 until a power request arrives, which it returns.
-/// On the first run (still on rootfs) it does not return: it re-execs `/init`.
-pub fn run(sys: Arc<dyn Syscall>, paths: &Paths) -> Result<ShutdownRequest, BootError> {
-    let boot = Boot { sys: &*sys, paths };
+/// How long the runtime's leftover tasks (log readers, debug connections) get to end
+/// once the services have stopped.
+const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(1);
+
+/// Boots the node and serves as PID 1 until a power request arrives, which it returns
+/// after stopping the services. On the first run (still on rootfs) it does not return:
+/// it re-execs `/init`. `logs` already holds the agent's own log (see `main`).
+pub fn run(sys: Arc<dyn Syscall>, paths: &Paths, logs: Logs) -> Result<ShutdownRequest, BootError> {
+    let boot = Boot {
+        sys: &*sys,
+        paths,
+        conditions: Conditions::new(),
+        logs,
+    };
     boot.leave_initramfs_root()?;
     boot.mount_filesystems()?;
     boot.raise_limits();
     boot.load_modules()?;
     let identity = boot.establish_identity()?;
-    boot.announce_ready(&identity)?;
-    let reaper = Arc::new(Mutex::new(Reaper::default()));
-    Ok(pid1::serve(sys, reaper)?)
+    // The synchronous steps are done; the rest shares one runtime with the PID 1 loop.
+    let runtime = pid1::runtime()?;
+    let request = runtime.block_on(boot.serve(sys.clone(), &identity));
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    request
 }
 
 struct Boot<'a> {
     sys: &'a dyn Syscall,
     paths: &'a Paths,
+    conditions: Conditions,
+    logs: Logs,
 }
 
 impl Boot<'_> {
@@ -78,7 +99,9 @@ impl Boot<'_> {
     /// Second: everything after this reads /proc or /sys or writes /run.
     fn mount_filesystems(&self) -> Result<(), BootError> {
         mounts::mount_all(self.sys, self.paths, MOUNTS)?;
-        tracing::info!("mounted {} file systems", MOUNTS.len());
+        let reason = format!("mounted {} file systems", MOUNTS.len());
+        tracing::info!("{reason}");
+        self.conditions.set("mounts", true, reason);
         Ok(())
     }
 
@@ -94,11 +117,12 @@ impl Boot<'_> {
     /// modules bring up) and before anything needs a virtio device, overlay or netfilter.
     fn load_modules(&self) -> Result<(), BootError> {
         let summary = modules::load_listed(self.sys, self.paths)?;
-        tracing::info!(
+        let reason = format!(
             "loaded {} kernel modules ({} already loaded)",
-            summary.loaded,
-            summary.already_loaded
+            summary.loaded, summary.already_loaded
         );
+        tracing::info!("{reason}");
+        self.conditions.set("modules", true, reason);
         Ok(())
     }
 
@@ -106,11 +130,92 @@ impl Boot<'_> {
     /// before anything that names the node.
     fn establish_identity(&self) -> Result<Identity, BootError> {
         let identity = identity::establish(self.sys, self.paths, &EphemeralKey)?;
-        tracing::info!("node {} ({})", identity.node_id(), identity.node_name());
+        let reason = format!("node {} ({})", identity.node_id(), identity.node_name());
+        tracing::info!("{reason}");
+        self.conditions.set("identity", true, reason);
         Ok(identity)
     }
 
+    /// The asynchronous part of the boot, then the PID 1 loop until a power request;
+    /// the services are stopped before it returns, whatever ended the loop.
+    async fn serve(
+        &self,
+        sys: Arc<dyn Syscall>,
+        identity: &Identity,
+    ) -> Result<ShutdownRequest, BootError> {
+        let reaper = Arc::new(Mutex::new(Reaper::default()));
+        let mut pid1 = Pid1::start(sys, reaper.clone())?;
+        self.configure_network(identity).await;
+        let supervisor = Supervisor::new(reaper, self.conditions.clone(), self.logs.clone());
+        self.start_services(&supervisor, identity)?;
+        self.start_debug_service(&supervisor);
+        self.announce_ready(identity)?;
+        let request = pid1.shutdown_request().await;
+        tracing::info!("stopping services");
+        supervisor.stop_all().await;
+        Ok(request?)
+    }
+
+    /// After identity (`/etc/hosts` names the node) and before any service: etcd, the
+    /// apiserver and containerd's CRI need the address, `localhost` and DNS. Never
+    /// fatal: a node without network still boots, and `network` says why.
+    async fn configure_network(&self, identity: &Identity) {
+        let name = identity.node_name();
+        network::configure(self.paths, &name, &self.conditions, network::DEVICE_WAIT).await;
+    }
+
+    /// After the network, which most services depend on through its condition; each
+    /// service still waits for its own dependencies in its own task, so this returns at
+    /// once and a slow or broken service holds up nothing else.
+    fn start_services(
+        &self,
+        supervisor: &Supervisor,
+        identity: &Identity,
+    ) -> Result<(), BootError> {
+        // Config files first: the services read them as they start. Not fatal: the
+        // service then fails visibly in its condition and log, the rest still boots.
+        if let Err(err) = containerd::write_config(self.paths) {
+            let reason = console::error_chain(&err);
+            tracing::error!("containerd config: {reason}");
+            self.conditions.set(containerd::SERVICE, false, reason);
+        }
+        let specs = services::services(self.paths, identity);
+        let count = specs.len();
+        supervisor.start(specs)?;
+        tracing::info!("supervising {count} services");
+        // Post-ready steps run beside the services and set their own conditions.
+        tokio::spawn(containerd::import_when_ready(
+            self.conditions.clone(),
+            self.paths.clone(),
+        ));
+        Ok(())
+    }
+
+    /// Debug images only (feature `debug-service`): after the supervisor exists, so
+    /// every component it reports is registered; before the ready line, so a launcher
+    /// that sees the line can connect.
+    #[cfg(feature = "debug-service")]
+    fn start_debug_service(&self, supervisor: &Supervisor) {
+        let state = crate::debug::DebugState {
+            conditions: self.conditions.clone(),
+            logs: self.logs.clone(),
+            components: Arc::new(supervisor.clone()),
+            paths: self.paths.clone(),
+            // Kubernetes services: pass the `Pki` from the PKI step here.
+            pki: None,
+        };
+        tokio::spawn(async move {
+            if let Err(err) = crate::debug::serve(crate::debug::DEBUG_ADDR, state).await {
+                tracing::error!("debug service: {}", console::error_chain(&err));
+            }
+        });
+    }
+
+    #[cfg(not(feature = "debug-service"))]
+    fn start_debug_service(&self, _supervisor: &Supervisor) {}
+
     /// Last before the main loop: the launcher treats the line as "boot complete".
+    /// Services may still be starting; their conditions say when they are ready.
     fn announce_ready(&self, identity: &Identity) -> Result<(), BootError> {
         let report = ReadyReport::gather(self.sys, self.paths, identity)?;
         console::write_line(&mut io::stderr(), &report.line());

@@ -1,5 +1,5 @@
-//! Console output: `tracing` set up once, every line prefixed `cairn: `, and
-//! single-write lines for the machine-readable protocol.
+//! Console output: `tracing` set up once, every line prefixed `cairn: ` and also kept
+//! in the `agent` log buffer, and single-write lines for the machine-readable protocol.
 //!
 //! The kernel opens `/dev/console` as PID 1's stdin, stdout and stderr before running
 //! init (Documentation/admin-guide/serial-console.rst), so stderr *is* the console and
@@ -17,6 +17,8 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::logbuf::{LogBuffer, Stream};
+
 /// Prefix of every human-readable line (docs/interfaces.md).
 pub const PREFIX: &str = "cairn: ";
 
@@ -25,13 +27,74 @@ pub const PREFIX: &str = "cairn: ";
 /// on the kernel command line turns on debug output.
 pub const LEVEL_ENV: &str = "CAIRN_LOG";
 
-/// Installs the console subscriber; a second call in the same process is a no-op.
-pub fn init_logging() {
+/// Installs the console subscriber, which also copies every line into `agent_log`
+/// (the component `agent`); a second call in the same process is a no-op.
+pub fn init_logging(agent_log: LogBuffer) {
     let level = std::env::var(LEVEL_ENV)
         .ok()
         .and_then(|level| level.parse::<LevelFilter>().ok())
         .unwrap_or(LevelFilter::INFO);
-    let _ = tracing::subscriber::set_global_default(subscriber(level, io::stderr));
+    let tee = Tee {
+        log: agent_log,
+        console: io::stderr,
+    };
+    let _ = tracing::subscriber::set_global_default(subscriber(level, tee));
+}
+
+/// A [`MakeWriter`] that sends each formatted event to the console and to a log
+/// buffer (without the console prefix, which the buffer's component name replaces).
+#[derive(Debug)]
+struct Tee<C> {
+    log: LogBuffer,
+    console: C,
+}
+
+impl<'a, C> MakeWriter<'a> for Tee<C>
+where
+    C: MakeWriter<'a>,
+{
+    type Writer = TeeLine<'a, C::Writer>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        TeeLine {
+            log: &self.log,
+            console: self.console.make_writer(),
+            text: Vec::new(),
+        }
+    }
+}
+
+/// One event: collected, then written out whole when the formatter drops it, so the
+/// console gets it in one write(2).
+struct TeeLine<'a, W: Write> {
+    log: &'a LogBuffer,
+    console: W,
+    text: Vec<u8>,
+}
+
+impl<W: Write> Write for TeeLine<'_, W> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.text.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<W: Write> Drop for TeeLine<'_, W> {
+    fn drop(&mut self) {
+        if self.text.is_empty() {
+            return;
+        }
+        let _ = self.console.write_all(&self.text);
+        let _ = self.console.flush();
+        for line in String::from_utf8_lossy(&self.text).lines() {
+            self.log
+                .push(Stream::Agent, line.strip_prefix(PREFIX).unwrap_or(line));
+        }
+    }
 }
 
 fn subscriber<W>(level: LevelFilter, writer: W) -> impl Subscriber + Send + Sync
@@ -129,6 +192,29 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn log_lines_also_reach_the_agent_buffer() {
+        let console = Arc::new(Mutex::new(Vec::new()));
+        let sink = console.clone();
+        let log = LogBuffer::new("agent", Default::default());
+        let tee = Tee {
+            log: log.clone(),
+            console: move || SharedBuffer(sink.clone()),
+        };
+        tracing::subscriber::with_default(subscriber(LevelFilter::INFO, tee), || {
+            tracing::info!("network up");
+            tracing::warn!(device = "eth0", "slow");
+        });
+        let text = String::from_utf8(console.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            text,
+            "cairn: INFO network up\ncairn: WARN slow device=\"eth0\"\n"
+        );
+        let entries: Vec<_> = log.tail(None).iter().map(|e| e.text.clone()).collect();
+        assert_eq!(entries, ["INFO network up", "WARN slow device=\"eth0\""]);
+        assert!(log.tail(None).iter().all(|e| e.stream == Stream::Agent));
     }
 
     #[test]

@@ -2,9 +2,12 @@
 //!
 //! [`run`] is the whole boot, one linear sequence of named steps (modelled on
 //! firecracker's jailer `Env::run`): leave the initramfs root, mount the pseudo file
-//! systems, raise limits, load kernel modules, establish the node identity, announce
-//! readiness on the console, then serve as PID 1 until the host asks for a power-off or
-//! reboot. Each step lives in its own module and says why it sits where it does.
+//! systems, raise limits, load kernel modules, establish the node identity, configure
+//! the network, start the supervised services (and, on debug images, the debug
+//! service), announce readiness on the console, then serve as PID 1 until the host asks
+//! for a power-off or reboot, when the services are stopped first. Each step lives in
+//! its own module and says why it sits where it does. Steps publish their outcome in
+//! the [`conditions`] registry; every component's output goes to a [`logbuf`] buffer.
 //!
 //! Every system call goes through the [`syscall::Syscall`] trait and every file through
 //! [`Paths`], so each step runs in unit tests against a recording fake and a temporary
@@ -12,16 +15,27 @@
 //! [`run`] and turns its outcome into a deliberate power-off or reboot: PID 1 never
 //! simply exits.
 
+pub mod conditions;
 pub mod console;
+pub mod containerd;
+#[cfg(feature = "debug-service")]
+pub mod debug;
 pub mod identity;
+pub mod kube;
+pub mod logbuf;
 pub mod modules;
 pub mod mounts;
+pub mod network;
 pub mod paths;
 pub mod pid1;
+pub mod pki;
 pub mod power;
 pub mod ready;
 pub mod reaper;
+pub mod reconciler;
 pub mod rootfs;
+pub mod services;
+pub mod supervisor;
 pub mod syscall;
 
 mod boot;

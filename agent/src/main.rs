@@ -4,6 +4,7 @@
 use std::io;
 use std::sync::Arc;
 
+use cairn_agent::logbuf::{Limits, Logs, AGENT};
 use cairn_agent::power::{self, ExitReport, FATAL_CODE};
 use cairn_agent::syscall::LinuxSyscall;
 use cairn_agent::{console, Paths};
@@ -15,10 +16,12 @@ fn main() {
         std::process::exit(2);
     }
     power::install_panic_hook();
-    console::init_logging();
+    // The log registry exists before logging, so the agent's first line is kept too.
+    let logs = Logs::new(Limits::default());
+    console::init_logging(logs.buffer(AGENT));
 
     let sys = Arc::new(LinuxSyscall);
-    let report = match cairn_agent::run(sys.clone(), &Paths::system()) {
+    let report = match cairn_agent::run(sys.clone(), &Paths::system(), logs) {
         Ok(request) => ExitReport::requested(request.action, request.signal.as_str()),
         Err(err) => {
             let chain = console::error_chain(&err);

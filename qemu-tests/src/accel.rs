@@ -133,6 +133,8 @@ fn boot_under_kvm(kernel: &Path, timeout: Duration) -> Result<ProbeReason, Strin
     qemu.cmdline = "console=ttyS0 panic=-1".to_owned();
     qemu.memory_mib = 256;
     qemu.cpus = 1;
+    // The probe only needs the kernel to print; no NIC to initialise.
+    qemu.network = false;
     qemu.rng = false;
     let stderr_log = dir.path().join("qemu.log");
     let mut process =

@@ -18,6 +18,11 @@ pub const DEFAULT_QEMU: &str = "qemu-system-x86_64";
 pub const DEFAULT_MEMORY_MIB: u32 = 2048;
 /// Guest vCPUs unless the caller asks for more.
 pub const DEFAULT_CPUS: u32 = 2;
+/// The kernel parameter giving the guest the static address QEMU user networking
+/// expects (docs/interfaces.md): 10.0.2.15/24, gateway 10.0.2.2, DNS 10.0.2.3.
+pub const USER_NET_IP_PARAM: &str = "ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off:10.0.2.3";
+/// Guest port of the NodeDebugService (docs/interfaces.md "Network ports").
+pub const DEBUG_PORT: u16 = 7837;
 
 /// An accelerator QEMU runs the guest with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,14 +120,17 @@ pub struct QemuCommand {
     pub qmp_socket: Option<PathBuf>,
     /// Add a virtio-rng device so early `getrandom` does not block.
     pub rng: bool,
-    /// Host-to-guest TCP forwards; any forward adds a user-mode virtio NIC.
+    /// Attach a virtio NIC on QEMU user networking (`net0`).
+    pub network: bool,
+    /// Host-to-guest TCP forwards through the user network (they need `network`).
     pub forwards: Vec<PortForward>,
     /// Extra virtio block devices, in order (`vda`, `vdb`, ...).
     pub disks: Vec<Disk>,
 }
 
 impl QemuCommand {
-    /// A machine with the default size, an RNG device and no QMP socket, network or disks.
+    /// A machine with the default size, an RNG device and a user-network NIC, and no
+    /// QMP socket, forwards or disks.
     pub fn new(kernel: &Path, console_log: &Path, accel: Accel) -> Self {
         QemuCommand {
             binary: std::env::var_os("CAIRN_QEMU")
@@ -137,6 +145,7 @@ impl QemuCommand {
             console_log: console_log.to_owned(),
             qmp_socket: None,
             rng: true,
+            network: true,
             forwards: Vec::new(),
             disks: Vec::new(),
         }
@@ -196,7 +205,7 @@ impl QemuCommand {
     }
 
     fn push_network(&self, args: &mut Args) {
-        if self.forwards.is_empty() {
+        if !self.network {
             return;
         }
         let mut netdev = String::from("user,id=net0");
@@ -305,7 +314,11 @@ mod tests {
         );
         assert_eq!(pair_after(&args, "-serial"), ["chardev:console"]);
         assert_eq!(pair_after(&args, "-mon"), ["chardev=qmp,mode=control"]);
-        assert_eq!(pair_after(&args, "-device"), ["virtio-rng-pci"]);
+        assert_eq!(
+            pair_after(&args, "-device"),
+            ["virtio-rng-pci", "virtio-net-pci,netdev=net0"]
+        );
+        assert_eq!(pair_after(&args, "-netdev"), ["user,id=net0"]);
     }
 
     #[test]
@@ -320,6 +333,7 @@ mod tests {
     fn kvm_probe_machine_has_no_initrd_and_no_qmp() {
         let mut command = QemuCommand::new(Path::new("/k"), Path::new("/c"), Accel::Kvm);
         command.rng = false;
+        command.network = false;
         let args = strings(&command);
         assert_eq!(pair_after(&args, "-accel"), ["kvm"]);
         assert!(pair_after(&args, "-initrd").is_empty());

@@ -12,6 +12,7 @@ use std::process::ExitStatus;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::command::DEBUG_PORT;
 use crate::config::NodeConfig;
 use crate::console::{self, ConsoleError, ConsoleReader, ExitInfo, ReadyInfo};
 use crate::ports::{self, PortError};
@@ -111,9 +112,10 @@ impl Node {
     pub fn start(config: &NodeConfig) -> Result<Self, NodeError> {
         let state = StateDir::new(&config.state_dir);
         state.prepare()?;
-        let forwards = ports::resolve(&config.forwards)?;
+        let forwards = ports::resolve(&config.forward_requests())?;
         let qemu = config.qemu_command(&state, forwards.clone());
         let process = QemuProcess::spawn(&qemu, &state.qemu_log(), config.mode)?;
+        let debug_endpoint = NodeRecord::endpoint_for(&forwards, DEBUG_PORT);
         let record = NodeRecord {
             pid: process.pid(),
             accel: config.accel,
@@ -121,6 +123,7 @@ impl Node {
             console_log: state.console_log(),
             qmp_socket: state.qmp_socket(),
             node_id: None,
+            debug_endpoint,
         };
         let node = Node {
             process,
@@ -136,6 +139,11 @@ impl Node {
     /// What `node.json` says about this node.
     pub fn record(&self) -> &NodeRecord {
         &self.record
+    }
+
+    /// `http://127.0.0.1:PORT` reaching the guest's NodeDebugService, if forwarded.
+    pub fn debug_endpoint(&self) -> Option<&str> {
+        self.record.debug_endpoint.as_deref()
     }
 
     /// The state directory.

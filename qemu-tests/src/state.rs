@@ -64,6 +64,19 @@ pub struct NodeRecord {
     pub qmp_socket: PathBuf,
     /// Node ID from `CAIRN_READY`, once the guest printed it.
     pub node_id: Option<String>,
+    /// `http://127.0.0.1:PORT` of the forwarded NodeDebugService, if forwarded (the
+    /// default `dbg` endpoint).
+    #[serde(default)]
+    pub debug_endpoint: Option<String>,
+}
+
+impl NodeRecord {
+    /// The host endpoint of the forward to guest port `guest`, as an `http://` URL.
+    pub fn endpoint_for(forwards: &[PortForward], guest: u16) -> Option<String> {
+        (forwards.iter())
+            .find(|f| f.guest == guest)
+            .map(|f| format!("http://127.0.0.1:{}", f.host))
+    }
 }
 
 /// The files of one node's state directory.
@@ -223,6 +236,7 @@ mod tests {
             console_log: state.console_log(),
             qmp_socket: state.qmp_socket(),
             node_id: Some("00112233445566778899aabbccddeeff".to_owned()),
+            debug_endpoint: Some("http://127.0.0.1:40000".to_owned()),
         }
     }
 

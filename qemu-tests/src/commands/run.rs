@@ -166,5 +166,8 @@ fn print_reachability(record: &NodeRecord, ready: &ReadyInfo, config: &NodeConfi
             forward.host, forward.guest
         );
     }
+    if let Some(endpoint) = &record.debug_endpoint {
+        println!("  debug:       {endpoint} (CAIRN_DEBUG_ENDPOINT)");
+    }
     println!("  stop it:     cairn-qemu stop --state-dir {state_dir}");
 }

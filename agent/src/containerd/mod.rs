@@ -1,0 +1,209 @@
+//! containerd on the node: its config, the pods' CNI network, the supervised service,
+//! the import of the preloaded images, and one-shot container runs.
+//!
+//! The agent owns containerd's whole configuration: [`write_config`] renders
+//! `/etc/containerd/config.toml` ([`config`]) and the CNI conflist ([`cni`]) at every
+//! boot, before [`service`] hands the supervisor a [`ServiceSpec`]. Readiness is a real
+//! API call (the Version service over the socket), so the `containerd` condition means
+//! "answers gRPC", not "printed a line". Once it holds, [`import_when_ready`] imports
+//! the archives the builder put under [`IMAGES_DIR`] natively over the gRPC API
+//! ([`import`]) and sets the `images` condition; the kubelet must wait for that one.
+//! [`run::run_container`] runs one container through CRI, the kubelet's own path, for
+//! the boot test.
+//!
+//! containerd runs on the moved root (see [`crate::rootfs`]): its root and state
+//! directories are on the tmpfs-backed `/`, where overlayfs works and runc's
+//! pivot_root(2) succeeds.
+
+mod archive;
+mod client;
+pub mod cni;
+pub mod config;
+pub mod import;
+pub mod run;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::conditions::Conditions;
+use crate::supervisor::{probe_fn, Readiness, ServiceSpec};
+use crate::Paths;
+
+pub use archive::ArchiveError;
+pub use client::ClientError;
+pub use import::{ImportError, Imported};
+pub use run::{RunError, RunOutput, RunSpec};
+
+/// The service's name: its component (log buffer) and its condition.
+pub const SERVICE: &str = "containerd";
+/// Set once every preloaded image is imported.
+pub const IMAGES_CONDITION: &str = "images";
+pub const BINARY: &str = "/usr/bin/containerd";
+pub const CONFIG: &str = "/etc/containerd/config.toml";
+pub const SOCKET: &str = "/run/containerd/containerd.sock";
+pub const ROOT: &str = "/var/lib/containerd";
+pub const STATE: &str = "/run/containerd";
+pub const CNI_BIN_DIR: &str = "/opt/cni/bin";
+pub const CNI_CONF_DIR: &str = "/etc/cni/net.d";
+/// Where the builder puts the OCI archives (docs/interfaces.md).
+pub const IMAGES_DIR: &str = "/usr/share/cairn/images";
+/// The namespace CRI (and so the kubelet) uses.
+pub const NAMESPACE: &str = "k8s.io";
+pub const SNAPSHOTTER: &str = "overlayfs";
+pub const SANDBOX_IMAGE: &str = "localhost/cairn/pause:1";
+/// containerd finds the shim and the shim finds runc through `PATH`; the CNI plugins
+/// find `iptables` in `/usr/sbin` through it too.
+pub const PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerdError {
+    #[error("cannot create {}", .0.display())]
+    CreateDir(PathBuf, #[source] std::io::Error),
+    #[error("cannot write {}", .0.display())]
+    Write(PathBuf, #[source] std::io::Error),
+}
+
+/// Writes containerd's config and the CNI conflist under `paths`' root. Run before the
+/// supervisor starts the service; rewritten at every boot, so the image decides.
+pub fn write_config(paths: &Paths) -> Result<(), ContainerdError> {
+    let files = [
+        (paths.resolve(CONFIG), config::render()),
+        (
+            paths.resolve(CNI_CONF_DIR).join(cni::CONFLIST),
+            cni::render(),
+        ),
+    ];
+    for (path, text) in files {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| ContainerdError::CreateDir(dir.to_owned(), e))?;
+        }
+        std::fs::write(&path, text).map_err(|e| ContainerdError::Write(path.clone(), e))?;
+    }
+    Ok(())
+}
+
+/// The supervised containerd. Ready when its Version API answers on the socket.
+pub fn service(paths: &Paths) -> ServiceSpec {
+    let socket = paths.resolve(SOCKET);
+    let probe = probe_fn(move || {
+        let socket = socket.clone();
+        async move {
+            client::version(&socket)
+                .await
+                .map(drop)
+                .map_err(|err| error_chain(&err))
+        }
+    });
+    ServiceSpec::new(SERVICE, paths.resolve(BINARY))
+        .args([
+            "--config".to_owned(),
+            paths.resolve(CONFIG).display().to_string(),
+        ])
+        .env("PATH", PATH)
+        .readiness(
+            Readiness::new(probe)
+                .interval(Duration::from_millis(200))
+                .timeout(Duration::from_secs(3)),
+        )
+}
+
+/// The post-ready step: waits for the `containerd` condition, imports every archive
+/// under [`IMAGES_DIR`] and sets the `images` condition (true with the references, or
+/// false with the error chain). Retries a few times, since a containerd that just
+/// turned ready may still restart. Spawn it once, right after the supervisor starts.
+pub async fn import_when_ready(conditions: Conditions, paths: Paths) {
+    const ATTEMPTS: u32 = 5;
+    conditions.set(IMAGES_CONDITION, false, "waiting for containerd");
+    let (socket, dir) = (paths.resolve(SOCKET), paths.resolve(IMAGES_DIR));
+    for attempt in 1..=ATTEMPTS {
+        conditions.wait_true(SERVICE).await;
+        match import::import_dir(&socket, &dir).await {
+            Ok(images) => {
+                let names: Vec<&str> = images.iter().map(|i| i.reference.as_str()).collect();
+                tracing::info!("imported {} images: {}", names.len(), names.join(", "));
+                conditions.set(
+                    IMAGES_CONDITION,
+                    true,
+                    format!("imported {}", names.join(", ")),
+                );
+                return;
+            }
+            Err(err) => {
+                let reason = error_chain(&err);
+                tracing::warn!("image import attempt {attempt}/{ATTEMPTS} failed: {reason}");
+                conditions.set(IMAGES_CONDITION, false, reason);
+                tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
+            }
+        }
+    }
+}
+
+/// Runs one container from a preloaded image through CRI (see [`run`]).
+pub async fn run_container(paths: &Paths, spec: &RunSpec) -> Result<RunOutput, RunError> {
+    run::run_container(&paths.resolve(SOCKET), spec).await
+}
+
+/// The image references CRI reports: what the kubelet sees as present.
+pub async fn list_images(paths: &Paths) -> Result<Vec<String>, RunError> {
+    use k8s_cri::v1::image_service_client::ImageServiceClient;
+    let channel = client::connect(&paths.resolve(SOCKET)).await?;
+    let images = ImageServiceClient::new(channel)
+        .list_images(k8s_cri::v1::ListImagesRequest { filter: None })
+        .await
+        .map_err(|source| RunError::Cri {
+            step: "ListImages",
+            source,
+        })?
+        .into_inner()
+        .images;
+    let mut tags: Vec<String> = images.into_iter().flat_map(|i| i.repo_tags).collect();
+    tags.sort();
+    Ok(tags)
+}
+
+/// `error: cause: cause`, for condition reasons and logs.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_config_and_conflist_under_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::under_root(dir.path());
+        write_config(&paths).unwrap();
+        let config = std::fs::read_to_string(dir.path().join("etc/containerd/config.toml"));
+        assert!(config.unwrap().contains("version = 4"));
+        let conflist = dir.path().join("etc/cni/net.d/10-cairn.conflist");
+        assert!(std::fs::read_to_string(conflist).unwrap().contains("cni0"));
+    }
+
+    #[test]
+    fn service_runs_containerd_with_our_config_and_path() {
+        let spec = service(&Paths::system());
+        assert_eq!(spec.name, "containerd");
+        assert_eq!(spec.binary, std::path::Path::new("/usr/bin/containerd"));
+        assert_eq!(spec.args, ["--config", "/etc/containerd/config.toml"]);
+        assert!(spec.env.contains(&("PATH".to_owned(), PATH.to_owned())));
+        assert!(spec.readiness.is_some());
+    }
+
+    #[tokio::test]
+    async fn probe_fails_with_a_reason_when_nothing_listens() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = service(&Paths::under_root(dir.path()));
+        let reason = spec.readiness.unwrap().probe.check().await.unwrap_err();
+        assert!(reason.contains("containerd.sock"), "{reason}");
+    }
+}

@@ -1,0 +1,124 @@
+//! The NodeDebugService server (feature `debug-service`; debug images only).
+//!
+//! gRPC over plain HTTP/2 on [`DEBUG_ADDR`] (port 7837, docs/interfaces.md), which the
+//! launcher forwards to 127.0.0.1 on the host. It is a read-mostly window onto the
+//! agent's registries — log buffers, conditions, the supervisor's component status —
+//! plus two debug-only actions: signalling a component, which the boot tests use to
+//! make the supervisor prove its restarts, and issuing short-lived debug kubeconfigs
+//! signed by the cluster CA (see [`kubeconfig`]). The protocol lives in `cairn-api`.
+//!
+//! The agent is PID 1 and the requests are untrusted, so: every field is validated
+//! (`cairn_api::validate`) and answered with INVALID_ARGUMENT, never a panic; request
+//! messages are capped at [`MAX_REQUEST`]; followed log streams are capped in number and
+//! own no task, so a disconnect frees them (see [`logs`]); HTTP/2 keepalives drop dead
+//! clients; and client mistakes are logged at `debug` at most, so nobody can flood the
+//! agent's log. A production image is built without the feature: the code, the
+//! dependencies and the listener are simply not in it.
+
+mod build_info;
+pub mod components;
+mod error;
+mod kubeconfig;
+mod logs;
+mod service;
+mod supervisor;
+
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_api::v1::node_debug_service_server::NodeDebugServiceServer;
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::Server;
+
+pub use components::{ComponentSource, ComponentState, ComponentStatus, LastExit, NoComponents};
+pub use error::RpcError;
+pub use service::DebugService;
+
+use crate::conditions::Conditions;
+use crate::logbuf::Logs;
+use crate::pki::Pki;
+use crate::Paths;
+
+/// Where the service listens on a node: every interface, port 7837.
+pub const DEBUG_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(
+    Ipv4Addr::UNSPECIFIED,
+    cairn_api::DEBUG_PORT,
+));
+/// Largest request message; real requests are a few dozen bytes.
+pub const MAX_REQUEST: usize = 64 << 10;
+/// Largest response message: a log line (16 KiB) or the build info with some room.
+pub const MAX_RESPONSE: usize = 4 << 20;
+/// Concurrent calls per connection.
+const MAX_STREAMS: u32 = 64;
+/// Ping idle connections this often; drop them when a ping goes unanswered this long.
+const KEEPALIVE: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the service reads: handles to the agent's registries (all cheap clones).
+#[derive(Debug, Clone)]
+pub struct DebugState {
+    /// The conditions registry.
+    pub conditions: Conditions,
+    /// Every component's log buffer (`agent` included).
+    pub logs: Logs,
+    /// The supervisor.
+    pub components: Arc<dyn ComponentSource>,
+    /// Where `/etc/os-release` and `/etc/cairn/build.json` are.
+    pub paths: Paths,
+    /// The cluster PKI, to sign debug kubeconfigs; `None` until (or unless) it exists,
+    /// and GetDebugKubeconfig then answers FAILED_PRECONDITION.
+    pub pki: Option<Arc<Pki>>,
+}
+
+/// Why the server stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DebugError {
+    #[error("cannot listen on {0}")]
+    Bind(SocketAddr, #[source] io::Error),
+    #[error("debug service on {0} failed")]
+    Serve(SocketAddr, #[source] tonic::transport::Error),
+}
+
+/// Serves the NodeDebugService on `addr` ([`DEBUG_ADDR`] on a node) until the runtime
+/// ends. Returns only on failure; spawn it on the agent's runtime.
+pub async fn serve(addr: SocketAddr, state: DebugState) -> Result<(), DebugError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| DebugError::Bind(addr, e))?;
+    serve_on(listener, state, std::future::pending()).await
+}
+
+/// Serves on an already bound `listener` until `shutdown` completes (tests bind
+/// 127.0.0.1:0 and stop the server at the end).
+pub async fn serve_on(
+    listener: TcpListener,
+    state: DebugState,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), DebugError> {
+    let addr = listener
+        .local_addr()
+        .map_err(|e| DebugError::Bind(DEBUG_ADDR, e))?;
+    let build_info = build_info::read(&state.paths);
+    let service = NodeDebugServiceServer::new(DebugService::new(state, build_info))
+        .max_decoding_message_size(MAX_REQUEST)
+        .max_encoding_message_size(MAX_RESPONSE);
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(KEEPALIVE));
+    tracing::info!("debug service listening on {addr}");
+    Server::builder()
+        .max_concurrent_streams(MAX_STREAMS)
+        .http2_keepalive_interval(Some(KEEPALIVE))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .add_service(service)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+        .map_err(|e| DebugError::Serve(addr, e))
+}

@@ -1,0 +1,17 @@
+//! Compiles the NodeDebugService `.proto` with protox (pure Rust), so building needs no
+//! host `protoc`, then generates the prost messages and tonic client and server.
+
+use std::error::Error;
+
+const PROTO: &str = "proto/cairn/debug/v1/debug.proto";
+
+fn main() -> Result<(), Box<dyn Error>> {
+    println!("cargo:rerun-if-changed={PROTO}");
+    let descriptors = protox::compile([PROTO], ["proto"])?;
+    tonic_prost_build::configure()
+        // Our own `client::connect` builds the channel, with a deadline and a clear
+        // error; the generated `connect` would only add a second, vaguer way.
+        .build_transport(false)
+        .compile_fds(descriptors)?;
+    Ok(())
+}

@@ -1,0 +1,27 @@
+//! The NodeDebugService protocol: how the host looks into a cairn node.
+//!
+//! `proto/cairn/debug/v1/debug.proto` is the contract; `build.rs` compiles it with protox
+//! (pure Rust, no host `protoc`) and tonic generates the messages, the client and the
+//! server trait into [`v1`]. The agent implements the server (feature `debug-service`);
+//! `dbg` and the boot tests use the client through [`client::connect`], which fails
+//! within a deadline and names the endpoint it could not reach.
+//!
+//! [`validate`] holds the limits every request must respect. The server applies them to
+//! untrusted input and answers INVALID_ARGUMENT; clients may call the same functions to
+//! refuse a bad request before sending it.
+
+#[cfg(feature = "client")]
+pub mod client;
+pub mod validate;
+
+/// Generated code of package `cairn.debug.v1`.
+pub mod v1 {
+    #![allow(missing_docs, missing_debug_implementations, clippy::all)]
+    tonic::include_proto!("cairn.debug.v1");
+}
+
+/// The TCP port the agent serves on (docs/interfaces.md).
+pub const DEBUG_PORT: u16 = 7837;
+
+#[cfg(feature = "client")]
+pub use client::{connect, Client, ConnectError};

@@ -1,0 +1,112 @@
+//! Which node `dbg` talks to.
+//!
+//! An explicit endpoint wins (flag or `CAIRN_DEBUG_ENDPOINT`, merged by clap). Without
+//! one, `dbg` looks for the node that `make run`/`make start` records: `build/node/
+//! node.json` in the current directory or an ancestor (the launcher's state directory,
+//! qemu-tests `state.rs`), and uses its `debug_endpoint`, or else the host port it
+//! forwards to guest port 7837. Failing that, `http://127.0.0.1:7837`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use cairn_api::DEBUG_PORT;
+use serde::Deserialize;
+
+/// Where `make run` keeps the node's state, relative to the workspace.
+pub const NODE_RECORD: &str = "build/node/node.json";
+/// The last resort.
+pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:7837";
+
+/// The part of the launcher's `node.json` that `dbg` needs.
+#[derive(Debug, Deserialize)]
+struct NodeRecord {
+    #[serde(default)]
+    debug_endpoint: Option<String>,
+    #[serde(default)]
+    forwards: Vec<Forward>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Forward {
+    host: u16,
+    guest: u16,
+}
+
+/// The endpoint to use: `explicit`, else the recorded node's, else the default.
+pub fn resolve(explicit: Option<&str>) -> String {
+    if let Some(endpoint) = explicit.filter(|e| !e.is_empty()) {
+        return endpoint.to_owned();
+    }
+    let cwd = std::env::current_dir().unwrap_or_default();
+    find_record(&cwd)
+        .and_then(|path| from_record(&path))
+        .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned())
+}
+
+/// `build/node/node.json` in `start` or its nearest ancestor that has one.
+pub fn find_record(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .map(|dir| dir.join(NODE_RECORD))
+        .find(|path| path.is_file())
+}
+
+/// The endpoint a node record forwards to the debug port, if any.
+pub fn from_record(path: &Path) -> Option<String> {
+    let record: NodeRecord = serde_json::from_slice(&fs::read(path).ok()?).ok()?;
+    if let Some(endpoint) = record.debug_endpoint.filter(|e| !e.is_empty()) {
+        return Some(endpoint);
+    }
+    record
+        .forwards
+        .iter()
+        .find(|f| f.guest == DEBUG_PORT)
+        .map(|f| format!("http://127.0.0.1:{}", f.host))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_endpoints_win() {
+        assert_eq!(resolve(Some("http://h:1")), "http://h:1");
+    }
+
+    #[test]
+    fn the_recorded_node_is_found_from_a_subdirectory() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = dir.path().join(NODE_RECORD);
+        fs::create_dir_all(record.parent().unwrap()).unwrap();
+        fs::write(
+            &record,
+            r#"{"pid":1,"accel":"tcg","forwards":[{"host":40001,"guest":6443},
+                {"host":40002,"guest":7837}],"console_log":"c","qmp_socket":"q","node_id":null}"#,
+        )
+        .unwrap();
+        let sub = dir.path().join("agent/src");
+        fs::create_dir_all(&sub).unwrap();
+        let found = find_record(&sub).unwrap();
+        assert_eq!(found, record);
+        assert_eq!(
+            from_record(&found).as_deref(),
+            Some("http://127.0.0.1:40002")
+        );
+    }
+
+    #[test]
+    fn records_without_a_debug_forward_give_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.json");
+        fs::write(&path, r#"{"forwards":[]}"#).unwrap();
+        assert_eq!(from_record(&path), None);
+        fs::write(
+            &path,
+            r#"{"forwards":[],"debug_endpoint":"http://127.0.0.1:9"}"#,
+        )
+        .unwrap();
+        assert_eq!(from_record(&path).as_deref(), Some("http://127.0.0.1:9"));
+        fs::write(&path, "garbage").unwrap();
+        assert_eq!(from_record(&path), None);
+    }
+}
