@@ -14,12 +14,14 @@ PRODUCTION_CONFIG ?= image/production.toml
 PRODUCTION_DIR ?= build/production
 STATE_DIR ?= build/node
 ACCEL ?= auto
+# The last condition a benchmarked boot waits for.
+BENCH_UNTIL ?= images
 CARGO ?= cargo
 
 IMAGE_TOOL := $(CARGO) run --quiet --release --locked -p cairn-image --
 QEMU_TOOL := $(CARGO) run --quiet --release --locked -p cairn-qemu --
 
-.PHONY: help setup image production-image inspect run start stop test unit-test boot-test lint fmt clean
+.PHONY: help setup image production-image inspect run start stop test unit-test boot-test bench lint fmt clean
 
 help:
 	@echo "make run     build the image and boot a node in QEMU (console here; Ctrl-C stops it)"
@@ -30,6 +32,7 @@ help:
 	@echo "make production-image  build $(PRODUCTION_DIR) from $(PRODUCTION_CONFIG)"
 	@echo "make inspect list the files of the built initramfs"
 	@echo "make lint    rustfmt --check and clippy -D warnings"
+	@echo "make bench   boot timeline and debug API latency -> bench/results/"
 
 setup:
 	@scripts/setup-host.sh
@@ -63,6 +66,13 @@ boot-test: image production-image
 	CAIRN_IMAGE_DIR=$(abspath $(IMAGE_DIR)) CAIRN_CONFIG=$(abspath $(CONFIG)) \
 	  CAIRN_PRODUCTION_IMAGE_DIR=$(abspath $(PRODUCTION_DIR)) \
 	  $(CARGO) test --release --locked -p cairn-image -p cairn-qemu -- --ignored
+
+# Benchmarks write figures, never fail on them (bench/README.md).
+BENCH_BOOTS ?= 5
+BENCH_TOOL := $(CARGO) run --quiet --release --locked -p cairn-bench -- --image-dir $(IMAGE_DIR) --accel $(ACCEL)
+bench: image
+	$(BENCH_TOOL) boot-timeline --boots $(BENCH_BOOTS) --until $(BENCH_UNTIL)
+	$(BENCH_TOOL) debug-api
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -1,0 +1,76 @@
+//! `cairn-bench`: measures booted cairn nodes and writes the figures to `bench/results/`.
+//!
+//! Benchmarks are not tests: they never fail on a number, only when a node cannot be
+//! measured at all. Each writes a Markdown summary and the raw JSON beside it.
+
+mod debug_api;
+mod node;
+mod report;
+mod stats;
+mod timeline;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cairn-bench", about = "Benchmarks of cairn nodes")]
+struct Cli {
+    /// The image to boot.
+    #[arg(long, env = "CAIRN_IMAGE_DIR", default_value = "build/image")]
+    image_dir: PathBuf,
+    /// Where results go.
+    #[arg(long, default_value = "bench/results")]
+    results: PathBuf,
+    /// auto, kvm or tcg.
+    #[arg(long, default_value = "auto")]
+    accel: cairn_qemu::AccelChoice,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Boot several times; record when each condition first became true.
+    BootTimeline {
+        #[arg(long, default_value_t = 5)]
+        boots: usize,
+        /// The condition that ends a boot's measurement.
+        #[arg(long, default_value = "images")]
+        until: String,
+    },
+    /// Latency of a 1000-line log tail and of a followed line, on one node.
+    DebugApi {
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::BootTimeline { boots, until } => timeline::run(&cli.bench(), *boots, until),
+        Command::DebugApi { rounds } => debug_api::run(&cli.bench(), *rounds),
+    };
+    match result {
+        Ok(path) => {
+            println!("results written to {}", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("cairn-bench: {}", cairn_qemu::node::error_chain(&*err));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+impl Cli {
+    fn bench(&self) -> node::Bench {
+        node::Bench {
+            image_dir: self.image_dir.clone(),
+            results: self.results.clone(),
+            accel: self.accel,
+        }
+    }
+}

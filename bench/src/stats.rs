@@ -1,0 +1,45 @@
+//! Summaries of repeated measurements.
+
+use serde::Serialize;
+
+/// Median and spread of a sample, in the sample's unit.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Summary {
+    pub count: usize,
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub p95: f64,
+}
+
+impl Summary {
+    /// `None` for an empty sample.
+    pub fn of(values: &[f64]) -> Option<Self> {
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len();
+        let at = |q: f64| sorted[((n - 1) as f64 * q).round() as usize];
+        (n > 0).then(|| Summary {
+            count: n,
+            median: at(0.5),
+            min: sorted[0],
+            max: sorted[n - 1],
+            p95: at(0.95),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_of_a_small_sample() {
+        let s = Summary::of(&[3.0, 1.0, 2.0, 10.0, 4.0]).unwrap();
+        assert_eq!(
+            (s.count, s.median, s.min, s.max, s.p95),
+            (5, 3.0, 1.0, 10.0, 10.0)
+        );
+        assert_eq!(Summary::of(&[]), None);
+    }
+}
