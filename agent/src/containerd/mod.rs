@@ -25,6 +25,7 @@ pub mod run;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::console::error_chain;
 use crate::conditions::Conditions;
 use crate::supervisor::{probe_fn, Readiness, ServiceSpec};
 use crate::Paths;
@@ -162,17 +163,6 @@ pub async fn list_images(paths: &Paths) -> Result<Vec<String>, RunError> {
     Ok(tags)
 }
 
-/// `error: cause: cause`, for condition reasons and logs.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,58 +1,16 @@
 //! What the debug service needs from the supervisor: the status of every component and
 //! a way to signal one.
 //!
-//! The server depends on this small trait rather than on the supervisor's types, so its
-//! tests run against a fake and the supervisor stays free to change shape; the adapter
-//! from the supervisor's own status is one `impl`.
+//! The server depends on this small trait rather than on the supervisor itself, so its
+//! tests run against a fake; it reports the supervisor's own status types.
 
 use std::fmt;
-use std::time::Duration;
 
 use cairn_api::validate::DebugSignal;
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 
-/// Where a component is in its life (mirrors the supervisor's service state).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ComponentState {
-    /// Waiting for these dependency conditions.
-    Waiting { missing: Vec<String> },
-    /// Being spawned.
-    Starting,
-    /// Spawned; readiness probe not (or no longer) passing.
-    Running,
-    /// Running and ready.
-    Ready,
-    /// Exited; starts again at `until` (since kernel start).
-    Backoff { until: Duration },
-    /// Will not be started again.
-    Failed { reason: String },
-    /// Being stopped by the supervisor.
-    Stopping,
-    /// Stopped by the supervisor.
-    Stopped,
-}
-
-/// How the last process of a component ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LastExit {
-    /// exit(2) status.
-    Code(i32),
-    /// Killed by this signal number.
-    Signal(i32),
-}
-
-/// One component as the debug service reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ComponentStatus {
-    pub name: String,
-    pub state: ComponentState,
-    /// Since kernel start, when `state` was entered.
-    pub since: Duration,
-    pub pid: Option<u32>,
-    pub restarts: u32,
-    pub last_exit: Option<LastExit>,
-}
+pub use crate::supervisor::{LastExit, ServiceState as ComponentState, ServiceStatus as ComponentStatus};
 
 /// Why a signal was not delivered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

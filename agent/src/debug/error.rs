@@ -4,6 +4,8 @@
 use cairn_api::validate::InvalidArgument;
 use tonic::{Code, Status};
 
+use crate::console::error_chain;
+
 use super::components::SignalError;
 use crate::pki::PkiError;
 
@@ -67,14 +69,3 @@ fn run_code(err: &crate::containerd::RunError) -> Code {
     }
 }
 
-/// `err: cause: cause`, as the status message (the client has no other way to see it).
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}

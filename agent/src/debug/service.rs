@@ -233,7 +233,7 @@ fn component(c: &ComponentStatus) -> Component {
 
 fn state(state: &ComponentState) -> (Proto, String) {
     match state {
-        ComponentState::Waiting { missing } => (
+        ComponentState::WaitingForDependencies { missing } => (
             Proto::Waiting,
             format!("waiting for {}", missing.join(", ")),
         ),

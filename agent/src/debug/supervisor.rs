@@ -3,14 +3,12 @@
 use cairn_api::validate::DebugSignal;
 use nix::errno::Errno;
 
-use super::components::{
-    to_nix, ComponentSource, ComponentState, ComponentStatus, LastExit, SignalError,
-};
-use crate::supervisor::{self, ServiceState, ServiceStatus, Supervisor};
+use super::components::{to_nix, ComponentSource, ComponentStatus, SignalError};
+use crate::supervisor::{self, Supervisor};
 
 impl ComponentSource for Supervisor {
     fn list(&self) -> Vec<ComponentStatus> {
-        self.status().into_iter().map(component).collect()
+        self.status()
     }
 
     fn signal(&self, component: &str, signal: DebugSignal) -> Result<u32, SignalError> {
@@ -26,32 +24,5 @@ impl ComponentSource for Supervisor {
                 errno,
             },
         })
-    }
-}
-
-fn component(status: ServiceStatus) -> ComponentStatus {
-    ComponentStatus {
-        state: state(status.state),
-        name: status.name,
-        since: status.since,
-        pid: status.pid,
-        restarts: status.restarts,
-        last_exit: status.last_exit.map(|exit| match exit {
-            supervisor::LastExit::Code(code) => LastExit::Code(code),
-            supervisor::LastExit::Signal(signal) => LastExit::Signal(signal),
-        }),
-    }
-}
-
-fn state(state: ServiceState) -> ComponentState {
-    match state {
-        ServiceState::WaitingForDependencies { missing } => ComponentState::Waiting { missing },
-        ServiceState::Starting => ComponentState::Starting,
-        ServiceState::Running => ComponentState::Running,
-        ServiceState::Ready => ComponentState::Ready,
-        ServiceState::Backoff { until } => ComponentState::Backoff { until },
-        ServiceState::Failed { reason } => ComponentState::Failed { reason },
-        ServiceState::Stopping => ComponentState::Stopping,
-        ServiceState::Stopped => ComponentState::Stopped,
     }
 }

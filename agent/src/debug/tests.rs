@@ -298,7 +298,7 @@ async fn components_list_the_agent_and_the_supervised() {
         status("containerd", ComponentState::Ready, Some(42)),
         status(
             "etcd",
-            ComponentState::Waiting {
+            ComponentState::WaitingForDependencies {
                 missing: vec!["network".into()],
             },
             None,
