@@ -2,16 +2,21 @@
 
 use std::convert::Infallible;
 use std::io;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use std::time::Duration;
 
+use time::OffsetDateTime;
+
 use crate::conditions::Conditions;
 use crate::identity::{self, EphemeralKey, Identity, IdentityError};
+use crate::kubernetes::{self, Node};
 use crate::logbuf::Logs;
 use crate::modules::{self, ModuleError};
 use crate::mounts::{self, MountError, MOUNTS};
 use crate::pid1::{self, LoopError, Pid1, ShutdownRequest};
+use crate::pki::{self, NodeSubject, Pki};
 use crate::ready::{ReadyError, ReadyReport};
 use crate::reaper::Reaper;
 use crate::rootfs::{self, RootError, RootState};
@@ -99,7 +104,12 @@ impl Boot<'_> {
     /// Second: everything after this reads /proc or /sys or writes /run.
     fn mount_filesystems(&self) -> Result<(), BootError> {
         mounts::mount_all(self.sys, self.paths, MOUNTS)?;
-        let reason = format!("mounted {} file systems", MOUNTS.len());
+        let mut reason = format!("mounted {} file systems", MOUNTS.len());
+        // Not fatal: without delegated controllers only the kubelet fails, visibly.
+        match mounts::enable_controllers(self.paths) {
+            Ok(enabled) => reason.push_str(&format!("; cgroup controllers {}", enabled.join(" "))),
+            Err(err) => tracing::warn!("cannot enable cgroup controllers for children: {err}"),
+        }
         tracing::info!("{reason}");
         self.conditions.set("mounts", true, reason);
         Ok(())
@@ -145,10 +155,11 @@ impl Boot<'_> {
     ) -> Result<ShutdownRequest, BootError> {
         let reaper = Arc::new(Mutex::new(Reaper::default()));
         let mut pid1 = Pid1::start(sys, reaper.clone())?;
-        self.configure_network(identity).await;
+        let node = self.configure_network(identity).await;
+        let pki = self.create_pki(&node);
         let supervisor = Supervisor::new(reaper, self.conditions.clone(), self.logs.clone());
-        self.start_services(&supervisor, identity)?;
-        self.start_debug_service(&supervisor);
+        self.start_services(&supervisor, &node, pki.is_some())?;
+        self.start_debug_service(&supervisor, pki);
         self.announce_ready(identity)?;
         let request = pid1.shutdown_request().await;
         tracing::info!("stopping services");
@@ -159,18 +170,63 @@ impl Boot<'_> {
     /// After identity (`/etc/hosts` names the node) and before any service: etcd, the
     /// apiserver and containerd's CRI need the address, `localhost` and DNS. Never
     /// fatal: a node without network still boots, and `network` says why.
-    async fn configure_network(&self, identity: &Identity) {
+    async fn configure_network(&self, identity: &Identity) -> Node {
         let name = identity.node_name();
-        network::configure(self.paths, &name, &self.conditions, network::DEVICE_WAIT).await;
+        let config =
+            network::configure(self.paths, &name, &self.conditions, network::DEVICE_WAIT).await;
+        Node {
+            name,
+            ip: config.map(|c| c.address),
+        }
     }
 
-    /// After the network, which most services depend on through its condition; each
-    /// service still waits for its own dependencies in its own task, so this returns at
-    /// once and a slow or broken service holds up nothing else.
+    /// After the network (the apiserver's and kubelet's certificates name the node IP)
+    /// and before the services that read the certificates and the kubeconfigs written
+    /// from them. Not fatal: without a PKI the Kubernetes services wait on the false
+    /// `pki` condition, which says why, and the rest of the node still boots.
+    fn create_pki(&self, node: &Node) -> Option<Arc<Pki>> {
+        let subject = NodeSubject {
+            node_name: node.name.clone(),
+            node_ip: node.ip.map(IpAddr::V4),
+            service_ip: kubernetes::SERVICE_IP,
+        };
+        let dir = self.paths.resolve(kubernetes::PKI_DIR);
+        let created = pki::ensure(&dir, &subject, OffsetDateTime::now_utc())
+            .map_err(|err| console::error_chain(&err))
+            .and_then(|pki| {
+                kubernetes::write_configs(self.paths, &pki, node)
+                    .map(|()| pki)
+                    .map_err(|err| console::error_chain(&err))
+            });
+        match created {
+            Ok(pki) => {
+                let reason = format!(
+                    "CA and {} certificates for {} in {}; kubeconfigs written",
+                    pki::LEAVES.len(),
+                    node.name,
+                    dir.display()
+                );
+                tracing::info!("{reason}");
+                self.conditions.set(kubernetes::PKI_CONDITION, true, reason);
+                Some(Arc::new(pki))
+            }
+            Err(reason) => {
+                tracing::error!("pki: {reason}");
+                self.conditions
+                    .set(kubernetes::PKI_CONDITION, false, reason);
+                None
+            }
+        }
+    }
+
+    /// After the network and the PKI, which most services depend on through their
+    /// conditions; each service still waits for its own dependencies in its own task,
+    /// so this returns at once and a slow or broken service holds up nothing else.
     fn start_services(
         &self,
         supervisor: &Supervisor,
-        identity: &Identity,
+        node: &Node,
+        have_pki: bool,
     ) -> Result<(), BootError> {
         // Config files first: the services read them as they start. Not fatal: the
         // service then fails visibly in its condition and log, the rest still boots.
@@ -179,7 +235,7 @@ impl Boot<'_> {
             tracing::error!("containerd config: {reason}");
             self.conditions.set(containerd::SERVICE, false, reason);
         }
-        let specs = services::services(self.paths, identity);
+        let specs = services::services(self.paths, node);
         let count = specs.len();
         supervisor.start(specs)?;
         tracing::info!("supervising {count} services");
@@ -188,6 +244,9 @@ impl Boot<'_> {
             self.conditions.clone(),
             self.paths.clone(),
         ));
+        if have_pki {
+            kubernetes::spawn_followers(self.paths, node, &self.conditions);
+        }
         Ok(())
     }
 
@@ -195,14 +254,13 @@ impl Boot<'_> {
     /// every component it reports is registered; before the ready line, so a launcher
     /// that sees the line can connect.
     #[cfg(feature = "debug-service")]
-    fn start_debug_service(&self, supervisor: &Supervisor) {
+    fn start_debug_service(&self, supervisor: &Supervisor, pki: Option<Arc<Pki>>) {
         let state = crate::debug::DebugState {
             conditions: self.conditions.clone(),
             logs: self.logs.clone(),
             components: Arc::new(supervisor.clone()),
             paths: self.paths.clone(),
-            // Kubernetes services: pass the `Pki` from the PKI step here.
-            pki: None,
+            pki,
         };
         tokio::spawn(async move {
             if let Err(err) = crate::debug::serve(crate::debug::DEBUG_ADDR, state).await {
@@ -212,7 +270,7 @@ impl Boot<'_> {
     }
 
     #[cfg(not(feature = "debug-service"))]
-    fn start_debug_service(&self, _supervisor: &Supervisor) {}
+    fn start_debug_service(&self, _supervisor: &Supervisor, _pki: Option<Arc<Pki>>) {}
 
     /// Last before the main loop: the launcher treats the line as "boot complete".
     /// Services may still be starting; their conditions say when they are ready.

@@ -22,6 +22,7 @@ pub mod containerd;
 pub mod debug;
 pub mod identity;
 pub mod kube;
+pub mod kubernetes;
 pub mod logbuf;
 pub mod modules;
 pub mod mounts;

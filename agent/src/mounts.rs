@@ -45,6 +45,12 @@ pub const MOUNTS: &[MountSpec] = &[
     spec("/run", "tmpfs", NOSUID_NODEV, Some("mode=0755")),
     spec("/tmp", "tmpfs", NOSUID_NODEV, Some("mode=1777")),
     spec("/sys/fs/cgroup", "cgroup2", NOSUID_NODEV_NOEXEC, None),
+    // Node state (PKI, etcd, containerd, the kubelet's root dir) on a real tmpfs, not
+    // on the moved initramfs root: that one shows as fstype `rootfs` in mountinfo,
+    // which cAdvisor has no plugin for, and the kubelet then refuses to start ("failed
+    // to get rootfs info: cannot find filesystem info for device rootfs"). No nosuid:
+    // containerd's overlay snapshots live here. The data disk replaces it later.
+    spec("/var", "tmpfs", MsFlags::empty(), Some("mode=0755")),
 ];
 
 const fn spec(
@@ -111,6 +117,28 @@ fn mount_one(sys: &dyn Syscall, spec: &MountSpec, target: &Path) -> nix::Result<
     )
 }
 
+/// The cgroup2 mount (the last row of [`MOUNTS`]).
+pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// Delegates every controller the root cgroup has to its children by writing
+/// `+<controller>` for each name in `cgroup.controllers` to `cgroup.subtree_control`
+/// (cgroups(7), "Enabling and disabling controllers"). The kubelet's cgroupfs driver
+/// creates `/kubepods` below the root and needs cpu, cpuset, memory, pids (and io,
+/// hugetlb when present) enabled there; with no systemd on the node, nobody else does
+/// it. The root cgroup is exempt from the no-internal-processes rule, so the agent
+/// stays where it is. Returns the controllers enabled.
+pub fn enable_controllers(paths: &Paths) -> io::Result<Vec<String>> {
+    let root = paths.resolve(CGROUP_ROOT);
+    let available = std::fs::read_to_string(root.join("cgroup.controllers"))?;
+    let controllers: Vec<String> = available.split_whitespace().map(str::to_owned).collect();
+    if controllers.is_empty() {
+        return Ok(controllers);
+    }
+    let line: Vec<String> = controllers.iter().map(|c| format!("+{c}")).collect();
+    std::fs::write(root.join("cgroup.subtree_control"), line.join(" "))?;
+    Ok(controllers)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,6 +161,22 @@ mod tests {
     }
 
     #[test]
+    fn enables_every_available_controller_for_children() {
+        let dir = tempfile::tempdir().unwrap();
+        let cgroup = dir.path().join("sys/fs/cgroup");
+        std::fs::create_dir_all(&cgroup).unwrap();
+        std::fs::write(
+            cgroup.join("cgroup.controllers"),
+            "cpuset cpu io memory pids\n",
+        )
+        .unwrap();
+        let enabled = enable_controllers(&Paths::under_root(dir.path())).unwrap();
+        assert_eq!(enabled, ["cpuset", "cpu", "io", "memory", "pids"]);
+        let written = std::fs::read_to_string(cgroup.join("cgroup.subtree_control")).unwrap();
+        assert_eq!(written, "+cpuset +cpu +io +memory +pids");
+    }
+
+    #[test]
     fn mounts_the_table_in_order() {
         let sys = RecordingSyscall::new();
         mount_all(&sys, &Paths::under_root("/r"), MOUNTS).unwrap();
@@ -148,7 +192,8 @@ mod tests {
                 "/dev/shm",
                 "/run",
                 "/tmp",
-                "/sys/fs/cgroup"
+                "/sys/fs/cgroup",
+                "/var"
             ]
         );
     }

@@ -1,15 +1,15 @@
 //! The node's services, as the supervisor receives them at boot. Each component module
-//! (containerd, later etcd and the Kubernetes components) contributes its
-//! [`ServiceSpec`]s here; the order does not matter, the supervisor sorts by
-//! dependencies.
+//! (containerd, and etcd, the control plane and the kubelet in [`kubernetes`])
+//! contributes its [`ServiceSpec`]s here; the order does not matter, the supervisor
+//! sorts by dependencies.
 
-use crate::containerd;
-use crate::identity::Identity;
+use crate::kubernetes::{self, Node};
 use crate::supervisor::ServiceSpec;
-use crate::Paths;
+use crate::{containerd, Paths};
 
 /// Every service the node runs.
-pub fn services(paths: &Paths, identity: &Identity) -> Vec<ServiceSpec> {
-    let _ = identity;
-    vec![containerd::service(paths)]
+pub fn services(paths: &Paths, node: &Node) -> Vec<ServiceSpec> {
+    let mut specs = vec![containerd::service(paths)];
+    specs.extend(kubernetes::services(paths, node));
+    specs
 }

@@ -25,8 +25,8 @@ pub mod run;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::console::error_chain;
 use crate::conditions::Conditions;
+use crate::console::error_chain;
 use crate::supervisor::{probe_fn, Readiness, ServiceSpec};
 use crate::Paths;
 
@@ -162,7 +162,6 @@ pub async fn list_images(paths: &Paths) -> Result<Vec<String>, RunError> {
     tags.sort();
     Ok(tags)
 }
-
 
 #[cfg(test)]
 mod tests {

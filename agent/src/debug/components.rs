@@ -10,7 +10,9 @@ use cairn_api::validate::DebugSignal;
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 
-pub use crate::supervisor::{LastExit, ServiceState as ComponentState, ServiceStatus as ComponentStatus};
+pub use crate::supervisor::{
+    LastExit, ServiceState as ComponentState, ServiceStatus as ComponentStatus,
+};
 
 /// Why a signal was not delivered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

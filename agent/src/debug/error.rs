@@ -68,4 +68,3 @@ fn run_code(err: &crate::containerd::RunError) -> Code {
         RunError::Log(..) => Code::Internal,
     }
 }
-

@@ -106,8 +106,6 @@ mod tests {
         let (_, cert) = X509Certificate::from_der(&der).unwrap();
         let subject = cert.subject().to_string();
         assert!(subject.contains("CN=cairn-debug"), "{subject}");
-        // One group only: `Pki::issue_client` still keeps just the last of several
-        // (rcgen's DistinguishedName holds one value per attribute type).
         assert!(subject.contains("O=system:masters"), "{subject}");
         assert_eq!(
             cert.validity().not_after.timestamp(),

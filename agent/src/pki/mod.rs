@@ -13,6 +13,7 @@
 //! written mode 0600 through a temporary file and a rename.
 
 mod files;
+mod groups;
 mod leaves;
 
 use std::net::IpAddr;
@@ -24,6 +25,7 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
+pub use groups::{GroupsError, MAX_GROUPS};
 pub use leaves::{Leaf, Usage, LEAVES};
 
 /// CA lifetime; the CA is kept across boots.
@@ -58,6 +60,12 @@ pub enum PkiError {
         name: String,
         #[source]
         source: rcgen::Error,
+    },
+    #[error("cannot put the groups of `{name}` into its certificate")]
+    Groups {
+        name: String,
+        #[source]
+        source: GroupsError,
     },
 }
 
@@ -141,8 +149,8 @@ impl Pki {
         self.dir.join("service-account.pub")
     }
 
-    /// A client certificate for `user` in `groups`, valid for `validity` from `now`
-    /// (debug credentials). Not written to disk.
+    /// A client certificate for `user` in `groups` (one `O=` each, as Kubernetes reads
+    /// them), valid for `validity` from `now` (debug credentials). Not written to disk.
     pub fn issue_client(
         &self,
         user: &str,
@@ -150,29 +158,62 @@ impl Pki {
         now: OffsetDateTime,
         validity: Duration,
     ) -> Result<Issued, PkiError> {
+        let groups_err = |source| PkiError::Groups {
+            name: user.to_owned(),
+            source,
+        };
         let mut params = base_params(user, now, validity);
-        for group in groups {
-            params
-                .distinguished_name
-                .push(DnType::OrganizationName, group.as_str());
+        // rcgen keeps one value per attribute type: see [`groups`].
+        for (index, group) in groups.iter().enumerate() {
+            let placeholder = groups::placeholder(index).map_err(groups_err)?;
+            params.distinguished_name.push(placeholder, group.as_str());
         }
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        self.issue(user, &params)
+        let (key, cert) = self.sign(user, &params)?;
+        let der = groups::rewrite(cert.der(), self.issuer.key()).map_err(groups_err)?;
+        Ok(Issued {
+            cert_pem: pem_certificate(&der),
+            key_pem: key.serialize_pem(),
+        })
     }
 
     fn issue(&self, name: &str, params: &CertificateParams) -> Result<Issued, PkiError> {
+        let (key, cert) = self.sign(name, params)?;
+        Ok(Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// A new ed25519 key and its certificate from `params`, signed by the CA.
+    fn sign(
+        &self,
+        name: &str,
+        params: &CertificateParams,
+    ) -> Result<(KeyPair, rcgen::Certificate), PkiError> {
         let issue_err = |source| PkiError::Issue {
             name: name.to_owned(),
             source,
         };
         let key = KeyPair::generate_for(&PKCS_ED25519).map_err(issue_err)?;
         let cert = params.signed_by(&key, &self.issuer).map_err(issue_err)?;
-        Ok(Issued {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        })
+        Ok((key, cert))
     }
+}
+
+/// PEM of a DER certificate, wrapped at 64 columns as rcgen writes it.
+fn pem_certificate(der: &[u8]) -> String {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    let text = STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in text.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
 }
 
 /// Subject CN, validity and a random serial; callers add names and usages.

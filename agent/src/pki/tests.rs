@@ -119,3 +119,47 @@ fn debug_clients_are_short_lived_with_their_groups() {
     let lifetime = cert.validity().not_after.timestamp() - now().unix_timestamp();
     assert_eq!(lifetime, 3600);
 }
+
+#[test]
+fn debug_clients_keep_every_group_and_verify_against_the_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = ensure(dir.path(), &node(), now()).unwrap();
+    let groups: Vec<String> = (0..MAX_GROUPS).map(|i| format!("group-{i}")).collect();
+    let issued = pki
+        .issue_client("debug-user", &groups, now(), Duration::hours(1))
+        .unwrap();
+    let (der, _) = parse(&issued.cert_pem);
+    let (_, cert) = X509Certificate::from_der(&der).unwrap();
+    let organizations: Vec<&str> = cert
+        .subject()
+        .iter_organization()
+        .map(|o| o.as_str().unwrap())
+        .collect();
+    assert_eq!(organizations, groups);
+    let cn: Vec<&str> = cert
+        .subject()
+        .iter_common_name()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(cn, ["debug-user"]);
+    let (ca_der, _) = parse(pki.ca_pem());
+    let (_, ca) = X509Certificate::from_der(&ca_der).unwrap();
+    cert.verify_signature(Some(ca.public_key())).unwrap();
+    // The private key still belongs to the certificate.
+    let key = rcgen::KeyPair::from_pem(&issued.key_pem).unwrap();
+    assert_eq!(
+        key.public_key_raw(),
+        cert.public_key().subject_public_key.data.as_ref()
+    );
+}
+
+#[test]
+fn too_many_groups_are_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = ensure(dir.path(), &node(), now()).unwrap();
+    let groups: Vec<String> = (0..=MAX_GROUPS).map(|i| format!("g{i}")).collect();
+    let err = pki
+        .issue_client("u", &groups, now(), Duration::hours(1))
+        .unwrap_err();
+    assert!(matches!(err, PkiError::Groups { .. }), "{err}");
+}

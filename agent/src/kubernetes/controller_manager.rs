@@ -1,0 +1,54 @@
+//! kube-controller-manager: on loopback (10257), one instance, so no leader election.
+//! Controllers use per-controller service-account credentials, signed with the key the
+//! apiserver verifies.
+
+use std::time::Duration;
+
+use super::probe::{self, Access};
+use super::{apiserver, Files, SERVICE_CIDR};
+use crate::supervisor::{Readiness, ServiceSpec};
+use crate::Paths;
+
+pub const SERVICE: &str = "controller-manager";
+pub const KUBECONFIG: &str = "controller-manager.kubeconfig";
+pub const LEAF: &str = "controller-manager";
+pub const USER: &str = "system:kube-controller-manager";
+pub const HEALTH_URL: &str = "https://127.0.0.1:10257";
+
+pub fn service(paths: &Paths, files: &Files) -> ServiceSpec {
+    let kubeconfig = files.config(KUBECONFIG);
+    let args = [
+        "kube-controller-manager".to_owned(),
+        format!("--kubeconfig={kubeconfig}"),
+        // Delegated authn/authz of its own endpoint (only /healthz is used, which is
+        // always allowed); without them it logs warnings at every start.
+        format!("--authentication-kubeconfig={kubeconfig}"),
+        format!("--authorization-kubeconfig={kubeconfig}"),
+        "--bind-address=127.0.0.1".to_owned(),
+        "--secure-port=10257".to_owned(),
+        format!(
+            "--service-account-private-key-file={}",
+            files.pki_file("service-account.key")
+        ),
+        format!("--root-ca-file={}", files.ca()),
+        "--use-service-account-credentials=true".to_owned(),
+        "--controllers=*".to_owned(),
+        format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+        "--cluster-name=cairn".to_owned(),
+        "--leader-elect=false".to_owned(),
+        "--profiling=false".to_owned(),
+    ];
+    ServiceSpec::new(SERVICE, paths.resolve(super::KUBE))
+        .args(args)
+        .depends_on(apiserver::SERVICE)
+        .readiness(
+            Readiness::new(probe::get(
+                Access::Insecure(files.pki_dir().to_owned()),
+                HEALTH_URL,
+                "/healthz",
+                probe::any_body,
+            ))
+            .interval(Duration::from_secs(1))
+            .timeout(Duration::from_secs(3)),
+        )
+}

@@ -1,0 +1,100 @@
+//! The kubelet: containerd's CRI, cgroupfs (no systemd on the node), x509 and webhook
+//! authentication with anonymous access off, webhook authorization, TLS 1.3 on its
+//! API (10250) with the `kubelet-server` leaf. Its identity is `system:node:<name>`
+//! (the `kubelet-client` leaf), so the Node authorizer and NodeRestriction apply.
+//!
+//! Sized for a small VM: 200m CPU and 300Mi reserved for the system (the seed's
+//! numbers), hard eviction at 100Mi free memory and 5 % free disk. The preloaded images
+//! cannot be pulled again, so image garbage collection never triggers (high threshold
+//! 100 %); pinned images (the pause image) are kept in any case.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::probe::{self, Access};
+use super::{apiserver, Files, Node, CLUSTER_DOMAIN};
+use crate::containerd;
+use crate::supervisor::{Readiness, ServiceSpec};
+use crate::Paths;
+
+pub const SERVICE: &str = "kubelet";
+pub const CONFIG: &str = "kubelet.json";
+pub const KUBECONFIG: &str = "kubelet.kubeconfig";
+pub const LEAF: &str = "kubelet-client";
+pub const SERVING_LEAF: &str = "kubelet-server";
+pub const ROOT_DIR: &str = "/var/lib/kubelet";
+/// The kubelet's plain-HTTP healthz listener (loopback only).
+pub const HEALTH_URL: &str = "http://127.0.0.1:10248";
+
+pub fn service(paths: &Paths, files: &Files, node: &Node) -> ServiceSpec {
+    let mut args = vec![
+        "kubelet".to_owned(),
+        format!("--config={}", files.config(CONFIG)),
+        format!("--kubeconfig={}", files.config(KUBECONFIG)),
+        format!("--root-dir={}", paths.resolve(ROOT_DIR).display()),
+        format!("--hostname-override={}", node.name),
+    ];
+    if let Some(ip) = node.ip {
+        args.push(format!("--node-ip={ip}"));
+    }
+    ServiceSpec::new(SERVICE, paths.resolve(super::KUBE))
+        .args(args)
+        // CNI plugins exec iptables from /usr/sbin; the kubelet itself looks for
+        // mount helpers and iptables on PATH.
+        .env("PATH", containerd::PATH)
+        .depends_on(containerd::SERVICE)
+        .depends_on(containerd::IMAGES_CONDITION)
+        .depends_on(apiserver::SERVICE)
+        .readiness(
+            Readiness::new(probe::get(
+                Access::Insecure(files.pki_dir().to_owned()),
+                HEALTH_URL,
+                "/healthz",
+                probe::any_body,
+            ))
+            .interval(Duration::from_secs(1))
+            .timeout(Duration::from_secs(3)),
+        )
+}
+
+/// The KubeletConfiguration (JSON, which the kubelet reads like YAML).
+pub fn config(files: &Files) -> String {
+    let config = json!({
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        "containerRuntimeEndpoint": super::containerd_endpoint(),
+        "cgroupDriver": "cgroupfs",
+        "failSwapOn": false,
+        "authentication": {
+            "anonymous": { "enabled": false },
+            "webhook": { "enabled": true },
+            "x509": { "clientCAFile": files.ca() },
+        },
+        "authorization": { "mode": "Webhook" },
+        "tlsCertFile": files.cert(SERVING_LEAF),
+        "tlsPrivateKeyFile": files.key(SERVING_LEAF),
+        "tlsMinVersion": "VersionTLS13",
+        "rotateCertificates": false,
+        "serverTLSBootstrap": false,
+        "resolvConf": "/etc/resolv.conf",
+        // No DNS add-on: pods get the node's resolvers, no cluster DNS server.
+        "clusterDomain": CLUSTER_DOMAIN,
+        "protectKernelDefaults": false,
+        // The seed's setting: nothing in the node relies on the KUBE-* util chains.
+        "makeIPTablesUtilChains": false,
+        "systemReserved": { "cpu": "200m", "memory": "300Mi" },
+        "evictionHard": {
+            "memory.available": "100Mi",
+            "nodefs.available": "5%",
+            "nodefs.inodesFree": "5%",
+            "imagefs.available": "5%",
+        },
+        "imageGCHighThresholdPercent": 100,
+        "imageGCLowThresholdPercent": 99,
+        "readOnlyPort": 0,
+    });
+    let mut text = serde_json::to_string_pretty(&config).unwrap_or_default();
+    text.push('\n');
+    text
+}

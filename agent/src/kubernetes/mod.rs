@@ -1,0 +1,234 @@
+//! Kubernetes on the node: etcd, the control plane and the kubelet as supervised
+//! services, plus the tasks that follow the cluster once it answers (`node-ready`, the
+//! reconciler).
+//!
+//! Everything runs from one multiplexer binary, [`KUBE`] (`/usr/bin/kube <component>
+//! FLAGS…`, third_party/kubernetes). One file per component: each renders its config
+//! files ([`write_configs`] writes them all, after the PKI step and before the
+//! supervisor starts anything) and builds its [`ServiceSpec`] with a readiness probe
+//! that asks the component itself over its health endpoint ([`probe`]). Specs only name
+//! files, so [`services`] needs no PKI object: if the PKI step failed, every component
+//! waits on the false `pki` condition and says so.
+//!
+//! Start order comes from the dependencies: `pki` and `network` -> etcd ->
+//! kube-apiserver -> controller-manager, scheduler; containerd + images +
+//! kube-apiserver -> kubelet. Credentials are the PKI leaves (`pki/leaves.rs`); every
+//! listener is TLS 1.3 with client-certificate authentication against the cluster CA,
+//! and only the apiserver (6443) and the kubelet (10250) listen beyond loopback.
+
+pub mod apiserver;
+pub mod controller_manager;
+pub mod etcd;
+pub mod kubelet;
+pub mod node_ready;
+pub mod probe;
+pub mod scheduler;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use crate::conditions::Conditions;
+use crate::kube::kubeconfig;
+use crate::pki::Pki;
+use crate::supervisor::ServiceSpec;
+use crate::{console, containerd, Paths};
+
+/// The multiplexer; the first argument picks the component.
+pub const KUBE: &str = "/usr/bin/kube";
+/// The node's state: PKI, etcd data (persistent once the data disk exists).
+pub const STATE_DIR: &str = "/var/lib/cairn";
+/// Where [`crate::pki::ensure`] keeps the CA and the leaves.
+pub const PKI_DIR: &str = "/var/lib/cairn/pki";
+/// Config files and kubeconfigs, rewritten at every boot.
+pub const CONFIG_DIR: &str = "/etc/kubernetes";
+/// The Service CIDR; its first address is the `kubernetes` Service.
+pub const SERVICE_CIDR: &str = "10.96.0.0/12";
+pub const SERVICE_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 96, 0, 1));
+pub const CLUSTER_DOMAIN: &str = "cluster.local";
+/// The PKI step's condition.
+pub const PKI_CONDITION: &str = "pki";
+
+/// What the components need to know about the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// Kubernetes node name (from the identity).
+    pub name: String,
+    /// The address from `ip=`; `None` without network (the apiserver then waits).
+    pub ip: Option<Ipv4Addr>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubernetesError {
+    #[error("cannot create {}", .0.display())]
+    CreateDir(PathBuf, #[source] std::io::Error),
+    #[error("cannot read {}", .0.display())]
+    Read(PathBuf, #[source] std::io::Error),
+    #[error("cannot write {}", .0.display())]
+    Write(PathBuf, #[source] std::io::Error),
+}
+
+/// Where the components' files are, under a [`Paths`] root.
+#[derive(Debug, Clone)]
+pub struct Files {
+    pki: PathBuf,
+    config: PathBuf,
+    state: PathBuf,
+}
+
+impl Files {
+    pub fn new(paths: &Paths) -> Self {
+        Self {
+            pki: paths.resolve(PKI_DIR),
+            config: paths.resolve(CONFIG_DIR),
+            state: paths.resolve(STATE_DIR),
+        }
+    }
+
+    pub fn pki_dir(&self) -> &Path {
+        &self.pki
+    }
+
+    pub fn ca(&self) -> String {
+        self.pki_file("ca.crt")
+    }
+
+    pub fn cert(&self, leaf: &str) -> String {
+        self.pki_file(&format!("{leaf}.crt"))
+    }
+
+    pub fn key(&self, leaf: &str) -> String {
+        self.pki_file(&format!("{leaf}.key"))
+    }
+
+    /// A file in [`CONFIG_DIR`].
+    pub fn config(&self, name: &str) -> String {
+        self.config.join(name).display().to_string()
+    }
+
+    /// A directory in [`STATE_DIR`].
+    pub fn state(&self, name: &str) -> String {
+        self.state.join(name).display().to_string()
+    }
+
+    /// A file in the PKI directory.
+    pub fn pki_file(&self, name: &str) -> String {
+        self.pki.join(name).display().to_string()
+    }
+}
+
+/// Every Kubernetes service of the node.
+pub fn services(paths: &Paths, node: &Node) -> Vec<ServiceSpec> {
+    let files = Files::new(paths);
+    vec![
+        etcd::service(paths, &files, node),
+        apiserver::service(paths, &files, node),
+        controller_manager::service(paths, &files),
+        scheduler::service(paths, &files),
+        kubelet::service(paths, &files, node),
+    ]
+}
+
+/// Writes every component's config files and kubeconfigs (the latter hold private
+/// keys: mode 0600). Run after the PKI exists and before the supervisor starts.
+pub fn write_configs(paths: &Paths, pki: &Pki, node: &Node) -> Result<(), KubernetesError> {
+    let files = Files::new(paths);
+    create_dir(Path::new(&files.config("")))?;
+    write_file(
+        &files.config(apiserver::ADMISSION_CONFIG),
+        &apiserver::admission_config(),
+        0o644,
+    )?;
+    for (file, leaf, user) in [
+        (
+            controller_manager::KUBECONFIG,
+            controller_manager::LEAF,
+            controller_manager::USER,
+        ),
+        (scheduler::KUBECONFIG, scheduler::LEAF, scheduler::USER),
+        (
+            kubelet::KUBECONFIG,
+            kubelet::LEAF,
+            &format!("system:node:{}", node.name),
+        ),
+    ] {
+        let cert = read(Path::new(&files.cert(leaf)))?;
+        let key = read(Path::new(&files.key(leaf)))?;
+        let text = kubeconfig::render(
+            crate::kube::LOCAL_APISERVER,
+            pki.ca_pem(),
+            &cert,
+            &key,
+            user,
+        );
+        write_file(&files.config(file), &text, 0o600)?;
+    }
+    // The kubelet also reads /etc/passwd (its user-namespace mappings); the image
+    // ships Debian's base-passwd for it (image/cairn.toml).
+    write_file(
+        &files.config(kubelet::CONFIG),
+        &kubelet::config(&files),
+        0o644,
+    )
+}
+
+/// The tasks that follow the cluster: `node-ready` from the Node object, and the
+/// reconciler once the apiserver is ready. Spawn once, after the PKI step succeeded.
+pub fn spawn_followers(paths: &Paths, node: &Node, conditions: &Conditions) {
+    let pki_dir = Files::new(paths).pki_dir().to_owned();
+    tokio::spawn(node_ready::run(
+        pki_dir.clone(),
+        node.name.clone(),
+        conditions.clone(),
+    ));
+    tokio::spawn(reconcile_when_ready(pki_dir, conditions.clone()));
+}
+
+/// Waits for `kube-apiserver`, then runs the reconciler for good.
+async fn reconcile_when_ready(pki_dir: PathBuf, conditions: Conditions) {
+    use crate::reconciler;
+    conditions.set(reconciler::CONDITION, false, "waiting for kube-apiserver");
+    conditions.wait_true(apiserver::SERVICE).await;
+    match crate::kube::client(&pki_dir, crate::kube::LOCAL_APISERVER) {
+        Ok(client) => reconciler::run(client, conditions).await,
+        Err(err) => {
+            let reason = console::error_chain(&err);
+            tracing::error!("reconciler: {reason}");
+            conditions.set(reconciler::CONDITION, false, reason);
+        }
+    }
+}
+
+/// The kubelet also needs containerd's socket path; kept here so the components only
+/// depend on this module.
+pub(crate) fn containerd_endpoint() -> String {
+    format!("unix://{}", containerd::SOCKET)
+}
+
+fn create_dir(dir: &Path) -> Result<(), KubernetesError> {
+    std::fs::create_dir_all(dir).map_err(|e| KubernetesError::CreateDir(dir.to_owned(), e))
+}
+
+fn read(path: &Path) -> Result<String, KubernetesError> {
+    std::fs::read_to_string(path).map_err(|e| KubernetesError::Read(path.to_owned(), e))
+}
+
+/// Writes through a temporary file created with `mode`, then renames it into place.
+fn write_file(path: &str, text: &str, mode: u32) -> Result<(), KubernetesError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = Path::new(path);
+    let err = |e| KubernetesError::Write(path.to_owned(), e);
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(err)?;
+    file.write_all(text.as_bytes()).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,87 @@
+//! Readiness probes over each component's own health endpoint, through kube-rs's
+//! client (rustls, ring): it speaks HTTPS with the agent's client certificate to etcd
+//! and the apiserver, HTTPS without verification to the loopback-only self-signed
+//! endpoints of the controller-manager and scheduler, and plain HTTP to the kubelet's
+//! healthz port. A fresh client per attempt: probes run once a second, and a client
+//! that outlived a restart of its server would only carry dead connections.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ::kube::Client;
+
+use crate::console::error_chain;
+use crate::supervisor::{probe_fn, Probe};
+
+/// How the probe authenticates and what it trusts.
+#[derive(Debug, Clone)]
+pub enum Access {
+    /// The agent's client certificate; trusts only the cluster CA.
+    Agent(PathBuf),
+    /// No credentials, any server certificate: loopback endpoints with self-signed
+    /// certificates whose health paths need no authentication. The PKI directory is
+    /// still needed: a client with no root certificate at all falls back to the
+    /// system's roots, which a node does not have, and fails before connecting.
+    Insecure(PathBuf),
+}
+
+/// A probe that GETs `url` + `path` and passes when the status is 2xx and `check`
+/// accepts the body.
+pub fn get(
+    access: Access,
+    url: &str,
+    path: &'static str,
+    check: fn(&str) -> Result<(), String>,
+) -> Arc<dyn Probe> {
+    let url = url.to_owned();
+    probe_fn(move || {
+        let (access, url) = (access.clone(), url.clone());
+        async move {
+            let client = client(&access, &url)?;
+            let body = fetch(&client, path).await?;
+            check(&body)
+        }
+    })
+}
+
+/// Accepts any body (the status code already said ok).
+pub fn any_body(_: &str) -> Result<(), String> {
+    Ok(())
+}
+
+fn client(access: &Access, url: &str) -> Result<Client, String> {
+    let config = match access {
+        Access::Agent(pki_dir) => {
+            crate::kube::config(Path::new(pki_dir), url).map_err(|e| error_chain(&e))?
+        }
+        Access::Insecure(pki_dir) => {
+            let mut config =
+                crate::kube::config(Path::new(pki_dir), url).map_err(|e| error_chain(&e))?;
+            config.auth_info = Default::default();
+            config.accept_invalid_certs = true;
+            config
+        }
+    };
+    Client::try_from(config).map_err(|e| error_chain(&e))
+}
+
+async fn fetch(client: &Client, path: &str) -> Result<String, String> {
+    let request = http::Request::get(path)
+        .body(Vec::new())
+        .map_err(|e| e.to_string())?;
+    client
+        .request_text(request)
+        .await
+        .map_err(|e| short(&error_chain(&e)))
+}
+
+/// Condition reasons stay one readable line: a failing /readyz returns its whole
+/// check list as the error body.
+fn short(text: &str) -> String {
+    const MAX: usize = 300;
+    let line = text.replace('\n', " ");
+    match line.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{}...", &line[..at]),
+        None => line,
+    }
+}

@@ -1,0 +1,41 @@
+//! kube-scheduler: on loopback (10259), one instance, no leader election.
+
+use std::time::Duration;
+
+use super::probe::{self, Access};
+use super::{apiserver, Files};
+use crate::supervisor::{Readiness, ServiceSpec};
+use crate::Paths;
+
+pub const SERVICE: &str = "scheduler";
+pub const KUBECONFIG: &str = "scheduler.kubeconfig";
+pub const LEAF: &str = "scheduler";
+pub const USER: &str = "system:kube-scheduler";
+pub const HEALTH_URL: &str = "https://127.0.0.1:10259";
+
+pub fn service(paths: &Paths, files: &Files) -> ServiceSpec {
+    let kubeconfig = files.config(KUBECONFIG);
+    let args = [
+        "kube-scheduler".to_owned(),
+        format!("--kubeconfig={kubeconfig}"),
+        format!("--authentication-kubeconfig={kubeconfig}"),
+        format!("--authorization-kubeconfig={kubeconfig}"),
+        "--bind-address=127.0.0.1".to_owned(),
+        "--secure-port=10259".to_owned(),
+        "--leader-elect=false".to_owned(),
+        "--profiling=false".to_owned(),
+    ];
+    ServiceSpec::new(SERVICE, paths.resolve(super::KUBE))
+        .args(args)
+        .depends_on(apiserver::SERVICE)
+        .readiness(
+            Readiness::new(probe::get(
+                Access::Insecure(files.pki_dir().to_owned()),
+                HEALTH_URL,
+                "/healthz",
+                probe::any_body,
+            ))
+            .interval(Duration::from_secs(1))
+            .timeout(Duration::from_secs(3)),
+        )
+}

@@ -1,0 +1,152 @@
+use super::*;
+
+fn node() -> Node {
+    Node {
+        name: "cairn-0123456789abcdef0123456789abcdef".into(),
+        ip: Some(Ipv4Addr::new(10, 0, 2, 15)),
+    }
+}
+
+fn flag<'a>(spec: &'a ServiceSpec, name: &str) -> Option<&'a str> {
+    let prefix = format!("--{name}=");
+    spec.args
+        .iter()
+        .find_map(|a| a.strip_prefix(prefix.as_str()))
+}
+
+#[test]
+fn every_component_runs_the_multiplexer_with_its_name_first() {
+    let specs = services(&Paths::system(), &node());
+    let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "etcd",
+            "kube-apiserver",
+            "controller-manager",
+            "scheduler",
+            "kubelet"
+        ]
+    );
+    let first: Vec<&str> = specs.iter().map(|s| s.args[0].as_str()).collect();
+    assert_eq!(
+        first,
+        [
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kubelet"
+        ]
+    );
+    for spec in &specs {
+        assert_eq!(spec.binary, Path::new(KUBE));
+        assert!(spec.readiness.is_some(), "{}", spec.name);
+    }
+}
+
+#[test]
+fn dependencies_give_the_documented_start_order() {
+    let specs = services(&Paths::system(), &node());
+    let deps = |name: &str| {
+        let spec = specs.iter().find(|s| s.name == name).unwrap();
+        spec.dependencies.clone()
+    };
+    assert_eq!(deps("etcd"), ["pki", "network"]);
+    assert!(deps("kube-apiserver").contains(&"etcd".to_owned()));
+    assert_eq!(deps("controller-manager"), ["kube-apiserver"]);
+    assert_eq!(deps("scheduler"), ["kube-apiserver"]);
+    assert_eq!(deps("kubelet"), ["containerd", "images", "kube-apiserver"]);
+}
+
+#[test]
+fn the_apiserver_is_locked_down_and_advertises_the_node_ip() {
+    let specs = services(&Paths::system(), &node());
+    let api = &specs[1];
+    assert_eq!(flag(api, "anonymous-auth"), Some("false"));
+    assert_eq!(flag(api, "authorization-mode"), Some("Node,RBAC"));
+    assert_eq!(flag(api, "advertise-address"), Some("10.0.2.15"));
+    assert_eq!(
+        flag(api, "enable-admission-plugins"),
+        Some("NodeRestriction")
+    );
+    assert_eq!(flag(api, "allow-privileged"), Some("true"));
+    assert_eq!(
+        flag(api, "client-ca-file"),
+        Some("/var/lib/cairn/pki/ca.crt")
+    );
+    assert_eq!(flag(api, "etcd-servers"), Some("https://127.0.0.1:2379"));
+    let etcd = &specs[0];
+    assert_eq!(
+        flag(etcd, "listen-client-urls"),
+        Some("https://127.0.0.1:2379")
+    );
+    assert_eq!(flag(etcd, "client-cert-auth"), Some("true"));
+    assert_eq!(flag(etcd, "data-dir"), Some("/var/lib/cairn/etcd"));
+}
+
+#[test]
+fn configs_and_kubeconfigs_are_written_from_the_pki() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let paths = Paths::under_root(dir.path());
+    let subject = crate::pki::NodeSubject {
+        node_name: node().name,
+        node_ip: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 2, 15))),
+        service_ip: SERVICE_IP,
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let pki = crate::pki::ensure(&paths.resolve(PKI_DIR), &subject, now).unwrap();
+    write_configs(&paths, &pki, &node()).unwrap();
+    let config = dir.path().join("etc/kubernetes");
+    for (file, user) in [
+        ("kubelet.kubeconfig", format!("system:node:{}", node().name)),
+        ("scheduler.kubeconfig", "system:kube-scheduler".to_owned()),
+        (
+            "controller-manager.kubeconfig",
+            "system:kube-controller-manager".to_owned(),
+        ),
+    ] {
+        let path = config.join(file);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file}");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let parsed = ::kube::config::Kubeconfig::from_yaml(&text).unwrap();
+        assert_eq!(parsed.auth_infos[0].name, user);
+    }
+    let kubelet: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(config.join("kubelet.json")).unwrap())
+            .unwrap();
+    assert_eq!(kubelet["cgroupDriver"], "cgroupfs");
+    assert_eq!(
+        kubelet["containerRuntimeEndpoint"],
+        "unix:///run/containerd/containerd.sock"
+    );
+    assert_eq!(kubelet["authentication"]["anonymous"]["enabled"], false);
+    assert_eq!(kubelet["authorization"]["mode"], "Webhook");
+    let admission = std::fs::read_to_string(config.join("admission.json")).unwrap();
+    assert!(admission.contains("PodSecurityConfiguration"));
+}
+
+#[test]
+fn etcd_health_bodies() {
+    assert!(etcd::healthy(r#"{"health":"true","reason":""}"#).is_ok());
+    assert!(etcd::healthy(r#"{"health":"false","reason":"NOSPACE"}"#).is_err());
+    assert!(etcd::healthy("not json").is_err());
+}
+
+#[test]
+fn node_readiness_comes_from_the_ready_condition() {
+    let node: k8s_openapi::api::core::v1::Node = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "n" },
+        "status": { "conditions": [
+            { "type": "MemoryPressure", "status": "False" },
+            { "type": "Ready", "status": "True", "reason": "KubeletReady",
+              "message": "kubelet is posting ready status" },
+        ]},
+    }))
+    .unwrap();
+    let (ready, reason) = node_ready::readiness(&node);
+    assert!(ready);
+    assert_eq!(reason, "KubeletReady: kubelet is posting ready status");
+}
