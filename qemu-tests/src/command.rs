@@ -23,6 +23,8 @@ pub const DEFAULT_CPUS: u32 = 2;
 pub const USER_NET_IP_PARAM: &str = "ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off:10.0.2.3";
 /// Guest port of the NodeDebugService (docs/interfaces.md "Network ports").
 pub const DEBUG_PORT: u16 = 7837;
+/// Guest port of kube-apiserver (docs/interfaces.md "Network ports").
+pub const APISERVER_PORT: u16 = 6443;
 
 /// An accelerator QEMU runs the guest with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

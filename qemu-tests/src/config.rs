@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::command::{
-    Accel, Disk, PortForward, QemuCommand, DEBUG_PORT, DEFAULT_CPUS, DEFAULT_MEMORY_MIB,
-    USER_NET_IP_PARAM,
+    Accel, Disk, PortForward, QemuCommand, APISERVER_PORT, DEBUG_PORT, DEFAULT_CPUS,
+    DEFAULT_MEMORY_MIB, USER_NET_IP_PARAM,
 };
 use crate::image::Image;
 use crate::ports::ForwardRequest;
@@ -22,11 +22,14 @@ pub struct NodeConfig {
     pub memory_mib: u32,
     /// Guest vCPUs.
     pub cpus: u32,
-    /// Host-to-guest TCP forwards, besides the debug one.
+    /// Host-to-guest TCP forwards, besides the debug and apiserver ones.
     pub forwards: Vec<ForwardRequest>,
     /// Forward a free host port to the debug service (guest port 7837) unless
     /// `forwards` already has one for that guest port.
     pub debug_forward: bool,
+    /// Forward a free host port to kube-apiserver (guest port 6443) unless `forwards`
+    /// already has one for that guest port.
+    pub api_forward: bool,
     /// Extra virtio disks.
     pub disks: Vec<Disk>,
     /// Parameters appended to the build's kernel command line.
@@ -47,6 +50,7 @@ impl NodeConfig {
             cpus: DEFAULT_CPUS,
             forwards: Vec::new(),
             debug_forward: true,
+            api_forward: true,
             disks: Vec::new(),
             extra_cmdline: Vec::new(),
             state_dir: state_dir.to_owned(),
@@ -54,14 +58,17 @@ impl NodeConfig {
         }
     }
 
-    /// Every forward to set up: [`NodeConfig::forwards`] plus the debug one.
+    /// Every forward to set up: [`NodeConfig::forwards`] plus the debug and apiserver
+    /// ones, each only if not asked for explicitly.
     pub fn forward_requests(&self) -> Vec<ForwardRequest> {
         let mut requests = self.forwards.clone();
-        if self.debug_forward && requests.iter().all(|r| r.guest != DEBUG_PORT) {
-            requests.push(ForwardRequest {
-                host: None,
-                guest: DEBUG_PORT,
-            });
+        for (wanted, guest) in [
+            (self.debug_forward, DEBUG_PORT),
+            (self.api_forward, APISERVER_PORT),
+        ] {
+            if wanted && requests.iter().all(|r| r.guest != guest) {
+                requests.push(ForwardRequest { host: None, guest });
+            }
         }
         requests
     }
@@ -99,15 +106,19 @@ mod tests {
     }
 
     #[test]
-    fn the_debug_port_is_forwarded_unless_already_asked_for() {
+    fn debug_and_api_ports_are_forwarded_unless_already_asked_for() {
         let mut config = config();
+        let guests = |config: &NodeConfig| -> Vec<u16> {
+            config.forward_requests().iter().map(|r| r.guest).collect()
+        };
+        assert_eq!(guests(&config), [DEBUG_PORT, APISERVER_PORT]);
         config.forwards = vec!["6443".parse().unwrap()];
-        let guests: Vec<u16> = config.forward_requests().iter().map(|r| r.guest).collect();
-        assert_eq!(guests, [6443, DEBUG_PORT]);
+        assert_eq!(guests(&config), [APISERVER_PORT, DEBUG_PORT]);
 
-        config.forwards = vec!["17837:7837".parse().unwrap()];
+        config.forwards = vec!["17837:7837".parse().unwrap(), "16443:6443".parse().unwrap()];
         assert_eq!(config.forward_requests(), config.forwards);
         config.debug_forward = false;
+        config.api_forward = false;
         config.forwards.clear();
         assert!(config.forward_requests().is_empty());
     }

@@ -12,7 +12,7 @@ use std::process::ExitStatus;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::command::DEBUG_PORT;
+use crate::command::{APISERVER_PORT, DEBUG_PORT};
 use crate::config::NodeConfig;
 use crate::console::{self, ConsoleError, ConsoleReader, ExitInfo, ReadyInfo};
 use crate::ports::{self, PortError};
@@ -116,6 +116,7 @@ impl Node {
         let qemu = config.qemu_command(&state, forwards.clone());
         let process = QemuProcess::spawn(&qemu, &state.qemu_log(), config.mode)?;
         let debug_endpoint = NodeRecord::endpoint_for(&forwards, DEBUG_PORT);
+        let api_endpoint = NodeRecord::tls_endpoint_for(&forwards, APISERVER_PORT);
         let record = NodeRecord {
             pid: process.pid(),
             accel: config.accel,
@@ -124,6 +125,7 @@ impl Node {
             qmp_socket: state.qmp_socket(),
             node_id: None,
             debug_endpoint,
+            api_endpoint,
         };
         let node = Node {
             process,
@@ -144,6 +146,11 @@ impl Node {
     /// `http://127.0.0.1:PORT` reaching the guest's NodeDebugService, if forwarded.
     pub fn debug_endpoint(&self) -> Option<&str> {
         self.record.debug_endpoint.as_deref()
+    }
+
+    /// `https://127.0.0.1:PORT` reaching the guest's kube-apiserver, if forwarded.
+    pub fn api_endpoint(&self) -> Option<&str> {
+        self.record.api_endpoint.as_deref()
     }
 
     /// The state directory.

@@ -68,14 +68,27 @@ pub struct NodeRecord {
     /// default `dbg` endpoint).
     #[serde(default)]
     pub debug_endpoint: Option<String>,
+    /// `https://127.0.0.1:PORT` of the forwarded kube-apiserver, if forwarded (what
+    /// `dbg kubeconfig` and `dbg kubectl` point the kubeconfig at).
+    #[serde(default)]
+    pub api_endpoint: Option<String>,
 }
 
 impl NodeRecord {
     /// The host endpoint of the forward to guest port `guest`, as an `http://` URL.
     pub fn endpoint_for(forwards: &[PortForward], guest: u16) -> Option<String> {
+        Self::url_for(forwards, guest, "http")
+    }
+
+    /// The host endpoint of the forward to guest port `guest`, as a `https://` URL.
+    pub fn tls_endpoint_for(forwards: &[PortForward], guest: u16) -> Option<String> {
+        Self::url_for(forwards, guest, "https")
+    }
+
+    fn url_for(forwards: &[PortForward], guest: u16, scheme: &str) -> Option<String> {
         (forwards.iter())
             .find(|f| f.guest == guest)
-            .map(|f| format!("http://127.0.0.1:{}", f.host))
+            .map(|f| format!("{scheme}://127.0.0.1:{}", f.host))
     }
 }
 
@@ -229,14 +242,21 @@ mod tests {
         NodeRecord {
             pid: 4242,
             accel: Accel::Tcg,
-            forwards: vec![PortForward {
-                host: 40000,
-                guest: 7837,
-            }],
+            forwards: vec![
+                PortForward {
+                    host: 40000,
+                    guest: 7837,
+                },
+                PortForward {
+                    host: 40001,
+                    guest: 6443,
+                },
+            ],
             console_log: state.console_log(),
             qmp_socket: state.qmp_socket(),
             node_id: Some("00112233445566778899aabbccddeeff".to_owned()),
             debug_endpoint: Some("http://127.0.0.1:40000".to_owned()),
+            api_endpoint: Some("https://127.0.0.1:40001".to_owned()),
         }
     }
 
@@ -262,6 +282,31 @@ mod tests {
         let json = serde_json::to_value(record(&state)).unwrap();
         assert_eq!(json["accel"], "tcg");
         assert_eq!(json["forwards"][0]["guest"], 7837);
+    }
+
+    #[test]
+    fn endpoints_name_the_host_port_of_the_guest_port() {
+        let state = StateDir::new(Path::new("/s"));
+        let forwards = record(&state).forwards;
+        assert_eq!(
+            NodeRecord::endpoint_for(&forwards, 7837).as_deref(),
+            Some("http://127.0.0.1:40000")
+        );
+        assert_eq!(
+            NodeRecord::tls_endpoint_for(&forwards, 6443).as_deref(),
+            Some("https://127.0.0.1:40001")
+        );
+        assert_eq!(NodeRecord::endpoint_for(&forwards, 22), None);
+    }
+
+    #[test]
+    fn records_without_an_api_endpoint_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        let mut json = serde_json::to_value(record(&state)).unwrap();
+        json.as_object_mut().unwrap().remove("api_endpoint");
+        fs::write(state.record_file(), json.to_string()).unwrap();
+        assert_eq!(state.read().unwrap().unwrap().api_endpoint, None);
     }
 
     #[test]

@@ -169,5 +169,8 @@ fn print_reachability(record: &NodeRecord, ready: &ReadyInfo, config: &NodeConfi
     if let Some(endpoint) = &record.debug_endpoint {
         println!("  debug:       {endpoint} (CAIRN_DEBUG_ENDPOINT)");
     }
+    if let Some(endpoint) = &record.api_endpoint {
+        println!("  apiserver:   {endpoint} (CAIRN_API_ENDPOINT; `dbg kubectl get nodes`)");
+    }
     println!("  stop it:     cairn-qemu stop --state-dir {state_dir}");
 }

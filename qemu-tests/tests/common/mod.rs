@@ -1,6 +1,7 @@
 //! Shared harness for the boot tests: where the image is, booting a node with deadlines,
 //! one lazily booted node shared by the read-only checks, and failure messages that carry
-//! the console tail.
+//! the console tail. [`kubernetes`] is the Kubernetes tests' part: a node per test
+//! file, a debug session, and kubectl with debug credentials.
 //!
 //! The shared node lives in a static, so its `Drop` never runs; it is attached, though, so
 //! QEMU gets SIGKILL from the kernel (`PR_SET_PDEATHSIG`) when the test process exits.
@@ -13,6 +14,10 @@ use std::time::Duration;
 use cairn_qemu::accel::{self, AccelChoice};
 use cairn_qemu::node::{error_chain, TAIL_LINES};
 use cairn_qemu::{Image, Node, NodeConfig, ReadyInfo};
+
+// Each Kubernetes test file uses a different part of it, the others none.
+#[allow(dead_code)]
+pub mod kubernetes;
 
 /// Deadline for `CAIRN_READY` (TCG on a small CI host).
 pub const READY_TIMEOUT: Duration = Duration::from_secs(120);

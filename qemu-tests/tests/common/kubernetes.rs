@@ -1,0 +1,338 @@
+//! Harness of the Kubernetes boot tests: one node per test file with the apiserver
+//! forwarded (the launcher's default), a debug-API session with deadlines, and kubectl
+//! run the way `dbg kubectl` runs it.
+//!
+//! kubectl is the project-built one, found as `dbg kubectl` finds it (`CAIRN_KUBECTL`,
+//! else `$CAIRN_CACHE/go-out/bin/kube kubectl`), with a fresh cluster-admin debug
+//! kubeconfig (GetDebugKubeconfig) pointed at the host's forward of port 6443. Every
+//! kubectl run has a deadline and is killed when it passes; waits use the agent's
+//! WaitCondition or `kubectl wait`, never a fixed sleep. A failure message carries the
+//! conditions, the tails of the components' logs fetched through the debug API, and
+//! the console tail.
+
+use std::ffi::OsString;
+use std::fmt::Display;
+use std::path::PathBuf;
+use std::process::{Output, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use cairn_api::v1::{
+    get_logs_response::Kind, Condition, GetDebugKubeconfigRequest, GetLogsRequest,
+    ListConditionsRequest, WaitConditionRequest,
+};
+use cairn_api::Client;
+use cairn_dbg::commands::kubeconfig::rewrite_server;
+use cairn_dbg::commands::kubectl::{self, Kubectl};
+use cairn_qemu::accel::{self, AccelChoice};
+use cairn_qemu::node::{error_chain, TAIL_LINES};
+use cairn_qemu::{Node, NodeConfig, ReadyInfo};
+use tokio::io::AsyncWriteExt;
+
+/// etcd, the control plane, the kubelet and node registration under TCG on a small
+/// CI host.
+pub const CONTROL_PLANE_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long the debug service may take to answer after `CAIRN_READY`.
+const CONNECT_DEADLINE: Duration = Duration::from_secs(60);
+/// Deadline of a debug call that should answer at once.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+/// Deadline of a kubectl run that does not wait for anything itself.
+pub const KUBECTL_TIMEOUT: Duration = Duration::from_secs(60);
+/// The controller-manager creates a namespace's `default` service account, which
+/// admission requires of every pod, shortly after it starts.
+pub const SERVICE_ACCOUNT_TIMEOUT: Duration = Duration::from_secs(120);
+/// Components whose log tails a failure report carries unless told otherwise.
+pub const REPORTED: &[&str] = &["agent", "kube-apiserver", "kubelet", "containerd"];
+/// Lines of each component's log in a failure report.
+const LOG_TAIL: u32 = 30;
+/// The cluster administrator `dbg kubectl` acts as.
+const ADMIN_USER: &str = "cairn-debug";
+const ADMIN_GROUPS: &[&str] = &["system:masters"];
+
+/// The node of a test file, booted once, with the apiserver forwarded.
+pub struct Cluster {
+    pub node: Mutex<Node>,
+    pub ready: ReadyInfo,
+    pub debug_endpoint: String,
+    pub api_endpoint: String,
+}
+
+/// Boots the test file's node on first use (state dir named after the test crate);
+/// every later caller gets the same node or the same boot failure.
+pub fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
+    match CLUSTER.get_or_init(boot) {
+        Ok(cluster) => cluster,
+        Err(err) => panic!("the node did not boot: {err}"),
+    }
+}
+
+fn boot() -> Result<Cluster, String> {
+    let image = super::image();
+    let accel = accel::resolve(AccelChoice::Auto, &image.kernel);
+    let state = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("boot")
+        .join(env!("CARGO_CRATE_NAME"));
+    let config = NodeConfig::new(image, accel, &state);
+    let mut node = Node::start(&config).map_err(|e| error_chain(&e))?;
+    let ready = node
+        .wait_ready(super::READY_TIMEOUT)
+        .map_err(|e| error_chain(&e))?;
+    let debug_endpoint = node.debug_endpoint().ok_or("no debug forward")?.to_owned();
+    let api_endpoint = node
+        .api_endpoint()
+        .ok_or("no apiserver forward")?
+        .to_owned();
+    Ok(Cluster {
+        node: Mutex::new(node),
+        ready,
+        debug_endpoint,
+        api_endpoint,
+    })
+}
+
+/// A connected debug client to the node and the runtime that drives it.
+pub struct Session {
+    pub cluster: &'static Cluster,
+    pub runtime: tokio::runtime::Runtime,
+    pub client: Client,
+    reported: &'static [&'static str],
+}
+
+impl Session {
+    /// Connects to the file's node (booting it on first use).
+    pub fn open() -> Self {
+        let cluster = cluster();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        let deadline = Instant::now() + CONNECT_DEADLINE;
+        let endpoint = &cluster.debug_endpoint;
+        let client = runtime.block_on(async {
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match cairn_api::connect(endpoint, left.min(Duration::from_secs(5))).await {
+                    Ok(client) => break Ok(client),
+                    Err(err) if Instant::now() >= deadline => break Err(err),
+                    // The service starts a moment after CAIRN_READY: retry shortly.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+                }
+            }
+        });
+        let client = client
+            .unwrap_or_else(|err| fail_with_console(cluster, error_chain(&err), "(not connected)"));
+        Session {
+            cluster,
+            runtime,
+            client,
+            reported: REPORTED,
+        }
+    }
+
+    /// The same session, reporting these components' logs on failure.
+    pub fn reporting(mut self, components: &'static [&'static str]) -> Self {
+        self.reported = components;
+        self
+    }
+
+    /// Panics with `message`, the conditions, the reported components' log tails and
+    /// the console tail.
+    pub fn fail(&self, message: impl Display) -> ! {
+        let mut report = self.conditions_report();
+        for component in self.reported {
+            let tail = match self.log_tail(component, LOG_TAIL) {
+                Ok(lines) => lines.join("\n"),
+                Err(err) => err,
+            };
+            report.push_str(&format!("\n--- {component} log (tail) ---\n{tail}"));
+        }
+        fail_with_console(self.cluster, message, &report)
+    }
+
+    fn conditions_report(&self) -> String {
+        let mut client = self.client.clone();
+        self.runtime.block_on(async {
+            let call = client.list_conditions(ListConditionsRequest { names: vec![] });
+            match tokio::time::timeout(CALL_TIMEOUT, call).await {
+                Ok(Ok(list)) => (list.into_inner().conditions.iter())
+                    .map(|c| format!("{} {} {}", c.name, c.status, c.reason))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                other => format!("cannot list conditions: {other:?}"),
+            }
+        })
+    }
+
+    /// The newest `lines` lines of `component`'s log buffer.
+    pub fn log_tail(&self, component: &str, lines: u32) -> Result<Vec<String>, String> {
+        let request = GetLogsRequest {
+            component: component.to_owned(),
+            tail_lines: Some(lines),
+            follow: false,
+        };
+        let mut client = self.client.clone();
+        self.runtime.block_on(async {
+            let collect = async {
+                let mut stream = client.get_logs(request).await?.into_inner();
+                let mut lines = Vec::new();
+                while let Some(message) = stream.message().await? {
+                    if let Some(Kind::Entry(entry)) = message.kind {
+                        lines.push(entry.text);
+                    }
+                }
+                Ok::<_, tonic::Status>(lines)
+            };
+            match tokio::time::timeout(CALL_TIMEOUT, collect).await {
+                Ok(result) => result.map_err(|status| format!("GetLogs {component}: {status}")),
+                Err(_) => Err(format!("GetLogs {component} timed out")),
+            }
+        })
+    }
+
+    /// Waits (in the agent) for condition `name` to be true.
+    pub fn wait_true(&self, name: &str, timeout: Duration) -> Condition {
+        self.try_wait_true(name, timeout)
+            .unwrap_or_else(|err| self.fail(err))
+    }
+
+    /// Waits (in the agent) for condition `name` to be true; why not, if it is not.
+    pub fn try_wait_true(&self, name: &str, timeout: Duration) -> Result<Condition, String> {
+        let request = WaitConditionRequest {
+            name: name.to_owned(),
+            timeout_ms: u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
+        };
+        let mut client = self.client.clone();
+        // Timers need the runtime: build them inside `block_on`.
+        let result = self.runtime.block_on(async {
+            tokio::time::timeout(timeout + CALL_TIMEOUT, client.wait_condition(request)).await
+        });
+        match result {
+            Ok(Ok(condition)) => Ok(condition.into_inner()),
+            Ok(Err(status)) => Err(format!("condition {name}: {status}")),
+            Err(_) => Err(format!("WaitCondition {name} did not answer")),
+        }
+    }
+
+    /// A debug kubeconfig (as GetDebugKubeconfig returns it) and its expiry.
+    pub fn kubeconfig(&self, user: &str, groups: &[&str], validity: Option<u32>) -> (String, i64) {
+        let request = GetDebugKubeconfigRequest {
+            user: user.to_owned(),
+            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+            validity_seconds: validity,
+        };
+        let mut client = self.client.clone();
+        let call = client.get_debug_kubeconfig(request);
+        match self
+            .runtime
+            .block_on(async { tokio::time::timeout(CALL_TIMEOUT, call).await })
+        {
+            Ok(Ok(response)) => {
+                let response = response.into_inner();
+                (response.kubeconfig, response.expires_unix_seconds)
+            }
+            Ok(Err(status)) => self.fail(format!("GetDebugKubeconfig: {status}")),
+            Err(_) => self.fail("GetDebugKubeconfig did not answer"),
+        }
+    }
+
+    /// Runs kubectl as cluster admin (what `dbg kubectl` does) with `stdin`, killed
+    /// after [`KUBECTL_TIMEOUT`].
+    /// Waits until pods can be admitted in `namespace`: its `default` service account
+    /// exists.
+    pub fn wait_for_default_service_account(&self, namespace: &str) {
+        let timeout = format!("--timeout={}s", SERVICE_ACCOUNT_TIMEOUT.as_secs());
+        self.kubectl_ok_within(
+            &[
+                "wait",
+                "--for=create",
+                "serviceaccount/default",
+                "-n",
+                namespace,
+                &timeout,
+            ],
+            "",
+            SERVICE_ACCOUNT_TIMEOUT + KUBECTL_TIMEOUT,
+        );
+    }
+
+    pub fn kubectl(&self, args: &[&str], stdin: &str) -> Output {
+        self.kubectl_within(args, stdin, KUBECTL_TIMEOUT)
+    }
+
+    /// Runs kubectl as cluster admin with `stdin`, killed after `deadline`.
+    pub fn kubectl_within(&self, args: &[&str], stdin: &str, deadline: Duration) -> Output {
+        let (text, _) = self.kubeconfig(ADMIN_USER, ADMIN_GROUPS, None);
+        let text = rewrite_server(&text, &self.cluster.api_endpoint);
+        let file = tempfile::Builder::new()
+            .prefix("cairn-kubeconfig-")
+            .tempfile()
+            .unwrap_or_else(|e| self.fail(format!("temp kubeconfig: {e}")));
+        std::fs::write(file.path(), text).unwrap_or_else(|e| self.fail(e));
+        let kubectl = locate_kubectl().unwrap_or_else(|e| self.fail(e));
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        let line = kubectl::command_line(&kubectl, file.path(), &args);
+        let run = async {
+            let mut child = tokio::process::Command::new(&kubectl.program)
+                .args(&line)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()?;
+            if let Some(mut input) = child.stdin.take() {
+                input.write_all(stdin.as_bytes()).await?;
+            }
+            child.wait_with_output().await
+        };
+        match (self.runtime).block_on(async { tokio::time::timeout(deadline, run).await }) {
+            Ok(Ok(output)) => output,
+            Ok(Err(err)) => self.fail(format!("cannot run kubectl {args:?}: {err}")),
+            Err(_) => self.fail(format!("kubectl {args:?} still running after {deadline:?}")),
+        }
+    }
+
+    /// kubectl that must succeed; its stdout.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        self.kubectl_ok_within(args, "", KUBECTL_TIMEOUT)
+    }
+
+    /// kubectl with `stdin` that must succeed within `deadline`; its stdout.
+    pub fn kubectl_ok_within(&self, args: &[&str], stdin: &str, deadline: Duration) -> String {
+        let output = self.kubectl_within(args, stdin, deadline);
+        if !output.status.success() {
+            self.fail(format!("kubectl {args:?} failed: {}", describe(&output)));
+        }
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+}
+
+/// The kubectl `dbg kubectl` would run.
+pub fn locate_kubectl() -> Result<Kubectl, String> {
+    let var = |name| std::env::var_os(name);
+    kubectl::locate(
+        var(kubectl::KUBECTL_ENV).as_deref(),
+        var(kubectl::CACHE_ENV).as_deref(),
+        var("HOME").as_deref(),
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// A finished process's status, stdout and stderr.
+pub fn describe(output: &Output) -> String {
+    format!(
+        "{}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn fail_with_console(cluster: &Cluster, message: impl Display, report: &str) -> ! {
+    let node = cluster.node.lock().unwrap_or_else(|p| p.into_inner());
+    panic!(
+        "{message}\n--- conditions ---\n{report}\n--- console tail ({}) ---\n{}",
+        node.console_log().display(),
+        node.console_tail(TAIL_LINES)
+    )
+}
