@@ -4,6 +4,9 @@
 //! measured at all. Each writes a Markdown summary and the raw JSON beside it.
 
 mod debug_api;
+mod first_pod;
+mod go_build;
+mod image_size;
 mod node;
 mod report;
 mod stats;
@@ -37,8 +40,19 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         boots: usize,
         /// The condition that ends a boot's measurement.
-        #[arg(long, default_value = "images")]
+        #[arg(long, default_value = "node-ready")]
         until: String,
+        /// Then create a pod and time it to Running.
+        #[arg(long)]
+        first_pod: bool,
+    },
+    /// Image size by component, file and binary counts, from the build manifest.
+    ImageSize,
+    /// Build time of the Go components (third_party/build.sh).
+    GoBuild {
+        /// Also build with an empty Go build cache (Kubernetes: several minutes).
+        #[arg(long)]
+        cold: bool,
     },
     /// Latency of a 1000-line log tail and of a followed line, on one node.
     DebugApi {
@@ -50,7 +64,13 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
-        Command::BootTimeline { boots, until } => timeline::run(&cli.bench(), *boots, until),
+        Command::BootTimeline {
+            boots,
+            until,
+            first_pod,
+        } => timeline::run(&cli.bench(), *boots, until, *first_pod),
+        Command::ImageSize => image_size::run(&cli.bench()),
+        Command::GoBuild { cold } => go_build::run(&cli.bench(), *cold),
         Command::DebugApi { rounds } => debug_api::run(&cli.bench(), *rounds),
     };
     match result {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use cairn_api::v1::{ListConditionsRequest, WaitConditionRequest};
 use serde::Serialize;
 
+use crate::first_pod;
 use crate::node::{Bench, Error};
 use crate::report::{self, Machine};
 use crate::stats::Summary;
@@ -26,7 +27,7 @@ struct Results {
     summary: BTreeMap<String, Summary>,
 }
 
-pub fn run(bench: &Bench, boots: usize, until: &str) -> Result<PathBuf, Error> {
+pub fn run(bench: &Bench, boots: usize, until: &str, first_pod: bool) -> Result<PathBuf, Error> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -34,7 +35,7 @@ pub fn run(bench: &Bench, boots: usize, until: &str) -> Result<PathBuf, Error> {
     let mut accel = String::new();
     for i in 1..=boots {
         eprintln!("cairn-bench: boot {i}/{boots}");
-        let (timeline, used) = runtime.block_on(one_boot(bench, until))?;
+        let (timeline, used) = runtime.block_on(one_boot(bench, until, first_pod))?;
         timelines.push(timeline);
         accel = used;
     }
@@ -52,7 +53,11 @@ pub fn run(bench: &Bench, boots: usize, until: &str) -> Result<PathBuf, Error> {
     )
 }
 
-async fn one_boot(bench: &Bench, until: &str) -> Result<(BTreeMap<String, f64>, String), Error> {
+async fn one_boot(
+    bench: &Bench,
+    until: &str,
+    first_pod: bool,
+) -> Result<(BTreeMap<String, f64>, String), Error> {
     let mut booted = bench.boot("timeline").await?;
     let wait = WaitConditionRequest {
         name: until.to_owned(),
@@ -64,11 +69,19 @@ async fn one_boot(bench: &Bench, until: &str) -> Result<(BTreeMap<String, f64>, 
         .list_conditions(ListConditionsRequest::default())
         .await?
         .into_inner();
-    let timeline = listed
+    let mut timeline: BTreeMap<String, f64> = listed
         .conditions
         .into_iter()
         .filter_map(|c| Some((c.name, c.first_true_boot_ns? as f64 / 1e9)))
         .collect();
+    if first_pod {
+        // Host seconds from create to Running, added to the guest time of `until`:
+        // the pod is created right after that condition is seen.
+        let took = first_pod::create_to_running(&mut booted).await?;
+        let base = timeline.get(until).copied().unwrap_or_default();
+        timeline.insert("first-pod-running".to_owned(), base + took);
+        timeline.insert("first-pod: create -> running".to_owned(), took);
+    }
     Ok((timeline, booted.accel.clone()))
 }
 
@@ -91,7 +104,9 @@ fn markdown(results: &Results) -> String {
     let _ = writeln!(
         text,
         "{} boots, each until `{}`. Seconds since kernel start when each condition first \
-         became true.\n",
+         became true. `first-pod-running` (with --first-pod) is that time plus the host-side \
+         seconds from `kubectl create` to the pod's Ready condition, shown on its own as \
+         `first-pod: create -> running`.\n",
         results.boots.len(),
         results.until
     );
