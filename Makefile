@@ -15,13 +15,13 @@ PRODUCTION_DIR ?= build/production
 STATE_DIR ?= build/node
 ACCEL ?= auto
 # The last condition a benchmarked boot waits for.
-BENCH_UNTIL ?= images
+BENCH_UNTIL ?= node-ready
 CARGO ?= cargo
 
 IMAGE_TOOL := $(CARGO) run --quiet --release --locked -p cairn-image --
 QEMU_TOOL := $(CARGO) run --quiet --release --locked -p cairn-qemu --
 
-.PHONY: help setup image production-image inspect run start stop test unit-test boot-test bench lint fmt clean
+.PHONY: help setup image production-image inspect run start stop test unit-test boot-test bench fuzz lint fmt clean
 
 help:
 	@echo "make run     build the image and boot a node in QEMU (console here; Ctrl-C stops it)"
@@ -33,6 +33,7 @@ help:
 	@echo "make inspect list the files of the built initramfs"
 	@echo "make lint    rustfmt --check and clippy -D warnings"
 	@echo "make bench   boot timeline and debug API latency -> bench/results/"
+	@echo "make fuzz    every fuzz target for FUZZ_SECONDS (default 60) each"
 
 setup:
 	@scripts/setup-host.sh
@@ -71,8 +72,20 @@ boot-test: image production-image
 BENCH_BOOTS ?= 5
 BENCH_TOOL := $(CARGO) run --quiet --release --locked -p cairn-bench -- --image-dir $(IMAGE_DIR) --accel $(ACCEL)
 bench: image
-	$(BENCH_TOOL) boot-timeline --boots $(BENCH_BOOTS) --until $(BENCH_UNTIL)
+	$(BENCH_TOOL) image-size
+	$(BENCH_TOOL) go-build $(if $(BENCH_COLD),--cold)
+	$(BENCH_TOOL) boot-timeline --boots $(BENCH_BOOTS) --until $(BENCH_UNTIL) --first-pod
 	$(BENCH_TOOL) debug-api
+
+# Fuzzing needs nightly (rustup) and cargo-fuzz (from crates.io, installed if missing).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := cpio_read deb_open os_release kernel_cmdline_ip image_config
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install --locked cargo-fuzz
+	cd fuzz && for target in $(FUZZ_TARGETS); do \
+	  $(CARGO) +nightly fuzz run --target-dir $(CAIRN_CACHE)/fuzz-target $$target -- \
+	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 || exit 1; \
+	done
 
 lint:
 	$(CARGO) fmt --all -- --check
