@@ -15,9 +15,7 @@ mod common;
 use std::fmt::Display;
 use std::time::{Duration, Instant};
 
-use cairn_api::v1::{
-    get_logs_response::Kind, Condition, GetLogsRequest, RunContainerRequest, WaitConditionRequest,
-};
+use cairn_api::v1::{Condition, RunContainerRequest, WaitConditionRequest};
 use cairn_api::Client;
 use common::{shared, Shared};
 
@@ -101,28 +99,13 @@ impl Session {
 
     /// containerd's whole log buffer, one string per line.
     fn containerd_log(&self) -> Result<Vec<String>, String> {
-        let request = GetLogsRequest {
-            component: "containerd".to_owned(),
-            tail_lines: None,
-            follow: false,
-        };
-        let mut client = self.client.clone();
-        self.runtime.block_on(async {
-            let collect = async {
-                let mut stream = client.get_logs(request).await?.into_inner();
-                let mut lines = Vec::new();
-                while let Some(message) = stream.message().await? {
-                    if let Some(Kind::Entry(entry)) = message.kind {
-                        lines.push(entry.text);
-                    }
-                }
-                Ok::<_, tonic::Status>(lines)
-            };
-            match tokio::time::timeout(CALL_TIMEOUT, collect).await {
-                Ok(result) => result.map_err(|status| format!("GetLogs: {status}")),
-                Err(_) => Err("GetLogs timed out".to_owned()),
-            }
-        })
+        common::log_lines(
+            &self.runtime,
+            &self.client,
+            "containerd",
+            None,
+            CALL_TIMEOUT,
+        )
     }
 }
 

@@ -2,11 +2,9 @@
 //! Controllers use per-controller service-account credentials, signed with the key the
 //! apiserver verifies.
 
-use std::time::Duration;
-
-use super::probe::{self, Access};
+use super::probe;
 use super::{apiserver, Files, SERVICE_CIDR};
-use crate::supervisor::{Readiness, ServiceSpec};
+use crate::supervisor::ServiceSpec;
 use crate::Paths;
 
 pub const SERVICE: &str = "controller-manager";
@@ -41,14 +39,5 @@ pub fn service(paths: &Paths, files: &Files) -> ServiceSpec {
     ServiceSpec::new(SERVICE, paths.resolve(super::KUBE))
         .args(args)
         .depends_on(apiserver::SERVICE)
-        .readiness(
-            Readiness::new(probe::get(
-                Access::Insecure(files.pki_dir().to_owned()),
-                HEALTH_URL,
-                "/healthz",
-                probe::any_body,
-            ))
-            .interval(Duration::from_secs(1))
-            .timeout(Duration::from_secs(3)),
-        )
+        .readiness(probe::healthz(files.pki_dir(), HEALTH_URL))
 }

@@ -8,14 +8,12 @@
 //! cannot be pulled again, so image garbage collection never triggers (high threshold
 //! 100 %); pinned images (the pause image) are kept in any case.
 
-use std::time::Duration;
-
 use serde_json::json;
 
-use super::probe::{self, Access};
+use super::probe;
 use super::{apiserver, Files, Node, CLUSTER_DOMAIN};
 use crate::containerd;
-use crate::supervisor::{Readiness, ServiceSpec};
+use crate::supervisor::ServiceSpec;
 use crate::Paths;
 
 pub const SERVICE: &str = "kubelet";
@@ -46,16 +44,7 @@ pub fn service(paths: &Paths, files: &Files, node: &Node) -> ServiceSpec {
         .depends_on(containerd::SERVICE)
         .depends_on(containerd::IMAGES_CONDITION)
         .depends_on(apiserver::SERVICE)
-        .readiness(
-            Readiness::new(probe::get(
-                Access::Insecure(files.pki_dir().to_owned()),
-                HEALTH_URL,
-                "/healthz",
-                probe::any_body,
-            ))
-            .interval(Duration::from_secs(1))
-            .timeout(Duration::from_secs(3)),
-        )
+        .readiness(probe::healthz(files.pki_dir(), HEALTH_URL))
 }
 
 /// The KubeletConfiguration (JSON, which the kubelet reads like YAML).

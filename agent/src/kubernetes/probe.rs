@@ -7,11 +7,12 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use ::kube::Client;
 
 use crate::console::error_chain;
-use crate::supervisor::{probe_fn, Probe};
+use crate::supervisor::{probe_fn, Probe, Readiness};
 
 /// How the probe authenticates and what it trusts.
 #[derive(Debug, Clone)]
@@ -42,6 +43,20 @@ pub fn get(
             check(&body)
         }
     })
+}
+
+/// Readiness of a component's own loopback `/healthz` (any 2xx), checked every
+/// second: controller-manager, scheduler and kubelet, whose health paths need no
+/// credentials.
+pub fn healthz(pki_dir: &Path, url: &str) -> Readiness {
+    Readiness::new(get(
+        Access::Insecure(pki_dir.to_owned()),
+        url,
+        "/healthz",
+        any_body,
+    ))
+    .interval(Duration::from_secs(1))
+    .timeout(Duration::from_secs(3))
 }
 
 /// Accepts any body (the status code already said ok).

@@ -1,10 +1,8 @@
 //! kube-scheduler: on loopback (10259), one instance, no leader election.
 
-use std::time::Duration;
-
-use super::probe::{self, Access};
+use super::probe;
 use super::{apiserver, Files};
-use crate::supervisor::{Readiness, ServiceSpec};
+use crate::supervisor::ServiceSpec;
 use crate::Paths;
 
 pub const SERVICE: &str = "scheduler";
@@ -28,14 +26,5 @@ pub fn service(paths: &Paths, files: &Files) -> ServiceSpec {
     ServiceSpec::new(SERVICE, paths.resolve(super::KUBE))
         .args(args)
         .depends_on(apiserver::SERVICE)
-        .readiness(
-            Readiness::new(probe::get(
-                Access::Insecure(files.pki_dir().to_owned()),
-                HEALTH_URL,
-                "/healthz",
-                probe::any_body,
-            ))
-            .interval(Duration::from_secs(1))
-            .timeout(Duration::from_secs(3)),
-        )
+        .readiness(probe::healthz(files.pki_dir(), HEALTH_URL))
 }

@@ -18,8 +18,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use cairn_api::v1::{
-    get_logs_response::Kind, Condition, GetDebugKubeconfigRequest, GetLogsRequest,
-    ListConditionsRequest, WaitConditionRequest,
+    Condition, GetDebugKubeconfigRequest, ListConditionsRequest, WaitConditionRequest,
 };
 use cairn_api::Client;
 use cairn_dbg::commands::kubeconfig::rewrite_server;
@@ -166,28 +165,13 @@ impl Session {
 
     /// The newest `lines` lines of `component`'s log buffer.
     pub fn log_tail(&self, component: &str, lines: u32) -> Result<Vec<String>, String> {
-        let request = GetLogsRequest {
-            component: component.to_owned(),
-            tail_lines: Some(lines),
-            follow: false,
-        };
-        let mut client = self.client.clone();
-        self.runtime.block_on(async {
-            let collect = async {
-                let mut stream = client.get_logs(request).await?.into_inner();
-                let mut lines = Vec::new();
-                while let Some(message) = stream.message().await? {
-                    if let Some(Kind::Entry(entry)) = message.kind {
-                        lines.push(entry.text);
-                    }
-                }
-                Ok::<_, tonic::Status>(lines)
-            };
-            match tokio::time::timeout(CALL_TIMEOUT, collect).await {
-                Ok(result) => result.map_err(|status| format!("GetLogs {component}: {status}")),
-                Err(_) => Err(format!("GetLogs {component} timed out")),
-            }
-        })
+        super::log_lines(
+            &self.runtime,
+            &self.client,
+            component,
+            Some(lines),
+            CALL_TIMEOUT,
+        )
     }
 
     /// Waits (in the agent) for condition `name` to be true.

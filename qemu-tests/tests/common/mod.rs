@@ -115,3 +115,37 @@ pub fn fail(node: &Node, message: impl Display) -> ! {
 pub fn module_name(name: &str) -> String {
     name.replace('-', "_")
 }
+
+/// The text of `component`'s log lines (the newest `tail`, or the whole buffer) over
+/// the debug API, within `timeout`.
+pub fn log_lines(
+    runtime: &tokio::runtime::Runtime,
+    client: &cairn_api::Client,
+    component: &str,
+    tail: Option<u32>,
+    timeout: Duration,
+) -> Result<Vec<String>, String> {
+    use cairn_api::v1::{get_logs_response::Kind, GetLogsRequest};
+    let request = GetLogsRequest {
+        component: component.to_owned(),
+        tail_lines: tail,
+        follow: false,
+    };
+    let mut client = client.clone();
+    runtime.block_on(async {
+        let collect = async {
+            let mut stream = client.get_logs(request).await?.into_inner();
+            let mut lines = Vec::new();
+            while let Some(message) = stream.message().await? {
+                if let Some(Kind::Entry(entry)) = message.kind {
+                    lines.push(entry.text);
+                }
+            }
+            Ok::<_, tonic::Status>(lines)
+        };
+        match tokio::time::timeout(timeout, collect).await {
+            Ok(result) => result.map_err(|status| format!("GetLogs {component}: {status}")),
+            Err(_) => Err(format!("GetLogs {component} timed out after {timeout:?}")),
+        }
+    })
+}
