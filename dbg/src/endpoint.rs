@@ -10,6 +10,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use cairn_api::DEBUG_PORT;
+
+use crate::commands::kubeconfig::APISERVER_PORT;
 use serde::Deserialize;
 
 /// Where `make run` keeps the node's state, relative to the workspace.
@@ -22,6 +24,8 @@ pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:7837";
 struct NodeRecord {
     #[serde(default)]
     debug_endpoint: Option<String>,
+    #[serde(default)]
+    api_endpoint: Option<String>,
     #[serde(default)]
     forwards: Vec<Forward>,
 }
@@ -53,15 +57,32 @@ pub fn find_record(start: &Path) -> Option<PathBuf> {
 
 /// The endpoint a node record forwards to the debug port, if any.
 pub fn from_record(path: &Path) -> Option<String> {
+    recorded(path, |r| r.debug_endpoint, "http", DEBUG_PORT)
+}
+
+/// The apiserver endpoint a node record gives: `api_endpoint`, else the forward of
+/// guest port 6443.
+pub fn api_from_record(path: &Path) -> Option<String> {
+    recorded(path, |r| r.api_endpoint, "https", APISERVER_PORT)
+}
+
+/// The endpoint `field` records, else `scheme://127.0.0.1:<host port>` of the forward
+/// to `guest` (records of older launchers have only the forwards).
+fn recorded(
+    path: &Path,
+    field: fn(NodeRecord) -> Option<String>,
+    scheme: &str,
+    guest: u16,
+) -> Option<String> {
     let record: NodeRecord = serde_json::from_slice(&fs::read(path).ok()?).ok()?;
-    if let Some(endpoint) = record.debug_endpoint.filter(|e| !e.is_empty()) {
-        return Some(endpoint);
-    }
-    record
+    let host = record
         .forwards
         .iter()
-        .find(|f| f.guest == DEBUG_PORT)
-        .map(|f| format!("http://127.0.0.1:{}", f.host))
+        .find(|f| f.guest == guest)
+        .map(|f| f.host);
+    field(record)
+        .filter(|e| !e.is_empty())
+        .or_else(|| host.map(|port| format!("{scheme}://127.0.0.1:{port}")))
 }
 
 #[cfg(test)]

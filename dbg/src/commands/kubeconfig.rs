@@ -7,14 +7,12 @@
 //! `api_endpoint`, else the host port forwarded to guest port 6443). The apiserver's
 //! certificate names 127.0.0.1, so TLS verification still passes through the forward.
 
-use std::fs;
 use std::io::Write;
-use std::path::Path;
 
 use cairn_api::v1::{GetDebugKubeconfigRequest, GetDebugKubeconfigResponse};
-use serde::Deserialize;
 
 use super::Context;
+pub use crate::endpoint::api_from_record;
 use crate::endpoint::find_record;
 use crate::DbgError;
 
@@ -99,35 +97,6 @@ pub fn api_server(explicit: Option<&str>) -> Result<String, DbgError> {
         })
 }
 
-/// The part of the launcher's `node.json` that names the apiserver.
-#[derive(Debug, Deserialize)]
-struct NodeRecord {
-    #[serde(default)]
-    api_endpoint: Option<String>,
-    #[serde(default)]
-    forwards: Vec<Forward>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Forward {
-    host: u16,
-    guest: u16,
-}
-
-/// The apiserver endpoint a node record gives: `api_endpoint`, else the forward of
-/// guest port 6443.
-pub fn api_from_record(path: &Path) -> Option<String> {
-    let record: NodeRecord = serde_json::from_slice(&fs::read(path).ok()?).ok()?;
-    if let Some(endpoint) = record.api_endpoint.filter(|e| !e.is_empty()) {
-        return Some(endpoint);
-    }
-    record
-        .forwards
-        .iter()
-        .find(|f| f.guest == APISERVER_PORT)
-        .map(|f| format!("https://127.0.0.1:{}", f.host))
-}
-
 /// `kubeconfig` with every cluster's `server:` replaced by `server` (JSON-quoted, which
 /// YAML reads as a double-quoted scalar).
 pub fn rewrite_server(kubeconfig: &str, server: &str) -> String {
@@ -151,6 +120,7 @@ mod tests {
     use clap::Parser;
 
     use super::*;
+    use std::fs;
 
     const NODE_KUBECONFIG: &str = "apiVersion: v1\nkind: Config\nclusters:\n- name: \"cairn\"\n  cluster:\n    server: \"https://127.0.0.1:6443\"\n    certificate-authority-data: Q0E=\nusers: []\n";
 
