@@ -57,6 +57,21 @@ pub async fn connect(endpoint: &str, timeout: Duration) -> Result<Client, Connec
     }
 }
 
+/// [`connect`], retried every 250 ms until `within` has passed: the service comes up a
+/// moment after the node reports ready, so a caller that just booted a node waits
+/// here instead of sleeping. Returns the last error at the deadline.
+pub async fn connect_within(endpoint: &str, within: Duration) -> Result<Client, ConnectError> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match connect(endpoint, left.min(Duration::from_secs(5))).await {
+            Ok(client) => return Ok(client),
+            Err(err) if left <= Duration::from_millis(250) => return Err(err),
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
 async fn connect_and_probe(uri: &str, target: Endpoint) -> Result<Client, ConnectError> {
     let channel = target
         .connect()

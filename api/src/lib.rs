@@ -24,4 +24,4 @@ pub mod v1 {
 pub const DEBUG_PORT: u16 = 7837;
 
 #[cfg(feature = "client")]
-pub use client::{connect, Client, ConnectError};
+pub use client::{connect, connect_within, Client, ConnectError};

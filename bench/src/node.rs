@@ -1,7 +1,7 @@
 //! Booting a node for a measurement, and talking to its debug service.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cairn_api::Client;
 use cairn_qemu::{AccelChoice, Image, Node, NodeConfig};
@@ -39,24 +39,12 @@ impl Bench {
             .debug_endpoint()
             .ok_or("the launcher forwarded no debug port")?
             .to_owned();
-        let client = connect(&endpoint).await?;
+        let client = cairn_api::connect_within(&endpoint, CONNECT_TIMEOUT).await?;
         Ok(Booted {
             node,
             client,
             accel: format!("{accel:?}").to_lowercase(),
         })
-    }
-}
-
-/// The debug service comes up just after the ready line: retry until a deadline.
-async fn connect(endpoint: &str) -> Result<Client, Error> {
-    let deadline = Instant::now() + CONNECT_TIMEOUT;
-    loop {
-        match cairn_api::connect(endpoint, Duration::from_secs(5)).await {
-            Ok(client) => return Ok(client),
-            Err(err) if Instant::now() >= deadline => return Err(err.into()),
-            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
-        }
     }
 }
 

@@ -13,7 +13,7 @@
 mod common;
 
 use std::fmt::Display;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cairn_api::v1::{Condition, RunContainerRequest, WaitConditionRequest};
 use cairn_api::Client;
@@ -46,19 +46,9 @@ impl Session {
             .enable_all()
             .build()
             .expect("a tokio runtime");
-        let deadline = Instant::now() + CONNECT_DEADLINE;
-        let client = runtime.block_on(async {
-            loop {
-                let left = deadline.saturating_duration_since(Instant::now());
-                match cairn_api::connect(&endpoint, left.min(Duration::from_secs(5))).await {
-                    Ok(client) => return client,
-                    Err(err) if Instant::now() >= deadline => {
-                        shared.fail(format!("the debug service does not answer: {err}"))
-                    }
-                    Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
-                }
-            }
-        });
+        let client = runtime
+            .block_on(cairn_api::connect_within(&endpoint, CONNECT_DEADLINE))
+            .unwrap_or_else(|err| shared.fail(format!("the debug service does not answer: {err}")));
         Session {
             shared,
             runtime,

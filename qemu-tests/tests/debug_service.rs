@@ -81,7 +81,7 @@ impl Session {
         };
         let runtime = runtime();
         let client = runtime
-            .block_on(connect_until(&endpoint, Instant::now() + CONNECT_DEADLINE))
+            .block_on(cairn_api::connect_within(&endpoint, CONNECT_DEADLINE))
             .unwrap_or_else(|err| shared.fail(error_chain(&err)));
         Session {
             shared,
@@ -233,19 +233,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("a tokio runtime")
-}
-
-/// Connects, trying again until `deadline`: the service may start a moment after the
-/// agent prints `CAIRN_READY`, and QEMU accepts the forwarded connection before it does.
-async fn connect_until(endpoint: &str, deadline: Instant) -> Result<Client, ConnectError> {
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match cairn_api::connect(endpoint, left.min(Duration::from_secs(5))).await {
-            Ok(client) => return Ok(client),
-            Err(err) if Instant::now() + Duration::from_millis(250) >= deadline => return Err(err),
-            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
-        }
-    }
 }
 
 /// Conditions, components and the containerd log tail, for failure messages.

@@ -15,7 +15,7 @@ use std::fmt::Display;
 use std::path::PathBuf;
 use std::process::{Output, Stdio};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cairn_api::v1::{
     Condition, GetDebugKubeconfigRequest, ListConditionsRequest, WaitConditionRequest,
@@ -106,19 +106,10 @@ impl Session {
             .enable_all()
             .build()
             .expect("a tokio runtime");
-        let deadline = Instant::now() + CONNECT_DEADLINE;
-        let endpoint = &cluster.debug_endpoint;
-        let client = runtime.block_on(async {
-            loop {
-                let left = deadline.saturating_duration_since(Instant::now());
-                match cairn_api::connect(endpoint, left.min(Duration::from_secs(5))).await {
-                    Ok(client) => break Ok(client),
-                    Err(err) if Instant::now() >= deadline => break Err(err),
-                    // The service starts a moment after CAIRN_READY: retry shortly.
-                    Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
-                }
-            }
-        });
+        let client = runtime.block_on(cairn_api::connect_within(
+            &cluster.debug_endpoint,
+            CONNECT_DEADLINE,
+        ));
         let client = client
             .unwrap_or_else(|err| fail_with_console(cluster, error_chain(&err), "(not connected)"));
         Session {
