@@ -15,7 +15,7 @@ use crate::kubernetes::{self, Node};
 use crate::logbuf::Logs;
 use crate::modules::{self, ModuleError};
 use crate::mounts::{self, MountError, MOUNTS};
-use crate::pid1::{self, LoopError, Pid1, ShutdownRequest};
+use crate::pid1::{self, LoopError, Pid1, PowerRequester, ShutdownRequest};
 use crate::pki::{self, NodeSubject, Pki};
 use crate::ready::{ReadyError, ReadyReport};
 use crate::reaper::Reaper;
@@ -159,7 +159,7 @@ impl Boot<'_> {
         let pki = self.create_pki(&node);
         let supervisor = Supervisor::new(reaper, self.conditions.clone(), self.logs.clone());
         self.start_services(&supervisor, &node, pki.is_some())?;
-        self.start_debug_service(&supervisor, pki);
+        self.start_debug_service(&supervisor, pki, pid1.requester());
         self.announce_ready(identity)?;
         let request = pid1.shutdown_request().await;
         tracing::info!("stopping services");
@@ -254,13 +254,19 @@ impl Boot<'_> {
     /// every component it reports is registered; before the ready line, so a launcher
     /// that sees the line can connect.
     #[cfg(feature = "debug-service")]
-    fn start_debug_service(&self, supervisor: &Supervisor, pki: Option<Arc<Pki>>) {
+    fn start_debug_service(
+        &self,
+        supervisor: &Supervisor,
+        pki: Option<Arc<Pki>>,
+        power: PowerRequester,
+    ) {
         let state = crate::debug::DebugState {
             conditions: self.conditions.clone(),
             logs: self.logs.clone(),
             components: Arc::new(supervisor.clone()),
             paths: self.paths.clone(),
             pki,
+            power,
         };
         tokio::spawn(async move {
             if let Err(err) = crate::debug::serve(crate::debug::DEBUG_ADDR, state).await {
@@ -270,7 +276,13 @@ impl Boot<'_> {
     }
 
     #[cfg(not(feature = "debug-service"))]
-    fn start_debug_service(&self, _supervisor: &Supervisor, _pki: Option<Arc<Pki>>) {}
+    fn start_debug_service(
+        &self,
+        _supervisor: &Supervisor,
+        _pki: Option<Arc<Pki>>,
+        _power: PowerRequester,
+    ) {
+    }
 
     /// Last before the main loop: the launcher treats the line as "boot complete".
     /// Services may still be starting; their conditions say when they are ready.

@@ -22,7 +22,7 @@ fn main() {
 
     let sys = Arc::new(LinuxSyscall);
     let report = match cairn_agent::run(sys.clone(), &Paths::system(), logs) {
-        Ok(request) => ExitReport::requested(request.action, request.signal.as_str()),
+        Ok(request) => ExitReport::requested(request.action, request.origin),
         Err(err) => {
             let chain = console::error_chain(&err);
             tracing::error!("fatal: {chain}");

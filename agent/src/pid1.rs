@@ -1,5 +1,5 @@
 //! The PID 1 duties that run for the node's whole life: reap every child, and turn the
-//! power signals into a shutdown request.
+//! power signals (and power requests from the debug service) into a shutdown request.
 //!
 //! Both run on the agent's tokio runtime, started here after the re-exec (so no threads
 //! or signal handlers exist when the root moves), together with the supervisor's
@@ -31,11 +31,34 @@ pub enum LoopError {
     SignalsClosed,
 }
 
-/// A shutdown the host asked for, by signal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A shutdown somebody asked for: by signal, or through the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShutdownRequest {
     pub action: PowerAction,
-    pub signal: Signal,
+    /// Who asked, for the `CAIRN_EXIT` line: the signal's name, or the API call.
+    pub origin: String,
+}
+
+/// A handle that asks PID 1 to shut down, for callers other than signals.
+#[derive(Debug, Clone)]
+pub struct PowerRequester(mpsc::Sender<ShutdownRequest>);
+
+impl PowerRequester {
+    /// A requester and the receiving end, for callers that are not PID 1 (tests).
+    pub fn channel() -> (Self, mpsc::Receiver<ShutdownRequest>) {
+        let (sender, receiver) = mpsc::channel(REQUEST_QUEUE);
+        (Self(sender), receiver)
+    }
+
+    /// Queues the request; the first request wins, later ones are ignored.
+    pub fn request(&self, action: PowerAction, origin: impl Into<String>) {
+        let request = ShutdownRequest {
+            action,
+            origin: origin.into(),
+        };
+        // Full or closed: a shutdown is already under way.
+        let _ = self.0.try_send(request);
+    }
 }
 
 /// The agent's runtime.
@@ -51,7 +74,8 @@ pub fn runtime() -> Result<Runtime, LoopError> {
 /// The running PID 1 duties; [`Pid1::shutdown_request`] waits for the end.
 #[derive(Debug)]
 pub struct Pid1 {
-    requests: mpsc::Receiver<Signal>,
+    requests: mpsc::Receiver<ShutdownRequest>,
+    requester: PowerRequester,
 }
 
 impl Pid1 {
@@ -60,7 +84,8 @@ impl Pid1 {
     pub fn start(sys: Arc<dyn Syscall>, reaper: Arc<Mutex<Reaper>>) -> Result<Self, LoopError> {
         let mut children =
             signal(SignalKind::child()).map_err(|e| LoopError::Signal(Signal::SIGCHLD, e))?;
-        let requests = power_requests()?;
+        let (sender, requests) = mpsc::channel(REQUEST_QUEUE);
+        forward_power_signals(&sender)?;
         // Only now that SIGINT has a handler: from here ctrl-alt-del arrives as SIGINT
         // (reboot(2), LINUX_REBOOT_CMD_CAD_OFF) instead of an immediate kernel restart.
         // Not fatal: without it ctrl-alt-del still stops the node, only less cleanly.
@@ -75,37 +100,42 @@ impl Pid1 {
             }
             tracing::error!("SIGCHLD stream ended: orphans are no longer reaped");
         });
-        Ok(Self { requests })
+        Ok(Self {
+            requests,
+            requester: PowerRequester(sender),
+        })
+    }
+
+    /// A handle for the debug service's Shutdown call.
+    pub fn requester(&self) -> PowerRequester {
+        self.requester.clone()
     }
 
     /// Waits for a power request.
     pub async fn shutdown_request(&mut self) -> Result<ShutdownRequest, LoopError> {
-        while let Some(signal) = self.requests.recv().await {
-            if let Some(action) = action_for_signal(signal) {
-                tracing::info!("{signal} received: {action}");
-                return Ok(ShutdownRequest { action, signal });
-            }
-        }
-        Err(LoopError::SignalsClosed)
+        let request = self.requests.recv().await.ok_or(LoopError::SignalsClosed)?;
+        tracing::info!("{} requested: {}", request.origin, request.action);
+        Ok(request)
     }
 }
 
-/// One stream of every power signal: a forwarding task per signal.
-fn power_requests() -> Result<mpsc::Receiver<Signal>, LoopError> {
-    let (sender, receiver) = mpsc::channel(POWER_SIGNALS.len());
+/// Room for one request per power signal plus the API's.
+const REQUEST_QUEUE: usize = POWER_SIGNALS.len() + 1;
+
+/// A forwarding task per power signal, turning each into a [`ShutdownRequest`].
+fn forward_power_signals(sender: &mpsc::Sender<ShutdownRequest>) -> Result<(), LoopError> {
     for sig in POWER_SIGNALS {
         let mut stream =
             signal(SignalKind::from_raw(sig as i32)).map_err(|e| LoopError::Signal(sig, e))?;
-        let sender = sender.clone();
+        let action = action_for_signal(sig).expect("power signals have actions");
+        let requester = PowerRequester(sender.clone());
         tokio::spawn(async move {
             while stream.recv().await.is_some() {
-                if sender.send(sig).await.is_err() {
-                    break;
-                }
+                requester.request(action, sig.as_str());
             }
         });
     }
-    Ok(receiver)
+    Ok(())
 }
 
 fn reap(sys: &dyn Syscall, reaper: &Mutex<Reaper>) {

@@ -1,5 +1,6 @@
 //! GetBuildInfo: what the image says about itself, read once when the service starts
-//! (the files are part of the immutable image, so they cannot change while it runs).
+//! (the files are part of the immutable image, so they cannot change while it runs),
+//! and which boot of which node this is (boot ID, node ID), fixed for the boot too.
 
 use std::collections::HashMap;
 use std::fs;
@@ -12,6 +13,8 @@ use crate::Paths;
 
 /// `/etc/cairn/build.json`: the builder's summary of the image (optional).
 pub const BUILD_JSON: &str = "/etc/cairn/build.json";
+/// random(4): a fresh UUID every boot.
+pub const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
 /// Bigger files are not the builder's and are not read.
 const MAX_FILE: u64 = 1 << 20;
 
@@ -27,6 +30,8 @@ pub fn read(paths: &Paths) -> BuildInfo {
         os_release,
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
         build_json,
+        boot_id: read_optional(&paths.resolve(BOOT_ID)).trim().to_owned(),
+        node_id: read_optional(&paths.machine_id()).trim().to_owned(),
     }
 }
 

@@ -3,9 +3,9 @@
 //! gRPC over plain HTTP/2 on [`DEBUG_ADDR`] (port 7837, docs/interfaces.md), which the
 //! launcher forwards to 127.0.0.1 on the host. It is a read-mostly window onto the
 //! agent's registries — log buffers, conditions, the supervisor's component status —
-//! plus two debug-only actions: signalling a component, which the boot tests use to
-//! make the supervisor prove its restarts, and issuing short-lived debug kubeconfigs
-//! signed by the cluster CA (see [`kubeconfig`]). The protocol lives in `cairn-api`.
+//! plus debug-only actions: signalling a component, which the boot tests use to make the
+//! supervisor prove its restarts; rebooting or powering off the node; and issuing
+//! short-lived debug kubeconfigs signed by the cluster CA (see [`kubeconfig`]). The protocol lives in `cairn-api`.
 //!
 //! The agent is PID 1 and the requests are untrusted, so: every field is validated
 //! (`cairn_api::validate`) and answered with INVALID_ARGUMENT, never a panic; request
@@ -20,6 +20,7 @@ pub mod components;
 mod error;
 mod kubeconfig;
 mod logs;
+mod process_stats;
 mod service;
 mod supervisor;
 
@@ -43,6 +44,7 @@ pub use service::DebugService;
 
 use crate::conditions::Conditions;
 use crate::logbuf::Logs;
+use crate::pid1::PowerRequester;
 use crate::pki::Pki;
 use crate::Paths;
 
@@ -75,6 +77,8 @@ pub struct DebugState {
     /// The cluster PKI, to sign debug kubeconfigs; `None` until (or unless) it exists,
     /// and GetDebugKubeconfig then answers FAILED_PRECONDITION.
     pub pki: Option<Arc<Pki>>,
+    /// Asks PID 1 to reboot or power off (Shutdown).
+    pub power: PowerRequester,
 }
 
 /// Why the server stopped.

@@ -6,7 +6,8 @@ use cairn_api::v1::{
     exit_info, BuildInfo, Component, ComponentState as Proto, Condition, ExitInfo,
     GetBuildInfoRequest, GetDebugKubeconfigRequest, GetDebugKubeconfigResponse, GetLogsRequest,
     ListComponentsRequest, ListComponentsResponse, ListConditionsRequest, ListConditionsResponse,
-    RunContainerRequest, RunContainerResponse, SignalComponentRequest, SignalComponentResponse,
+    GetProcessStatsRequest, GetProcessStatsResponse, RunContainerRequest, RunContainerResponse,
+    ShutdownRequest, ShutdownResponse, SignalComponentRequest, SignalComponentResponse,
     WaitConditionRequest,
 };
 use cairn_api::validate;
@@ -16,10 +17,12 @@ use super::components::{ComponentState, ComponentStatus, LastExit};
 use super::error::RpcError;
 use super::kubeconfig;
 use super::logs::{self, duration_ns, FollowerSlots, LogStreamBox};
+use super::process_stats::{self, Target};
 use super::DebugState;
 use crate::conditions::{self, WaitError};
 use crate::containerd;
 use crate::logbuf::AGENT;
+use crate::power::PowerAction;
 
 /// The service over the agent's registries.
 #[derive(Debug)]
@@ -120,6 +123,20 @@ impl DebugService {
         let pid = self.state.components.signal(name, signal)?;
         Ok(pid)
     }
+
+    fn process_stats(&self) -> GetProcessStatsResponse {
+        let targets: Vec<Target> = self
+            .components()
+            .into_iter()
+            .filter_map(|c| {
+                c.pid.map(|pid| Target {
+                    component: c.name,
+                    pid,
+                })
+            })
+            .collect();
+        process_stats::collect(&self.state.paths, &targets)
+    }
 }
 
 #[tonic::async_trait]
@@ -193,6 +210,26 @@ impl NodeDebugService for DebugService {
         Ok(Response::new(
             self.run_container(request.into_inner()).await?,
         ))
+    }
+
+    async fn shutdown(
+        &self,
+        request: Request<ShutdownRequest>,
+    ) -> Result<Response<ShutdownResponse>, Status> {
+        let action = match request.into_inner().power_off {
+            true => PowerAction::PowerOff,
+            false => PowerAction::Reboot,
+        };
+        tracing::info!("debug client requests {action}");
+        self.state.power.request(action, "debug service Shutdown");
+        Ok(Response::new(ShutdownResponse {}))
+    }
+
+    async fn get_process_stats(
+        &self,
+        _request: Request<GetProcessStatsRequest>,
+    ) -> Result<Response<GetProcessStatsResponse>, Status> {
+        Ok(Response::new(self.process_stats()))
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use cairn_api::v1::{
     get_logs_response::Kind, ComponentState as Proto, GetDebugKubeconfigRequest, GetLogsRequest,
     GetLogsResponse, ListComponentsRequest, ListConditionsRequest, LogStream,
-    SignalComponentRequest, WaitConditionRequest,
+    ShutdownRequest, SignalComponentRequest, WaitConditionRequest,
 };
 use cairn_api::Client;
 use futures_util::StreamExt;
@@ -43,6 +43,7 @@ struct Harness {
     conditions: Conditions,
     logs: Logs,
     supervisor: Arc<FakeSupervisor>,
+    power: tokio::sync::mpsc::Receiver<crate::pid1::ShutdownRequest>,
     _root: tempfile::TempDir,
     _stop: oneshot::Sender<()>,
 }
@@ -70,12 +71,14 @@ async fn start_with(pki: Option<Arc<crate::pki::Pki>>) -> Harness {
         ..Limits::default()
     });
     let supervisor = Arc::new(FakeSupervisor::default());
+    let (requester, power) = crate::pid1::PowerRequester::channel();
     let state = DebugState {
         conditions: conditions.clone(),
         logs: logs.clone(),
         components: supervisor.clone(),
         paths: Paths::under_root(root.path()),
         pki,
+        power: requester,
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -91,6 +94,7 @@ async fn start_with(pki: Option<Arc<crate::pki::Pki>>) -> Harness {
         conditions,
         logs,
         supervisor,
+        power,
         _root: root,
         _stop: stop,
     }
@@ -502,4 +506,22 @@ async fn debug_kubeconfigs_need_the_pki_and_valid_requests() {
         .kubeconfig
         .contains("server: \"https://127.0.0.1:6443\""));
     assert!(response.kubeconfig.contains("client-key-data: "));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_asks_pid1_for_the_requested_action() {
+    let mut h = start().await;
+    h.client
+        .shutdown(ShutdownRequest { power_off: false })
+        .await
+        .unwrap();
+    let request = h.power.recv().await.unwrap();
+    assert_eq!(request.action, crate::power::PowerAction::Reboot);
+    assert!(request.origin.contains("Shutdown"), "{}", request.origin);
+    h.client
+        .shutdown(ShutdownRequest { power_off: true })
+        .await
+        .unwrap();
+    let request = h.power.recv().await.unwrap();
+    assert_eq!(request.action, crate::power::PowerAction::PowerOff);
 }
