@@ -10,7 +10,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::conditions::Conditions;
-use crate::identity::{self, EphemeralKey, Identity, IdentityError};
+use crate::identity::{self, DiskKey, EphemeralKey, Identity, IdentityError, KeySource};
 use crate::kubernetes::{self, Node};
 use crate::logbuf::Logs;
 use crate::modules::{self, ModuleError};
@@ -20,6 +20,7 @@ use crate::pki::{self, NodeSubject, Pki};
 use crate::ready::{ReadyError, ReadyReport};
 use crate::reaper::Reaper;
 use crate::rootfs::{self, RootError, RootState};
+use crate::storage::{self, Storage, StorageError};
 use crate::supervisor::{Supervisor, SupervisorError};
 use crate::syscall::Syscall;
 use crate::{console, containerd, network, services, Paths};
@@ -38,6 +39,8 @@ pub enum BootError {
     Mounts(#[from] MountError),
     #[error("cannot load kernel modules")]
     Modules(#[from] ModuleError),
+    #[error("cannot prepare storage")]
+    Storage(#[from] StorageError),
     #[error("cannot establish the node identity")]
     Identity(#[from] IdentityError),
     #[error("cannot start the services")]
@@ -66,7 +69,8 @@ pub fn run(sys: Arc<dyn Syscall>, paths: &Paths, logs: Logs) -> Result<ShutdownR
     boot.mount_filesystems()?;
     boot.raise_limits();
     boot.load_modules()?;
-    let identity = boot.establish_identity()?;
+    let storage = boot.prepare_storage()?;
+    let identity = boot.establish_identity(&storage)?;
     // The synchronous steps are done; the rest shares one runtime with the PID 1 loop.
     let runtime = pid1::runtime()?;
     let request = runtime.block_on(boot.serve(sys.clone(), &identity));
@@ -136,11 +140,50 @@ impl Boot<'_> {
         Ok(())
     }
 
-    /// After module loading (virtio-rng, when listed, feeds the CRNG the key needs);
-    /// before anything that names the node.
-    fn establish_identity(&self) -> Result<Identity, BootError> {
-        let identity = identity::establish(self.sys, self.paths, &EphemeralKey)?;
-        let reason = format!("node {} ({})", identity.node_id(), identity.node_name());
+    /// After the modules (virtio_blk) and before identity, whose key lives on the
+    /// disk. Never fatal for want of a disk: the node then runs ephemeral and says so.
+    fn prepare_storage(&self) -> Result<Storage, BootError> {
+        let storage = storage::prepare(self.sys, self.paths)?;
+        let reason = storage.reason();
+        match storage.is_persistent() {
+            true => tracing::info!("storage: {reason}"),
+            false => tracing::warn!("storage: {reason}"),
+        }
+        self.conditions
+            .set("storage", storage.is_persistent(), reason);
+        Ok(storage)
+    }
+
+    /// After storage (the key is on the data disk) and module loading (virtio-rng,
+    /// when listed, feeds the CRNG a new key needs); before anything that names the
+    /// node. A damaged key file is left for a person and the node boots with a new
+    /// ephemeral key rather than not at all; `identity` says so.
+    fn establish_identity(&self, storage: &Storage) -> Result<Identity, BootError> {
+        let disk_key = DiskKey {
+            path: self.paths.resolve(identity::KEY_FILE),
+        };
+        let source: &dyn KeySource = match storage.is_persistent() {
+            true => &disk_key,
+            false => &EphemeralKey,
+        };
+        let (identity, note) = match identity::establish(self.sys, self.paths, source) {
+            Ok(identity) => (identity, ""),
+            Err(err @ (IdentityError::KeyLength(..) | IdentityError::ReadKey(..))) => {
+                tracing::error!("identity: {}", console::error_chain(&err));
+                let identity = identity::establish(self.sys, self.paths, &EphemeralKey)?;
+                (identity, "; ephemeral key: the stored one is unreadable")
+            }
+            Err(err) => return Err(err.into()),
+        };
+        let persistence = match storage.is_persistent() {
+            true => "key on the data disk",
+            false => "ephemeral key",
+        };
+        let reason = format!(
+            "node {} ({}), {persistence}{note}",
+            identity.node_id(),
+            identity.node_name()
+        );
         tracing::info!("{reason}");
         self.conditions.set("identity", true, reason);
         Ok(identity)
@@ -164,7 +207,22 @@ impl Boot<'_> {
         let request = pid1.shutdown_request().await;
         tracing::info!("stopping services");
         supervisor.stop_all().await;
+        self.release_storage().await;
         Ok(request?)
+    }
+
+    /// Last, after the services: what they left running (containers, shims) ends, and
+    /// everything on the data disk is unmounted, so the next boot's check is clean.
+    async fn release_storage(&self) {
+        let left = storage::release::end_processes(self.sys, self.paths).await;
+        let problems = storage::release::unmount_below(self.sys, self.paths, storage::MOUNT_POINT);
+        match (left, problems.is_empty()) {
+            (0, true) => tracing::info!(
+                "storage: all processes ended, {} unmounted",
+                storage::MOUNT_POINT
+            ),
+            _ => tracing::warn!("storage: {left} processes left; {}", problems.join("; ")),
+        }
     }
 
     /// After identity (`/etc/hosts` names the node) and before any service: etcd, the

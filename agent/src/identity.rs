@@ -1,12 +1,15 @@
 //! Step 5: the node's identity — an ed25519 key, the node ID derived from it, and the
 //! names derived from the node ID (`/etc/machine-id`, hostname, Kubernetes node name).
 //!
-//! The key comes from a [`KeySource`]. Today that is [`EphemeralKey`] (a new key every
-//! boot, kept in memory); a source that loads or creates the key on the data disk
-//! (mode 0600) slots in behind the same trait once storage exists.
+//! The key comes from a [`KeySource`]: [`DiskKey`] loads it from the data disk, or
+//! creates it there on the first boot (mode 0600, written atomically), so the node ID
+//! and every name derived from it survive reboots; [`EphemeralKey`] makes a new one
+//! each boot, for a node without a data disk.
 
-use std::io;
-use std::path::PathBuf;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{SigningKey, VerifyingKey, SECRET_KEY_LENGTH};
 use nix::errno::Errno;
@@ -26,7 +29,16 @@ pub enum IdentityError {
     WriteMachineId(PathBuf, #[source] io::Error),
     #[error("failed to set the hostname to {0}")]
     SetHostname(String, #[source] Errno),
+    #[error("cannot read the node key {}", .0.display())]
+    ReadKey(PathBuf, #[source] io::Error),
+    #[error("node key {} is {len} bytes, not {SECRET_KEY_LENGTH}; left as it is", .0.display(), len = .1)]
+    KeyLength(PathBuf, usize),
+    #[error("cannot store the node key in {}", .0.display())]
+    WriteKey(PathBuf, #[source] io::Error),
 }
+
+/// The node key on the data disk (docs/interfaces.md).
+pub const KEY_FILE: &str = "/var/lib/cairn/identity/node.key";
 
 /// Where the node's signing key comes from.
 pub trait KeySource {
@@ -44,6 +56,67 @@ impl KeySource for EphemeralKey {
         getrandom::fill(&mut secret).map_err(IdentityError::Random)?;
         Ok(SigningKey::from_bytes(&secret))
     }
+}
+
+/// The key in a file: the raw 32-byte ed25519 secret, mode 0600, owned by root. Made on
+/// first use; a file of the wrong size is an error and is never overwritten.
+#[derive(Debug, Clone)]
+pub struct DiskKey {
+    pub path: PathBuf,
+}
+
+impl KeySource for DiskKey {
+    fn signing_key(&self) -> Result<SigningKey, IdentityError> {
+        match fs::read(&self.path) {
+            Ok(bytes) => {
+                let secret: [u8; SECRET_KEY_LENGTH] = bytes
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| IdentityError::KeyLength(self.path.clone(), bytes.len()))?;
+                restrict_mode(&self.path);
+                Ok(SigningKey::from_bytes(&secret))
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                let key = EphemeralKey.signing_key()?;
+                store_key(&self.path, &key.to_bytes())
+                    .map_err(|e| IdentityError::WriteKey(self.path.clone(), e))?;
+                tracing::info!("identity: created the node key {}", self.path.display());
+                Ok(key)
+            }
+            Err(err) => Err(IdentityError::ReadKey(self.path.clone(), err)),
+        }
+    }
+}
+
+/// A key file someone loosened is tightened again, not refused: the node must boot.
+fn restrict_mode(path: &Path) {
+    let loose = fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0);
+    if loose {
+        tracing::warn!(
+            "identity: {} was readable by others; now 0600",
+            path.display()
+        );
+        let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o600));
+    }
+}
+
+/// Write to a temporary file created 0600, fsync, rename over, fsync the directory:
+/// a power cut leaves either no key or the whole key, never half of one.
+fn store_key(path: &Path, secret: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    fs::create_dir_all(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    let temporary = path.with_extension("new");
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)?;
+    file.write_all(secret)?;
+    file.sync_all()?;
+    fs::rename(&temporary, path)?;
+    fs::File::open(dir)?.sync_all()
 }
 
 /// The node's key and the node ID derived from it.
@@ -159,6 +232,38 @@ mod tests {
         assert_eq!(written.len(), 33);
         let hostname = format!("cairn-{}", identity.node_id());
         assert_eq!(sys.calls(), [Call::SetHostname(hostname)]);
+    }
+
+    #[test]
+    fn disk_keys_are_created_once_with_mode_0600_and_then_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = DiskKey {
+            path: dir.path().join("identity/node.key"),
+        };
+        let first = source.signing_key().unwrap();
+        let mode = fs::metadata(&source.path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let dir_mode = fs::metadata(dir.path().join("identity"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(dir_mode & 0o777, 0o700);
+        assert_eq!(source.signing_key().unwrap().to_bytes(), first.to_bytes());
+
+        fs::set_permissions(&source.path, fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(source.signing_key().unwrap().to_bytes(), first.to_bytes());
+        let mode = fs::metadata(&source.path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_damaged_key_file_is_an_error_and_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.key");
+        fs::write(&path, b"short").unwrap();
+        let err = DiskKey { path: path.clone() }.signing_key().unwrap_err();
+        assert!(matches!(err, IdentityError::KeyLength(_, 5)), "{err}");
+        assert_eq!(fs::read(&path).unwrap(), b"short");
     }
 
     #[test]

@@ -36,6 +36,7 @@ pub mod reaper;
 pub mod reconciler;
 pub mod rootfs;
 pub mod services;
+pub mod storage;
 pub mod supervisor;
 pub mod syscall;
 

@@ -45,12 +45,10 @@ pub const MOUNTS: &[MountSpec] = &[
     spec("/run", "tmpfs", NOSUID_NODEV, Some("mode=0755")),
     spec("/tmp", "tmpfs", NOSUID_NODEV, Some("mode=1777")),
     spec("/sys/fs/cgroup", "cgroup2", NOSUID_NODEV_NOEXEC, None),
-    // Node state (PKI, etcd, containerd, the kubelet's root dir) on a real tmpfs, not
-    // on the moved initramfs root: that one shows as fstype `rootfs` in mountinfo,
-    // which cAdvisor has no plugin for, and the kubelet then refuses to start ("failed
-    // to get rootfs info: cannot find filesystem info for device rootfs"). No nosuid:
-    // containerd's overlay snapshots live here. The data disk replaces it later.
-    spec("/var", "tmpfs", MsFlags::empty(), Some("mode=0755")),
+    // Not `/var`: the storage step mounts the data disk or a tmpfs there. Either way
+    // it is a real file system, never the moved initramfs root, which shows as fstype
+    // `rootfs` in mountinfo, which cAdvisor has no plugin for, and the kubelet then
+    // refuses to start ("failed to get rootfs info").
 ];
 
 const fn spec(
@@ -193,7 +191,6 @@ mod tests {
                 "/run",
                 "/tmp",
                 "/sys/fs/cgroup",
-                "/var"
             ]
         );
     }

@@ -63,7 +63,7 @@ impl Service {
             }
             let delay = self.spec.restart.delay(attempt);
             attempt = attempt.saturating_add(1);
-            self.note_exit(status, delay);
+            self.note_exit(status, delay, attempt);
             if !self.sleep_unless_stopped(delay).await {
                 return self.stopped();
             }
@@ -197,10 +197,23 @@ impl Service {
         self.conditions.set(&self.spec.name, ready, reason);
     }
 
-    fn note_exit(&self, status: ExitStatus, delay: Duration) {
+    /// `in_a_row`: exits without a healthy run of `reset_after` in between. Once the
+    /// back-off has reached its cap the service is crash-looping, and the reason (the
+    /// condition's and the log's) says so at warning level.
+    fn note_exit(&self, status: ExitStatus, delay: Duration, in_a_row: u32) {
         let last = LastExit::from(status);
-        let reason = format!("exited ({last}), restarting in {delay:?}");
-        tracing::info!("{}: {reason}", self.spec.name);
+        let reason = if delay >= self.spec.restart.cap {
+            format!(
+                "crash-looping: exited ({last}), {in_a_row} exits in a row; back-off at its \
+                 cap, restarting in {delay:?}"
+            )
+        } else {
+            format!("exited ({last}), restarting in {delay:?}")
+        };
+        match delay >= self.spec.restart.cap {
+            true => tracing::warn!("{}: {reason}", self.spec.name),
+            false => tracing::info!("{}: {reason}", self.spec.name),
+        }
         self.log.push(Stream::Agent, &reason);
         self.conditions.set(&self.spec.name, false, reason);
         self.update(|s| s.last_exit = Some(last));

@@ -171,6 +171,21 @@ async fn backoff_grows_to_the_cap() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_loop_at_the_cap_is_reported_and_the_others_stay_up() {
+    let f = fixture();
+    let steady = shell("steady", "exec sleep 1000");
+    let crashing = ServiceSpec::new("crashing", "/bin/false").restart(fast_restart());
+    f.supervisor.start(vec![steady, crashing]).unwrap();
+    wait_status(&f.supervisor, "crashing", |s| s.restarts >= 4).await;
+    let reason = f.conditions.get("crashing").unwrap().reason;
+    assert!(reason.starts_with("crash-looping: exited (exit code 1)"), "{reason}");
+    assert!(reason.contains("exits in a row"), "{reason}");
+    let steady = f.supervisor.service("steady").unwrap();
+    assert_eq!((steady.restarts, steady.last_exit), (0, None));
+    f.supervisor.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_binary_fails_alone() {
     let f = fixture();
     let missing = ServiceSpec::new("ghost", "/nonexistent/ghostd");

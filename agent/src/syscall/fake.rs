@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use nix::errno::Errno;
-use nix::mount::MsFlags;
+use nix::mount::{MntFlags, MsFlags};
 use nix::sys::reboot::RebootMode;
+use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 
 use super::Syscall;
@@ -39,6 +40,8 @@ pub enum Call {
     Sync,
     Reboot(RebootMode),
     WaitAny,
+    Unmount(PathBuf, MntFlags),
+    KillAll(Signal),
 }
 
 type Matcher = Box<dyn Fn(&Call) -> bool + Send>;
@@ -171,5 +174,13 @@ impl Syscall for RecordingSyscall {
             .unwrap()
             .pop_front()
             .unwrap_or(Err(Errno::ECHILD))
+    }
+
+    fn unmount(&self, target: &Path, flags: MntFlags) -> nix::Result<()> {
+        self.record(Call::Unmount(target.to_path_buf(), flags))
+    }
+
+    fn kill_all(&self, signal: Signal) -> nix::Result<()> {
+        self.record(Call::KillAll(signal))
     }
 }

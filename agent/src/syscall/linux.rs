@@ -9,9 +9,10 @@ use std::path::Path;
 use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
 use nix::kmod::{finit_module, ModuleInitFlags};
-use nix::mount::{mount, MsFlags};
+use nix::mount::{mount, MntFlags, MsFlags};
 use nix::sys::reboot::{reboot, set_cad_enabled, RebootMode};
 use nix::sys::resource::{setrlimit, Resource};
+use nix::sys::signal::Signal;
 use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{chdir, chroot, execve, gethostname, sethostname, sync};
@@ -91,6 +92,14 @@ impl Syscall for LinuxSyscall {
 
     fn wait_any(&self) -> nix::Result<WaitStatus> {
         waitpid(None, Some(WaitPidFlag::WNOHANG))
+    }
+
+    fn unmount(&self, target: &Path, flags: MntFlags) -> nix::Result<()> {
+        nix::mount::umount2(target, flags)
+    }
+
+    fn kill_all(&self, signal: Signal) -> nix::Result<()> {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(-1), signal)
     }
 }
 

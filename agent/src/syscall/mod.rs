@@ -18,8 +18,9 @@ use std::io;
 use std::path::Path;
 
 use nix::errno::Errno;
-use nix::mount::MsFlags;
+use nix::mount::{MntFlags, MsFlags};
 use nix::sys::reboot::RebootMode;
+use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 
 /// Every kernel interface a boot step touches, except plain file reads and writes
@@ -58,4 +59,8 @@ pub trait Syscall: fmt::Debug + Send + Sync {
     fn reboot(&self, mode: RebootMode) -> Errno;
     /// waitpid(-1, WNOHANG).
     fn wait_any(&self) -> nix::Result<WaitStatus>;
+    /// umount2(2).
+    fn unmount(&self, target: &Path, flags: MntFlags) -> nix::Result<()>;
+    /// kill(-1, signal): every process but PID 1 and the caller (kill(2)).
+    fn kill_all(&self, signal: Signal) -> nix::Result<()>;
 }
