@@ -56,7 +56,8 @@ pub fn collect(paths: &Paths, targets: &[Target]) -> GetProcessStatsResponse {
 fn read_process(proc: &Path, target: &Target) -> Result<ProcessStats, StatsError> {
     let dir = proc.join(target.pid.to_string());
     let stat_path = dir.join("stat");
-    let stat = fs::read_to_string(&stat_path).map_err(|e| StatsError::Read(stat_path.clone(), e))?;
+    let stat =
+        fs::read_to_string(&stat_path).map_err(|e| StatsError::Read(stat_path.clone(), e))?;
     let times = parse_stat(&stat).ok_or(StatsError::Malformed(stat_path, "too few fields"))?;
     let status_path = dir.join("status");
     let status =
@@ -102,7 +103,12 @@ pub fn meminfo_bytes(text: &str, key: &str) -> Option<u64> {
         if name != key {
             return None;
         }
-        let kib = value.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()?;
+        let kib = value
+            .trim()
+            .strip_suffix("kB")?
+            .trim()
+            .parse::<u64>()
+            .ok()?;
         kib.checked_mul(1024)
     })
 }

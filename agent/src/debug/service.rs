@@ -5,8 +5,8 @@ use cairn_api::v1::node_debug_service_server::NodeDebugService;
 use cairn_api::v1::{
     exit_info, BuildInfo, Component, ComponentState as Proto, Condition, ExitInfo,
     GetBuildInfoRequest, GetDebugKubeconfigRequest, GetDebugKubeconfigResponse, GetLogsRequest,
-    ListComponentsRequest, ListComponentsResponse, ListConditionsRequest, ListConditionsResponse,
-    GetProcessStatsRequest, GetProcessStatsResponse, RunContainerRequest, RunContainerResponse,
+    GetProcessStatsRequest, GetProcessStatsResponse, ListComponentsRequest, ListComponentsResponse,
+    ListConditionsRequest, ListConditionsResponse, RunContainerRequest, RunContainerResponse,
     ShutdownRequest, ShutdownResponse, SignalComponentRequest, SignalComponentResponse,
     WaitConditionRequest,
 };

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use cairn_api::v1::{
     get_logs_response::Kind, ComponentState as Proto, GetDebugKubeconfigRequest, GetLogsRequest,
-    GetLogsResponse, ListComponentsRequest, ListConditionsRequest, LogStream,
-    ShutdownRequest, SignalComponentRequest, WaitConditionRequest,
+    GetLogsResponse, ListComponentsRequest, ListConditionsRequest, LogStream, ShutdownRequest,
+    SignalComponentRequest, WaitConditionRequest,
 };
 use cairn_api::Client;
 use futures_util::StreamExt;
