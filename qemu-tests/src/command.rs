@@ -25,6 +25,8 @@ pub const USER_NET_IP_PARAM: &str = "ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:
 pub const DEBUG_PORT: u16 = 7837;
 /// Guest port of kube-apiserver (docs/interfaces.md "Network ports").
 pub const APISERVER_PORT: u16 = 6443;
+/// Guest port of the kubelet's API (docs/interfaces.md "Network ports").
+pub const KUBELET_PORT: u16 = 10250;
 
 /// An accelerator QEMU runs the guest with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,8 +183,10 @@ impl QemuCommand {
         args.push(["-cpu", "max"]);
         args.push(["-m".to_owned(), self.memory_mib.to_string()]);
         args.push(["-smp".to_owned(), self.cpus.to_string()]);
-        // No default NIC, VGA, monitor or serial: every device is listed below.
-        args.push(["-nodefaults", "-no-reboot", "-display", "none"]);
+        // No default NIC, VGA, monitor or serial: every device is listed below. A guest
+        // reboot resets the machine in place, as on hardware (the data disk stays
+        // attached); a stop switches reboots to "exit" over QMP first (`set-action`).
+        args.push(["-nodefaults", "-display", "none"]);
     }
 
     fn push_console(&self, args: &mut Args) {
@@ -304,7 +308,7 @@ mod tests {
         assert_eq!(pair_after(&args, "-m"), ["2048"]);
         assert_eq!(pair_after(&args, "-smp"), ["2"]);
         assert_eq!(pair_after(&args, "-display"), ["none"]);
-        assert!(args.contains(&"-no-reboot".to_owned()));
+        assert!(!args.contains(&"-no-reboot".to_owned()));
         assert!(args.contains(&"-nodefaults".to_owned()));
         assert!(!args.contains(&"-nographic".to_owned()));
         assert_eq!(

@@ -1,10 +1,16 @@
 //! What a node is started with: image, accelerator, size, forwards, disks and state dir.
+//!
+//! A node has a persistent data disk by default: a sparse raw image in its state dir,
+//! created when absent and kept across runs, so the same state dir boots the same node
+//! (identity, PKI, etcd, containerd and kubelet state) again.
 
+use std::fs::OpenOptions;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::command::{
-    Accel, Disk, PortForward, QemuCommand, APISERVER_PORT, DEBUG_PORT, DEFAULT_CPUS,
-    DEFAULT_MEMORY_MIB, USER_NET_IP_PARAM,
+    Accel, Disk, DiskFormat, PortForward, QemuCommand, APISERVER_PORT, DEBUG_PORT, DEFAULT_CPUS,
+    DEFAULT_MEMORY_MIB, KUBELET_PORT, USER_NET_IP_PARAM,
 };
 use crate::image::Image;
 use crate::ports::ForwardRequest;
@@ -30,6 +36,8 @@ pub struct NodeConfig {
     /// Forward a free host port to kube-apiserver (guest port 6443) unless `forwards`
     /// already has one for that guest port.
     pub api_forward: bool,
+    /// The persistent data disk (attached first, as `vda`), if any.
+    pub data_disk: Option<DataDisk>,
     /// Extra virtio disks.
     pub disks: Vec<Disk>,
     /// Parameters appended to the build's kernel command line.
@@ -51,6 +59,7 @@ impl NodeConfig {
             forwards: Vec::new(),
             debug_forward: true,
             api_forward: true,
+            data_disk: Some(DataDisk::in_state_dir(state_dir)),
             disks: Vec::new(),
             extra_cmdline: Vec::new(),
             state_dir: state_dir.to_owned(),
@@ -65,6 +74,7 @@ impl NodeConfig {
         for (wanted, guest) in [
             (self.debug_forward, DEBUG_PORT),
             (self.api_forward, APISERVER_PORT),
+            (self.api_forward, KUBELET_PORT),
         ] {
             if wanted && requests.iter().all(|r| r.guest != guest) {
                 requests.push(ForwardRequest { host: None, guest });
@@ -86,8 +96,53 @@ impl NodeConfig {
         qemu.cpus = self.cpus;
         qemu.qmp_socket = Some(state.qmp_socket());
         qemu.forwards = forwards;
-        qemu.disks = self.disks.clone();
+        qemu.disks = self.data_disk.iter().map(DataDisk::disk).collect();
+        qemu.disks.extend(self.disks.iter().cloned());
         qemu
+    }
+}
+
+/// The node's persistent disk: a raw image file, created sparse at `size_bytes` when
+/// missing. The agent partitions and formats it on the first boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataDisk {
+    pub path: PathBuf,
+    pub size_bytes: u64,
+}
+
+impl DataDisk {
+    /// File name of the data disk in a state dir.
+    pub const FILE_NAME: &'static str = "data.img";
+    /// Default size: room for etcd, images and pod logs; sparse, so it costs what the
+    /// node writes.
+    pub const DEFAULT_SIZE: u64 = 8 << 30;
+
+    pub fn in_state_dir(state_dir: &Path) -> Self {
+        DataDisk {
+            path: state_dir.join(Self::FILE_NAME),
+            size_bytes: Self::DEFAULT_SIZE,
+        }
+    }
+
+    /// Creates the image if it does not exist; an existing one is never touched.
+    pub fn ensure(&self) -> io::Result<bool> {
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&self.path)
+        {
+            Ok(file) => file.set_len(self.size_bytes).map(|()| true),
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    fn disk(&self) -> Disk {
+        Disk {
+            path: self.path.clone(),
+            format: DiskFormat::Raw,
+            read_only: false,
+        }
     }
 }
 
@@ -111,11 +166,15 @@ mod tests {
         let guests = |config: &NodeConfig| -> Vec<u16> {
             config.forward_requests().iter().map(|r| r.guest).collect()
         };
-        assert_eq!(guests(&config), [DEBUG_PORT, APISERVER_PORT]);
+        assert_eq!(guests(&config), [DEBUG_PORT, APISERVER_PORT, KUBELET_PORT]);
         config.forwards = vec!["6443".parse().unwrap()];
-        assert_eq!(guests(&config), [APISERVER_PORT, DEBUG_PORT]);
+        assert_eq!(guests(&config), [APISERVER_PORT, DEBUG_PORT, KUBELET_PORT]);
 
-        config.forwards = vec!["17837:7837".parse().unwrap(), "16443:6443".parse().unwrap()];
+        config.forwards = vec![
+            "17837:7837".parse().unwrap(),
+            "16443:6443".parse().unwrap(),
+            "20250:10250".parse().unwrap(),
+        ];
         assert_eq!(config.forward_requests(), config.forwards);
         config.debug_forward = false;
         config.api_forward = false;
@@ -133,5 +192,34 @@ mod tests {
             format!("console=ttyS0 {USER_NET_IP_PARAM} ip=off")
         );
         assert!(qemu.network);
+    }
+
+    #[test]
+    fn the_data_disk_comes_first_and_is_created_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config();
+        config.data_disk = Some(DataDisk::in_state_dir(dir.path()));
+        config.disks = vec![Disk {
+            path: "/extra.img".into(),
+            format: DiskFormat::Raw,
+            read_only: true,
+        }];
+        let qemu = config.qemu_command(&StateDir::new(dir.path()), Vec::new());
+        assert_eq!(qemu.disks[0].path, dir.path().join("data.img"));
+        assert_eq!(qemu.disks[1].path, Path::new("/extra.img"));
+
+        let data = config.data_disk.clone().unwrap();
+        assert!(data.ensure().unwrap());
+        std::fs::write(&data.path, b"node state").unwrap();
+        assert!(!data.ensure().unwrap());
+        assert_eq!(std::fs::read(&data.path).unwrap(), b"node state");
+        config.data_disk = None;
+        assert_eq!(
+            config
+                .qemu_command(&StateDir::new(dir.path()), Vec::new())
+                .disks
+                .len(),
+            1
+        );
     }
 }

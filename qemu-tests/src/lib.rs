@@ -28,7 +28,7 @@ pub mod stop;
 
 pub use accel::{AccelChoice, Probe};
 pub use command::{Accel, Disk, DiskFormat, PortForward, QemuCommand};
-pub use config::NodeConfig;
+pub use config::{DataDisk, NodeConfig};
 pub use console::{ExitAction, ExitInfo, ReadyInfo};
 pub use image::Image;
 pub use node::{Exited, Node, NodeError, Stop};

@@ -2,9 +2,10 @@
 //!
 //! Every wait takes a timeout and fails with an error naming what it awaited and the
 //! console tail, never hangs. Waits read the console log from its start, so waiting for a
-//! line that was already printed returns at once. A clean stop presses ctrl-alt-delete
-//! over QMP (the agent reboots, and `-no-reboot` makes QEMU exit); if QEMU has not ended
-//! by the deadline its process group is killed. Dropping a [`Node`] kills QEMU unless it
+//! line that was already printed returns at once. A guest reboot resets the machine in
+//! place (same QEMU, same disks, the console log goes on). A clean stop tells QEMU over
+//! QMP to exit on the next reboot and presses ctrl-alt-delete (the agent reboots
+//! cleanly); if QEMU has not ended by the deadline its process group is killed. Dropping a [`Node`] kills QEMU unless it
 //! was [detached](Node::detach). Model: cloud-hypervisor `test_infra` (`wait_vm_boot`).
 
 use std::path::Path;
@@ -112,6 +113,12 @@ impl Node {
     pub fn start(config: &NodeConfig) -> Result<Self, NodeError> {
         let state = StateDir::new(&config.state_dir);
         state.prepare()?;
+        if let Some(data) = &config.data_disk {
+            let created = data
+                .ensure()
+                .map_err(|e| StateError::Create(data.path.clone(), e))?;
+            tracing::debug!(path = %data.path.display(), created, "data disk");
+        }
         let forwards = ports::resolve(&config.forward_requests())?;
         let qemu = config.qemu_command(&state, forwards.clone());
         let process = QemuProcess::spawn(&qemu, &state.qemu_log(), config.mode)?;
@@ -189,9 +196,38 @@ impl Node {
 
     /// Waits for `CAIRN_READY` and records the node ID in `node.json`.
     pub fn wait_ready(&mut self, timeout: Duration) -> Result<ReadyInfo, NodeError> {
-        let ready = self.wait_for("the CAIRN_READY line", console::parse_ready, timeout)?;
+        self.wait_boot_ready(1, timeout)
+    }
+
+    /// Waits for the `boot`-th `CAIRN_READY` line of this QEMU (1 = the first boot;
+    /// a guest reboot resets the machine in place and prints another one).
+    pub fn wait_boot_ready(
+        &mut self,
+        boot: usize,
+        timeout: Duration,
+    ) -> Result<ReadyInfo, NodeError> {
+        let awaited = format!("CAIRN_READY of boot {boot}");
+        let mut seen = 0;
+        let ready = self.wait_for(
+            &awaited,
+            |line| {
+                let parsed = console::parse_ready(line)?;
+                seen += 1;
+                (seen == boot).then_some(parsed)
+            },
+            timeout,
+        )?;
         self.record_ready(&ready)?;
         Ok(ready)
+    }
+
+    /// Presses ctrl-alt-delete: the agent reboots the node cleanly and QEMU resets the
+    /// machine in place (unless a stop asked it to exit on reboot).
+    pub fn press_ctrl_alt_delete(&self) -> Result<(), NodeError> {
+        let pid = self.record.pid;
+        Qmp::connect(&self.record.qmp_socket, QMP_TIMEOUT)
+            .and_then(|mut qmp| qmp.send_ctrl_alt_delete())
+            .map_err(|e| NodeError::Qmp(pid, e))
     }
 
     /// Writes the node ID from `ready` into `node.json`.
@@ -214,13 +250,13 @@ impl Node {
         Ok(Exited { status, info })
     }
 
-    /// Presses ctrl-alt-delete over QMP without waiting for the result.
+    /// Over QMP: guest reboots end QEMU from now on, then ctrl-alt-delete (the agent
+    /// reboots cleanly, so QEMU exits). Does not wait for the result.
     pub fn request_stop(&self) -> Result<(), NodeError> {
         let pid = self.record.pid;
         let mut qmp = Qmp::connect(&self.record.qmp_socket, QMP_TIMEOUT)
             .map_err(|e| NodeError::Qmp(pid, e))?;
-        qmp.send_ctrl_alt_delete()
-            .map_err(|e| NodeError::Qmp(pid, e))
+        qmp.request_stop().map_err(|e| NodeError::Qmp(pid, e))
     }
 
     /// Clean stop with a deadline, then SIGKILL.

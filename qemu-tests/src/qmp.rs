@@ -88,6 +88,20 @@ impl Qmp {
         }
     }
 
+    /// From now on a guest reboot ends QEMU instead of resetting the machine
+    /// (`set-action`, QEMU 6.0+): how a stop turns the agent's clean reboot into an exit.
+    pub fn exit_on_reboot(&mut self) -> Result<(), QmpError> {
+        self.execute("set-action", json!({ "reboot": "shutdown" }))?;
+        Ok(())
+    }
+
+    /// Asks the guest to stop: reboots end QEMU, then ctrl-alt-delete, which the agent
+    /// answers with a clean reboot (services stopped, disk unmounted).
+    pub fn request_stop(&mut self) -> Result<(), QmpError> {
+        self.exit_on_reboot()?;
+        self.send_ctrl_alt_delete()
+    }
+
     /// Presses ctrl-alt-delete on the guest's keyboard.
     pub fn send_ctrl_alt_delete(&mut self) -> Result<(), QmpError> {
         let keys: Vec<Value> = ["ctrl", "alt", "delete"]
@@ -155,6 +169,20 @@ mod tests {
         assert_eq!(requests[0]["execute"], "qmp_capabilities");
         assert_eq!(requests[1]["execute"], "send-key");
         assert_eq!(requests[1]["arguments"]["keys"][2]["data"], "delete");
+    }
+
+    #[test]
+    fn a_stop_makes_reboots_exit_before_pressing_the_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("qmp.sock");
+        let ok = "{\"return\": {}}\n";
+        let server = fake_qemu(&path, vec![ok, ok, ok]);
+        let mut qmp = Qmp::connect(&path, Duration::from_secs(5)).unwrap();
+        qmp.request_stop().unwrap();
+        let requests = server.join().unwrap();
+        assert_eq!(requests[1]["execute"], "set-action");
+        assert_eq!(requests[1]["arguments"]["reboot"], "shutdown");
+        assert_eq!(requests[2]["execute"], "send-key");
     }
 
     #[test]

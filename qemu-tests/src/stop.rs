@@ -49,7 +49,8 @@ pub enum RecordedStop {
     },
 }
 
-/// Stops the node recorded in `state`: ctrl-alt-delete, up to `timeout` for QEMU to end,
+/// Stops the node recorded in `state`: reboots set to end QEMU, ctrl-alt-delete (the
+/// agent reboots cleanly), up to `timeout` for QEMU to end,
 /// then SIGKILL to its process group. Clears the pid file, record and socket.
 pub fn stop_recorded(state: &StateDir, timeout: Duration) -> Result<RecordedStop, StopError> {
     let Some(pid) = state.running_pid()? else {
@@ -57,7 +58,7 @@ pub fn stop_recorded(state: &StateDir, timeout: Duration) -> Result<RecordedStop
         return Ok(RecordedStop::NotRunning);
     };
     let socket = state.qmp_socket();
-    let clean = Qmp::connect(&socket, QMP_TIMEOUT).and_then(|mut qmp| qmp.send_ctrl_alt_delete());
+    let clean = Qmp::connect(&socket, QMP_TIMEOUT).and_then(|mut qmp| qmp.request_stop());
     let outcome = match clean {
         Ok(()) if wait_gone(state, pid, timeout) => RecordedStop::Clean(pid),
         Ok(()) => force(

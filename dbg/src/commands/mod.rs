@@ -7,6 +7,8 @@ pub mod info;
 pub mod kubeconfig;
 pub mod kubectl;
 pub mod logs;
+pub mod reboot;
+pub mod stats;
 
 use std::future::Future;
 use std::io::Write;
@@ -30,6 +32,10 @@ pub enum Command {
     Kubeconfig(kubeconfig::Args),
     /// Run kubectl against the node with fresh debug credentials; exits with its status.
     Kubectl(kubectl::Args),
+    /// Reboot the node cleanly (or power it off with --power-off).
+    Reboot(reboot::Args),
+    /// Print memory and CPU use of the agent and of each component.
+    Stats(stats::Args),
 }
 
 impl Command {
@@ -41,6 +47,8 @@ impl Command {
             Command::Info(args) => info::run(args, ctx, out).await,
             Command::Kubeconfig(args) => kubeconfig::run(args, ctx, out).await,
             Command::Kubectl(args) => kubectl::run(args, ctx, out).await,
+            Command::Reboot(args) => reboot::run(args, ctx, out).await,
+            Command::Stats(args) => stats::run(args, ctx, out).await,
         }
     }
 }

@@ -13,7 +13,8 @@ use cairn_qemu::attach::{self, AttachOptions};
 use cairn_qemu::command::{DEFAULT_CPUS, DEFAULT_MEMORY_MIB};
 use cairn_qemu::image::{DEFAULT_IMAGE_DIR, DEFAULT_STATE_DIR};
 use cairn_qemu::{
-    Disk, DiskFormat, ForwardRequest, Image, Node, NodeConfig, NodeRecord, ReadyInfo, SpawnMode,
+    DataDisk, Disk, DiskFormat, ForwardRequest, Image, Node, NodeConfig, NodeRecord, ReadyInfo,
+    SpawnMode,
 };
 use clap::Args;
 
@@ -49,6 +50,16 @@ pub struct RunArgs {
     /// Forward a guest TCP port: GUEST (free host port) or HOST:GUEST. Repeatable.
     #[arg(long = "forward", value_name = "[HOST:]GUEST")]
     forwards: Vec<ForwardRequest>,
+    /// The node's persistent data disk (raw image, created sparse if missing; default
+    /// data.img in the state dir). The same disk boots the same node again.
+    #[arg(long, value_name = "PATH", conflicts_with = "no_data_disk")]
+    data_disk: Option<PathBuf>,
+    /// Size in GiB of a data disk created by this run.
+    #[arg(long, value_name = "GIB", default_value_t = DataDisk::DEFAULT_SIZE >> 30)]
+    data_disk_size: u64,
+    /// Boot without a data disk: the node runs ephemeral (state in a tmpfs).
+    #[arg(long)]
+    no_data_disk: bool,
     /// Attach a disk image as a virtio disk (qcow2 if named *.qcow2, else raw). Repeatable.
     #[arg(long = "disk", value_name = "PATH")]
     disks: Vec<PathBuf>,
@@ -72,6 +83,15 @@ pub fn run(args: RunArgs) -> Result<ExitCode, CommandError> {
     config.memory_mib = args.memory;
     config.cpus = args.cpus;
     config.forwards = args.forwards.clone();
+    config.data_disk = match (args.no_data_disk, &args.data_disk) {
+        (true, _) => None,
+        (false, path) => Some(DataDisk {
+            path: path
+                .clone()
+                .unwrap_or_else(|| state_dir.join(DataDisk::FILE_NAME)),
+            size_bytes: args.data_disk_size << 30,
+        }),
+    };
     config.disks = args.disks.iter().map(|path| disk(path.clone())).collect();
     config.extra_cmdline = args.append.clone();
     let ready_timeout = Duration::from_secs(args.ready_timeout);

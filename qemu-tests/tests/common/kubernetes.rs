@@ -12,7 +12,6 @@
 
 use std::ffi::OsString;
 use std::fmt::Display;
-use std::path::PathBuf;
 use std::process::{Output, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -23,9 +22,8 @@ use cairn_api::v1::{
 use cairn_api::Client;
 use cairn_dbg::commands::kubeconfig::rewrite_server;
 use cairn_dbg::commands::kubectl::{self, Kubectl};
-use cairn_qemu::accel::{self, AccelChoice};
 use cairn_qemu::node::{error_chain, TAIL_LINES};
-use cairn_qemu::{Node, NodeConfig, ReadyInfo};
+use cairn_qemu::{Node, ReadyInfo};
 use tokio::io::AsyncWriteExt;
 
 /// etcd, the control plane, the kubelet and node registration under TCG on a small
@@ -67,12 +65,7 @@ pub fn cluster() -> &'static Cluster {
 }
 
 fn boot() -> Result<Cluster, String> {
-    let image = super::image();
-    let accel = accel::resolve(AccelChoice::Auto, &image.kernel);
-    let state = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("boot")
-        .join(env!("CARGO_CRATE_NAME"));
-    let config = NodeConfig::new(image, accel, &state);
+    let config = super::fresh_config(env!("CARGO_CRATE_NAME"));
     let mut node = Node::start(&config).map_err(|e| error_chain(&e))?;
     let ready = node
         .wait_ready(super::READY_TIMEOUT)

@@ -48,11 +48,31 @@ fn state_dir(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Boots the image in state dir `name` and waits for `CAIRN_READY`.
-pub fn boot(name: &str) -> Result<(Node, ReadyInfo), String> {
+/// A node in state dir `name`, with whatever its data disk holds.
+pub fn node_config(name: &str) -> NodeConfig {
     let image = image();
     let accel = accel::resolve(AccelChoice::Auto, &image.kernel);
-    let config = NodeConfig::new(image, accel, &state_dir(name));
+    NodeConfig::new(image, accel, &state_dir(name))
+}
+
+/// A node in state dir `name` with a new, blank data disk: every test run starts
+/// from a first boot, whatever an earlier run left on the disk.
+pub fn fresh_config(name: &str) -> NodeConfig {
+    let config = node_config(name);
+    if let Some(data) = &config.data_disk {
+        match std::fs::remove_file(&data.path) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => panic!("cannot remove {}: {err}", data.path.display()),
+        }
+    }
+    config
+}
+
+/// Boots the image in state dir `name` (with a blank data disk) and waits for
+/// `CAIRN_READY`.
+pub fn boot(name: &str) -> Result<(Node, ReadyInfo), String> {
+    let config = fresh_config(name);
     let mut node = Node::start(&config).map_err(|e| error_chain(&e))?;
     let ready = node
         .wait_ready(READY_TIMEOUT)
