@@ -3,7 +3,7 @@
 //! stays fast; `make test` runs them with `--ignored`.
 //!
 //! The read-only checks share one node (booted by whichever test runs first); the clean
-//! stop boots its own, since it ends the guest.
+//! stop and the foreign-disk case boot their own.
 
 mod common;
 
@@ -192,4 +192,38 @@ fn ctrl_alt_delete_reboots_cleanly() {
     if !exited.status.success() {
         fail(&node, format!("qemu exited with {}", exited.status));
     }
+}
+
+/// A data disk holding something that is not ours is never formatted: the node says
+/// so on the console, runs ephemeral, still boots, and the disk is unchanged after.
+#[test]
+#[ignore = "boots QEMU; run with `make test`"]
+fn a_disk_with_foreign_data_is_left_alone() {
+    let config = common::fresh_config("foreign-disk");
+    let data = config.data_disk.clone().expect("nodes have a data disk");
+    data.ensure().expect("create the data disk");
+    let foreign: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
+    write_at_start(&data.path, &foreign);
+
+    let mut node = cairn_qemu::Node::start(&config).unwrap_or_else(|e| panic!("{e}"));
+    node.wait_ready(common::READY_TIMEOUT)
+        .unwrap_or_else(|err| fail(&node, err));
+    node.wait_for_line(
+        "the console message that the disk is left alone",
+        |line| line.contains("running ephemeral") && line.contains("vda not blank"),
+        Duration::ZERO,
+    )
+    .unwrap_or_else(|err| fail(&node, err));
+    node.stop(Duration::from_secs(60))
+        .unwrap_or_else(|err| fail(&node, err));
+    let mut head = vec![0; foreign.len()];
+    std::io::Read::read_exact(&mut fs::File::open(&data.path).unwrap(), &mut head).unwrap();
+    assert!(head == foreign, "the node wrote to a disk that was not blank");
+}
+
+fn write_at_start(path: &Path, bytes: &[u8]) {
+    use std::io::Write;
+    let mut file = fs::OpenOptions::new().write(true).open(path).unwrap();
+    file.write_all(bytes).unwrap();
+    file.sync_all().unwrap();
 }

@@ -522,10 +522,18 @@ fn the_production_image_has_no_debug_listener() {
     let accel = accel::resolve(AccelChoice::Auto, &image.kernel);
     let state = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("boot/production");
     // The forward exists (as for any node), so a refusal is the guest's, not QEMU's.
-    let config = NodeConfig::new(image, accel, &state);
+    // No data disk: the node must say it runs ephemeral, and boot all the same.
+    let mut config = NodeConfig::new(image, accel, &state);
+    config.data_disk = None;
     let mut node = Node::start(&config).unwrap_or_else(|err| panic!("{}", error_chain(&err)));
     node.wait_ready(common::READY_TIMEOUT)
         .unwrap_or_else(|err| common::fail(&node, error_chain(&err)));
+    node.wait_for_line(
+        "the console message that the node runs ephemeral",
+        |line| line.contains("running ephemeral: no disk attached"),
+        Duration::ZERO,
+    )
+    .unwrap_or_else(|err| common::fail(&node, error_chain(&err)));
     let Some(endpoint) = node.debug_endpoint().map(str::to_owned) else {
         common::fail(
             &node,
