@@ -74,17 +74,25 @@ fn stat_flags(stat: &str) -> Option<u64> {
     rest.split_whitespace().nth(6)?.parse().ok()
 }
 
-/// Unmounts everything at and below `mount_point`, innermost first. A mount that
-/// stays busy is detached (MNT_DETACH); if the mount point itself stays busy, it is
-/// remounted read-only so the file system is still clean. Returns what went wrong.
+/// Mounts below this hold the data disk busy without being on it: containerd's task
+/// directories have every container's rootfs overlay (whose layers are on `/var`), and
+/// network namespaces are bind-mounted there too.
+pub const RUNTIME_DIR: &str = "/run";
+
+/// Unmounts everything at and below `mount_point` and every mount below [`RUNTIME_DIR`]
+/// (not that tmpfs itself), newest first. A mount that stays busy is detached
+/// (MNT_DETACH); if `mount_point` itself stays busy, it is remounted read-only so its
+/// file system is still clean. Returns what went wrong.
 pub fn unmount_below(sys: &dyn Syscall, paths: &Paths, mount_point: &str) -> Vec<String> {
     let mountinfo = fs::read_to_string(paths.resolve("/proc/self/mountinfo")).unwrap_or_default();
     let top = paths.resolve(mount_point);
+    let runtime = Path::new(RUNTIME_DIR);
+    let mut targets = mountinfo_points(&mountinfo);
+    targets.retain(|point| {
+        point.starts_with(mount_point) || (point.starts_with(runtime) && point != runtime)
+    });
     let mut problems = Vec::new();
-    for target in mounts_below(&mountinfo, Path::new(mount_point))
-        .iter()
-        .rev()
-    {
+    for target in targets.iter().rev() {
         let target = paths.resolve(target);
         match sys.unmount(&target, MntFlags::empty()) {
             Ok(()) | Err(Errno::EINVAL | Errno::ENOENT) => continue,
@@ -111,11 +119,17 @@ pub fn unmount_below(sys: &dyn Syscall, paths: &Paths, mount_point: &str) -> Vec
 
 /// Mount points in `mountinfo` (proc(5)) at or below `top`, in mount order.
 pub fn mounts_below(mountinfo: &str, top: &Path) -> Vec<PathBuf> {
+    let mut points = mountinfo_points(mountinfo);
+    points.retain(|point| point.starts_with(top));
+    points
+}
+
+/// Every mount point in `mountinfo`, in mount order.
+fn mountinfo_points(mountinfo: &str) -> Vec<PathBuf> {
     mountinfo
         .lines()
         .filter_map(|line| line.split(' ').nth(4))
         .map(|field| PathBuf::from(unescape(field)))
-        .filter(|point| point.starts_with(top))
         .collect()
 }
 
@@ -151,10 +165,12 @@ mod tests {
     const MOUNTINFO: &str = "\
 22 1 0:21 / / rw - rootfs rootfs rw
 25 22 0:5 / /proc rw - proc proc rw
+26 22 0:25 / /run rw - tmpfs tmpfs rw
 30 22 254:1 / /var rw,noatime - ext4 /dev/vda1 rw
 41 30 0:40 / /var/lib/kubelet/pods/x/volumes/secret rw - tmpfs tmpfs rw
 45 30 0:44 / /var/lib/containerd/rootfs/my\\040dir rw - overlay overlay rw
 46 22 0:45 / /variable rw - tmpfs tmpfs rw
+47 26 0:46 / /run/containerd/io.containerd.runtime.v2.task/k8s.io/c1/rootfs rw - overlay overlay rw
 ";
 
     #[test]
@@ -196,12 +212,13 @@ mod tests {
         assert_eq!(
             unmounted,
             [
-                PathBuf::from("var/lib/containerd/rootfs/my dir"),
+                PathBuf::from("run/containerd/io.containerd.runtime.v2.task/k8s.io/c1/rootfs"),
+                "var/lib/containerd/rootfs/my dir".into(),
                 "var/lib/kubelet/pods/x/volumes/secret".into(),
                 "var".into(),
             ]
         );
-        assert!(matches!(&calls[3], Call::Mount { target, flags, .. }
+        assert!(matches!(&calls[4], Call::Mount { target, flags, .. }
             if *target == var && flags.contains(MsFlags::MS_RDONLY | MsFlags::MS_REMOUNT)));
         assert_eq!(calls.last(), Some(&Call::Sync));
         assert_eq!(problems.len(), 1, "{problems:?}");
