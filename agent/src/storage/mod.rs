@@ -35,8 +35,13 @@ pub struct StorageError(#[source] nix::Error);
 /// What `/var` is for this boot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Storage {
-    /// The data partition, mounted; `formatted` on its first boot.
-    Persistent { device: PathBuf, formatted: bool },
+    /// The data partition, mounted; `formatted` on its first boot, otherwise `check`
+    /// is what `e2fsck -p` said (`<label>: clean, ...` after a clean shutdown).
+    Persistent {
+        device: PathBuf,
+        formatted: bool,
+        check: String,
+    },
     /// A tmpfs: everything is lost at power-off. `why` names what was missing.
     Ephemeral { why: String },
 }
@@ -49,15 +54,20 @@ impl Storage {
     /// The `storage` condition's reason.
     pub fn reason(&self) -> String {
         match self {
-            Storage::Persistent { device, formatted } => format!(
-                "data partition {} mounted on {MOUNT_POINT}{}",
-                device.display(),
-                if *formatted {
-                    " (formatted this boot)"
-                } else {
-                    ""
-                }
-            ),
+            Storage::Persistent {
+                device,
+                formatted,
+                check,
+            } => {
+                let how = match formatted {
+                    true => " (formatted this boot)".to_owned(),
+                    false => format!("; e2fsck: {}", check.lines().collect::<Vec<_>>().join("; ")),
+                };
+                format!(
+                    "data partition {} mounted on {MOUNT_POINT}{how}",
+                    device.display()
+                )
+            }
             Storage::Ephemeral { why } => format!(
                 "running ephemeral: {why}; {MOUNT_POINT} is a tmpfs and the node's state \
                  is lost at power-off"
@@ -98,7 +108,7 @@ fn attach_data_disk(sys: &dyn Syscall, paths: &Paths, target: &Path) -> Result<S
         Choice::Candidate(disk) => (partition_disk(paths, &disk).map_err(describe)?, true),
         Choice::Nothing(why) => return Err(why),
     };
-    prepare_filesystem(&partition, formatted).map_err(describe)?;
+    let check = prepare_filesystem(&partition, formatted).map_err(describe)?;
     sys.mount(
         Some(&partition),
         target,
@@ -115,6 +125,7 @@ fn attach_data_disk(sys: &dyn Syscall, paths: &Paths, target: &Path) -> Result<S
     Ok(Storage::Persistent {
         device: partition,
         formatted,
+        check,
     })
 }
 
@@ -134,12 +145,13 @@ fn partition_disk(paths: &Paths, disk: &BlockDevice) -> Result<PathBuf, DiskErro
 
 /// A new partition gets a file system; an existing one must have one and pass the
 /// check. A partition without ext4 is formatted only if it is blank, i.e. the first
-/// boot was cut off between the partition table and mke2fs.
-fn prepare_filesystem(partition: &Path, formatted: bool) -> Result<(), DiskError> {
+/// boot was cut off between the partition table and mke2fs. Returns what the check
+/// said (empty after formatting).
+fn prepare_filesystem(partition: &Path, formatted: bool) -> Result<String, DiskError> {
     if !formatted && disk::has_ext4(partition)? {
         let output = disk::check_filesystem(partition)?;
         tracing::info!("storage: e2fsck -p {}: {output}", partition.display());
-        return Ok(());
+        return Ok(output);
     }
     if !formatted && !disk::is_blank(partition)? {
         return Err(DiskError::Tool {
@@ -154,7 +166,7 @@ fn prepare_filesystem(partition: &Path, formatted: bool) -> Result<(), DiskError
         "storage: made an ext4 file system on {}",
         partition.display()
     );
-    Ok(())
+    Ok(String::new())
 }
 
 /// Linux names partition N of `vda` `vda<N>`, of `nvme0n1` `nvme0n1p<N>`.

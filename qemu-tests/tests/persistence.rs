@@ -1,0 +1,300 @@
+//! Boot-level tests of persistence: the node keeps its identity, certificates and
+//! cluster across a reboot through the debug service, a reboot through ctrl-alt-delete
+//! and a hard power-off (QEMU killed), and comes back Ready with its Deployment's pod
+//! running again each time.
+//!
+//! One node for the file, one test: the steps depend on each other (each boot must
+//! find what the one before left on the data disk), so they run in order. The node
+//! starts from a blank data disk, so the first boot also proves the disk is
+//! partitioned and formatted. The time from each request to Ready is printed: the
+//! bound this test records (the benchmark measures it properly, bench/).
+//!
+//! `#[ignore]`d: `make test` runs it with `--ignored`.
+
+#[allow(dead_code)]
+mod common;
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use cairn_api::v1::{BuildInfo, GetBuildInfoRequest, ListConditionsRequest, ShutdownRequest};
+use cairn_qemu::{ForwardRequest, Node};
+use common::kubernetes::{Session, KUBECTL_TIMEOUT};
+
+/// etcd, the control plane, the kubelet and node registration under TCG.
+const NODE_READY_TIMEOUT: Duration = Duration::from_secs(300);
+/// From a reboot request to the next boot's `CAIRN_READY` (services stop, the disk is
+/// unmounted, the kernel boots again).
+const REBOOT_TIMEOUT: Duration = Duration::from_secs(180);
+/// From node Ready to the Deployment's pod running again in this boot.
+const POD_TIMEOUT: Duration = Duration::from_secs(240);
+/// Between two looks at something that offers no watch across a reboot.
+const POLL: Duration = Duration::from_secs(1);
+const DEPLOYMENT: &str = "survivor";
+const NAMESPACE: &str = "default";
+const REPORTED: &[&str] = &["agent", "kubelet", "containerd", "kube-apiserver", "etcd"];
+
+/// What must be the same after every boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Persistent {
+    node_id: String,
+    machine_id: String,
+    cluster_ca: String,
+    node_uid: String,
+    deployment_uid: String,
+}
+
+fn deployment() -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {DEPLOYMENT}
+  namespace: {NAMESPACE}
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {{app: {DEPLOYMENT}}}
+  template:
+    metadata:
+      labels: {{app: {DEPLOYMENT}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: localhost/cairn/toolbox:1
+        imagePullPolicy: Never
+        command: [\"sleep\", \"1000000\"]
+"
+    )
+}
+
+#[test]
+#[ignore = "boots QEMU; run with `make test`"]
+fn the_node_survives_reboots_and_a_power_cut() {
+    let session = Session::open().reporting(REPORTED);
+    wait_ready(&session);
+    let storage = condition(&session, "storage");
+    if !storage.0 || !storage.1.contains("formatted this boot") {
+        session.fail(format!(
+            "first boot did not format the data disk: {storage:?}"
+        ));
+    }
+    session.wait_for_default_service_account(NAMESPACE);
+    session.kubectl_ok_within(&["apply", "-f", "-"], &deployment(), KUBECTL_TIMEOUT);
+    let mut container = wait_pod_running(&session, None);
+    let before = persistent(&session);
+    let mut boot_id = build_info(&session).boot_id;
+
+    // 1. Reboot through the debug service.
+    let started = Instant::now();
+    call_shutdown(&session);
+    boot_id = wait_next_boot(&session, 2, &boot_id);
+    wait_ready(&session);
+    eprintln!(
+        "reboot (debug service) -> node Ready: {:.1?}",
+        started.elapsed()
+    );
+    check_same(&session, &before, "a reboot through the debug service");
+    container = wait_pod_running(&session, Some(&container));
+    // A clean shutdown leaves a clean file system: e2fsck -p says "clean".
+    let storage = condition(&session, "storage");
+    if !storage.0 || storage.1.contains("formatted") || !storage.1.contains("clean,") {
+        session.fail(format!(
+            "the reboot did not leave a cleanly unmounted disk: {storage:?}"
+        ));
+    }
+
+    // 2. Reboot through ctrl-alt-delete.
+    let started = Instant::now();
+    {
+        let node = session.cluster.node.lock().unwrap();
+        node.press_ctrl_alt_delete()
+            .unwrap_or_else(|e| session.fail(format!("ctrl-alt-delete: {e}")));
+    }
+    wait_next_boot(&session, 3, &boot_id);
+    wait_ready(&session);
+    eprintln!(
+        "reboot (ctrl-alt-delete) -> node Ready: {:.1?}",
+        started.elapsed()
+    );
+    check_same(&session, &before, "a reboot through ctrl-alt-delete");
+
+    // 3. Hard power-off: QEMU killed, then the same state dir and disk booted again.
+    let started = Instant::now();
+    power_cycle(&session);
+    wait_ready(&session);
+    eprintln!("power cut -> node Ready: {:.1?}", started.elapsed());
+    check_same(&session, &before, "a hard power-off");
+    wait_pod_running(&session, Some(&container));
+}
+
+fn wait_ready(session: &Session) {
+    session.wait_true("node-ready", NODE_READY_TIMEOUT);
+}
+
+/// A condition's status and reason.
+fn condition(session: &Session, name: &str) -> (bool, String) {
+    let mut client = session.client.clone();
+    let request = ListConditionsRequest {
+        names: vec![name.to_owned()],
+    };
+    match session.runtime.block_on(client.list_conditions(request)) {
+        Ok(list) => match list.into_inner().conditions.first() {
+            Some(c) => (c.status, c.reason.clone()),
+            None => session.fail(format!("no condition {name}")),
+        },
+        Err(status) => session.fail(format!("ListConditions {name}: {status}")),
+    }
+}
+
+fn build_info(session: &Session) -> BuildInfo {
+    let mut client = session.client.clone();
+    match session
+        .runtime
+        .block_on(client.get_build_info(GetBuildInfoRequest {}))
+    {
+        Ok(info) => info.into_inner(),
+        Err(status) => session.fail(format!("GetBuildInfo: {status}")),
+    }
+}
+
+fn call_shutdown(session: &Session) {
+    let mut client = session.client.clone();
+    let request = ShutdownRequest { power_off: false };
+    if let Err(status) = session.runtime.block_on(client.shutdown(request)) {
+        session.fail(format!("Shutdown: {status}"));
+    }
+}
+
+/// Waits for boot number `boot` of this QEMU to print `CAIRN_READY` and for the
+/// debug service to answer with a boot ID other than `previous`; returns the new one.
+fn wait_next_boot(session: &Session, boot: usize, previous: &str) -> String {
+    {
+        let mut node = session.cluster.node.lock().unwrap();
+        if let Err(err) = node.wait_boot_ready(boot, REBOOT_TIMEOUT) {
+            drop(node);
+            session.fail(format!("boot {boot} did not come: {err}"));
+        }
+    }
+    wait_debug_service(session, previous)
+}
+
+/// Polls GetBuildInfo (the service is down while the node reboots) until it reports a
+/// boot ID other than `previous`.
+fn wait_debug_service(session: &Session, previous: &str) -> String {
+    let deadline = Instant::now() + REBOOT_TIMEOUT;
+    loop {
+        let mut client = session.client.clone();
+        let call = client.get_build_info(GetBuildInfoRequest {});
+        let answer = session
+            .runtime
+            .block_on(async { tokio::time::timeout(POLL * 5, call).await });
+        if let Ok(Ok(info)) = answer {
+            let info = info.into_inner();
+            if info.boot_id != previous && !info.boot_id.is_empty() {
+                return info.boot_id;
+            }
+        }
+        if Instant::now() >= deadline {
+            session.fail(format!(
+                "the debug service did not come back within {REBOOT_TIMEOUT:?}"
+            ));
+        }
+        thread::sleep(POLL);
+    }
+}
+
+/// Kills QEMU and boots the same state dir (same data disk, same host ports) again.
+fn power_cycle(session: &Session) {
+    let mut node = session.cluster.node.lock().unwrap();
+    let forwards: Vec<ForwardRequest> = (node.record().forwards.iter())
+        .map(|f| ForwardRequest {
+            host: Some(f.host),
+            guest: f.guest,
+        })
+        .collect();
+    node.kill()
+        .unwrap_or_else(|e| panic!("cannot kill qemu: {e}"));
+    let mut config = common::node_config(env!("CARGO_CRATE_NAME"));
+    config.forwards = forwards;
+    let mut restarted = Node::start(&config).unwrap_or_else(|e| panic!("restart: {e}"));
+    if let Err(err) = restarted.wait_ready(REBOOT_TIMEOUT) {
+        panic!("no CAIRN_READY after the power cut: {err}");
+    }
+    *node = restarted;
+    drop(node);
+    wait_debug_service(session, "");
+}
+
+fn persistent(session: &Session) -> Persistent {
+    let info = build_info(session);
+    let (kubeconfig, _) = session.kubeconfig("persistence", &["system:masters"], None);
+    let cluster_ca = kubeconfig
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("certificate-authority-data:"))
+        .map(|ca| ca.trim().to_owned())
+        .unwrap_or_else(|| session.fail("the debug kubeconfig names no CA"));
+    let uid = |kind: &str, name: &str| {
+        let mut args = vec!["get", kind, name, "-o", "jsonpath={.metadata.uid}"];
+        if kind != "node" {
+            args.extend(["-n", NAMESPACE]);
+        }
+        session.kubectl_ok(&args)
+    };
+    let node_name = format!("cairn-{}", info.node_id);
+    Persistent {
+        machine_id: info.node_id.clone(),
+        node_uid: uid("node", &node_name),
+        deployment_uid: uid("deployment", DEPLOYMENT),
+        cluster_ca,
+        node_id: session
+            .cluster
+            .node
+            .lock()
+            .unwrap()
+            .record()
+            .node_id
+            .clone()
+            .unwrap_or_default(),
+    }
+}
+
+fn check_same(session: &Session, before: &Persistent, after_what: &str) {
+    let now = persistent(session);
+    if &now != before {
+        session.fail(format!(
+            "after {after_what} the node is not the same:\nbefore {before:#?}\nafter {now:#?}"
+        ));
+    }
+}
+
+/// Waits until the Deployment's pod runs a container other than `previous` (a new
+/// one in this boot) and is Ready; returns its container ID.
+fn wait_pod_running(session: &Session, previous: Option<&str>) -> String {
+    let deadline = Instant::now() + POD_TIMEOUT;
+    let selector = format!("app={DEPLOYMENT}");
+    let jsonpath = "jsonpath={range .items[*]}{.status.containerStatuses[0].containerID} \
+                    {.status.containerStatuses[0].ready}{\"\\n\"}{end}";
+    loop {
+        let out = session.kubectl_ok(&[
+            "get", "pods", "-n", NAMESPACE, "-l", &selector, "-o", jsonpath,
+        ]);
+        let running = out.lines().find_map(|line| {
+            let (id, ready) = line.split_once(' ')?;
+            (ready == "true" && !id.is_empty() && Some(id) != previous).then(|| id.to_owned())
+        });
+        if let Some(id) = running {
+            return id;
+        }
+        if Instant::now() >= deadline {
+            let pods = session.kubectl(&["describe", "pods", "-n", NAMESPACE, "-l", &selector], "");
+            session.fail(format!(
+                "the {DEPLOYMENT} pod did not run again (previous container {previous:?}); last: \
+                 {out}\n{}",
+                common::kubernetes::describe(&pods)
+            ));
+        }
+        thread::sleep(POLL * 2);
+    }
+}
