@@ -206,8 +206,11 @@ impl Boot<'_> {
         self.announce_ready(identity)?;
         let request = pid1.shutdown_request().await;
         tracing::info!("stopping services");
+        let started = std::time::Instant::now();
         supervisor.stop_all().await;
+        tracing::info!("services stopped in {:.1?}", started.elapsed());
         self.release_storage().await;
+        tracing::info!("shutdown took {:.1?}", started.elapsed());
         Ok(request?)
     }
 

@@ -101,12 +101,23 @@ fn subscriber<W>(level: LevelFilter, writer: W) -> impl Subscriber + Send + Sync
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
+    use tracing_subscriber::layer::SubscriberExt;
+    // kube-rs's per-request trace layer logs every failed request at ERROR with no
+    // context ("failed with status 500"): while the apiserver starts, the probes and
+    // the reconciler make such requests every second, and report failures themselves.
+    // Its TLS code warns on every connection of the kubelet probe, which skips server
+    // verification on purpose (kubernetes/probe.rs says why).
+    let targets = tracing_subscriber::filter::Targets::new()
+        .with_default(level)
+        .with_target("kube_client::client::builder", LevelFilter::OFF)
+        .with_target("kube_client::client::tls", LevelFilter::ERROR);
     tracing_subscriber::fmt()
         .with_max_level(level)
         .with_ansi(false)
         .with_writer(writer)
         .event_format(ConsoleFormat)
         .finish()
+        .with(targets)
 }
 
 /// `cairn: LEVEL message key=value...`: no timestamps, the kernel's own printk

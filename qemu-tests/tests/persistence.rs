@@ -170,6 +170,7 @@ fn call_shutdown(session: &Session) {
 /// Waits for boot number `boot` of this QEMU to print `CAIRN_READY` and for the
 /// debug service to answer with a boot ID other than `previous`; returns the new one.
 fn wait_next_boot(session: &Session, boot: usize, previous: &str) -> String {
+    let started = Instant::now();
     {
         let mut node = session.cluster.node.lock().unwrap();
         if let Err(err) = node.wait_boot_ready(boot, REBOOT_TIMEOUT) {
@@ -177,7 +178,13 @@ fn wait_next_boot(session: &Session, boot: usize, previous: &str) -> String {
             session.fail(format!("boot {boot} did not come: {err}"));
         }
     }
-    wait_debug_service(session, previous)
+    eprintln!("  boot {boot}: CAIRN_READY after {:.1?}", started.elapsed());
+    let boot_id = wait_debug_service(session, previous);
+    eprintln!(
+        "  boot {boot}: debug service after {:.1?}",
+        started.elapsed()
+    );
+    boot_id
 }
 
 /// Polls GetBuildInfo (the service is down while the node reboots) until it reports a

@@ -2,6 +2,11 @@
 //! agent's client once a second. Polling rather than a watch: one small GET per
 //! second is nothing for a local apiserver, and there is no watch to re-establish
 //! after the apiserver restarts.
+//!
+//! The Node object outlives a boot (it is in etcd, on the data disk), and with it the
+//! Ready condition the kubelet posted before the reboot. So only a condition the
+//! kubelet posted during this boot counts: its heartbeat must not be older than the
+//! moment this follower started.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,6 +23,7 @@ const PERIOD: Duration = Duration::from_secs(1);
 /// Follows the Node `node_name` for good; spawn once after the PKI step.
 pub async fn run(pki_dir: PathBuf, node_name: String, conditions: Conditions) {
     conditions.set(CONDITION, false, "waiting for kube-apiserver");
+    let boot_started = unix_now();
     let client = match crate::kube::client(&pki_dir, crate::kube::LOCAL_APISERVER) {
         Ok(client) => client,
         Err(err) => {
@@ -33,7 +39,7 @@ pub async fn run(pki_dir: PathBuf, node_name: String, conditions: Conditions) {
         ticker.tick().await;
         conditions.wait_true(super::apiserver::SERVICE).await;
         let (ready, reason) = match nodes.get_opt(&node_name).await {
-            Ok(Some(node)) => readiness(&node),
+            Ok(Some(node)) => readiness(&node, boot_started),
             Ok(None) => (false, format!("node {node_name} is not registered yet")),
             Err(err) => (
                 false,
@@ -48,19 +54,30 @@ pub async fn run(pki_dir: PathBuf, node_name: String, conditions: Conditions) {
     }
 }
 
-/// The Node's `Ready` condition as (status is True, its message).
-pub fn readiness(node: &Node) -> (bool, String) {
+/// The Node's `Ready` condition as (status is True, its message), if the kubelet
+/// posted it at or after `posted_since` (Unix seconds).
+pub fn readiness(node: &Node, posted_since: i64) -> (bool, String) {
     let ready = node
         .status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
-    match ready {
-        Some(c) => {
-            let message = c.message.clone().unwrap_or_default();
-            let reason = c.reason.clone().unwrap_or_default();
-            (c.status == "True", format!("{reason}: {message}"))
-        }
-        None => (false, "the node reports no Ready condition yet".to_owned()),
+    let Some(c) = ready else {
+        return (false, "the node reports no Ready condition yet".to_owned());
+    };
+    let heartbeat = c.last_heartbeat_time.as_ref().map(|t| t.0.as_second());
+    if heartbeat.is_none_or(|posted| posted < posted_since) {
+        return (
+            false,
+            "the Ready condition is from an earlier boot; waiting for the kubelet".to_owned(),
+        );
     }
+    let message = c.message.clone().unwrap_or_default();
+    let reason = c.reason.clone().unwrap_or_default();
+    (c.status == "True", format!("{reason}: {message}"))
+}
+
+fn unix_now() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

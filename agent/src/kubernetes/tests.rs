@@ -142,11 +142,17 @@ fn node_readiness_comes_from_the_ready_condition() {
         "status": { "conditions": [
             { "type": "MemoryPressure", "status": "False" },
             { "type": "Ready", "status": "True", "reason": "KubeletReady",
-              "message": "kubelet is posting ready status" },
+              "message": "kubelet is posting ready status",
+              "lastHeartbeatTime": "2026-11-25T10:00:00Z" },
         ]},
     }))
     .unwrap();
-    let (ready, reason) = node_ready::readiness(&node);
+    let posted = 1_795_600_800; // 2026-11-25T10:00:00Z
+    let (ready, reason) = node_ready::readiness(&node, posted);
     assert!(ready);
     assert_eq!(reason, "KubeletReady: kubelet is posting ready status");
+    // Posted before this boot began: stale, whatever it says.
+    let (ready, reason) = node_ready::readiness(&node, posted + 1);
+    assert!(!ready);
+    assert!(reason.contains("earlier boot"), "{reason}");
 }
