@@ -1,7 +1,8 @@
 //! Which node `dbg` talks to.
 //!
 //! An explicit endpoint wins (flag or `CAIRN_DEBUG_ENDPOINT`, merged by clap). Without
-//! one, `dbg` looks for the node that `make run`/`make start` records: `build/node/
+//! one, `dbg` looks for the node that `make run`/`make start` records: `node.json` in
+//! `CAIRN_STATE_DIR` (the launcher's own variable) if set, else `build/node/
 //! node.json` in the current directory or an ancestor (the launcher's state directory,
 //! qemu-tests `state.rs`), and uses its `debug_endpoint`, or else the host port it
 //! forwards to guest port 7837. Failing that, `http://127.0.0.1:7837`.
@@ -16,6 +17,9 @@ use serde::Deserialize;
 
 /// Where `make run` keeps the node's state, relative to the workspace.
 pub const NODE_RECORD: &str = "build/node/node.json";
+/// The launcher's state directory variable (`cairn-qemu run --state-dir`).
+pub const STATE_DIR_ENV: &str = "CAIRN_STATE_DIR";
+const RECORD_FILE: &str = "node.json";
 /// The last resort.
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:7837";
 
@@ -47,8 +51,12 @@ pub fn resolve(explicit: Option<&str>) -> String {
         .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned())
 }
 
-/// `build/node/node.json` in `start` or its nearest ancestor that has one.
+/// `$CAIRN_STATE_DIR/node.json` if the variable is set, else `build/node/node.json`
+/// in `start` or its nearest ancestor that has one.
 pub fn find_record(start: &Path) -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os(STATE_DIR_ENV).filter(|d| !d.is_empty()) {
+        return Some(Path::new(&dir).join(RECORD_FILE));
+    }
     start
         .ancestors()
         .map(|dir| dir.join(NODE_RECORD))
