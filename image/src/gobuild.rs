@@ -64,7 +64,10 @@ fn lock(out: &Path) -> Result<Flock<File>, GoError> {
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(held) => Ok(held),
         Err((file, _busy)) => {
-            eprintln!("cairn-image: waiting for another Go build in {}", out.display());
+            eprintln!(
+                "cairn-image: waiting for another Go build in {}",
+                out.display()
+            );
             Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| fail(errno.into()))
         }
     }

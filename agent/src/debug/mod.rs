@@ -7,6 +7,12 @@
 //! supervisor prove its restarts; rebooting or powering off the node; and issuing
 //! short-lived debug kubeconfigs signed by the cluster CA (see [`kubeconfig`]). The protocol lives in `cairn-api`.
 //!
+//! The service has no authentication of its own, so it must not be reachable from
+//! workloads: connections from the pod network ([`crate::containerd::cni::POD_SUBNET`])
+//! are closed as soon as they are accepted. Pods reach the node's address through the
+//! CNI bridge with their own source address; the launcher's forward arrives from
+//! QEMU's user-network gateway and local clients from loopback.
+//!
 //! The agent is PID 1 and the requests are untrusted, so: every field is validated
 //! (`cairn_api::validate`) and answered with INVALID_ARGUMENT, never a panic; request
 //! messages are capped at [`MAX_REQUEST`]; followed log streams are capped in number and
@@ -116,6 +122,10 @@ pub async fn serve_on(
     let incoming = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
         .with_keepalive(Some(KEEPALIVE));
+    let incoming = tokio_stream::StreamExt::filter(incoming, |accepted| match accepted {
+        Ok(stream) => stream.peer_addr().is_ok_and(|peer| !from_pods(peer.ip())),
+        Err(_) => true,
+    });
     tracing::info!("debug service listening on {addr}");
     Server::builder()
         .max_concurrent_streams(MAX_STREAMS)
@@ -125,4 +135,22 @@ pub async fn serve_on(
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .map_err(|e| DebugError::Serve(addr, e))
+}
+
+/// True for an address in the pod network (IPv4 CIDR [`crate::containerd::cni::POD_SUBNET`]).
+pub fn from_pods(peer: std::net::IpAddr) -> bool {
+    let (network, prefix) = crate::containerd::cni::POD_SUBNET
+        .split_once('/')
+        .expect("POD_SUBNET is a CIDR");
+    let network: Ipv4Addr = network.parse().expect("POD_SUBNET is IPv4");
+    let prefix: u32 = prefix.parse().expect("POD_SUBNET has a prefix length");
+    let mask = u32::MAX.checked_shl(32 - prefix).unwrap_or(0);
+    let peer = match peer {
+        std::net::IpAddr::V4(v4) => v4,
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4,
+            None => return false,
+        },
+    };
+    u32::from(peer) & mask == u32::from(network) & mask
 }

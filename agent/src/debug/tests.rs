@@ -525,3 +525,15 @@ async fn shutdown_asks_pid1_for_the_requested_action() {
     let request = h.power.recv().await.unwrap();
     assert_eq!(request.action, crate::power::PowerAction::PowerOff);
 }
+
+#[test]
+fn pod_addresses_are_recognised() {
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    assert!(super::from_pods(ip("10.88.0.5")));
+    assert!(super::from_pods(ip("10.88.255.255")));
+    assert!(super::from_pods(ip("::ffff:10.88.1.2")));
+    assert!(!super::from_pods(ip("10.0.2.2")));
+    assert!(!super::from_pods(ip("127.0.0.1")));
+    assert!(!super::from_pods(ip("10.89.0.1")));
+    assert!(!super::from_pods(ip("::1")));
+}

@@ -42,6 +42,8 @@ pub enum ParseError {
     Missing { field: &'static str },
     #[error("ip= field {field} {value:?} is not an IPv4 address")]
     Address { field: &'static str, value: String },
+    #[error("ip= field {field} {value:?} is not a usable host address")]
+    Unusable { field: &'static str, value: String },
     #[error("ip= field netmask {0:?} is not a contiguous netmask")]
     Netmask(String),
     #[error("ip= field device {0:?} is not a valid interface name")]
@@ -95,7 +97,7 @@ pub fn parse(value: &str) -> Result<IpConfig, ParseError> {
     if !matches!(autoconf, "" | "off" | "none") {
         return Err(ParseError::Autoconf(autoconf.to_owned()));
     }
-    let address = required_address(FIELDS[0], field(0))?;
+    let address = host_address(FIELDS[0], field(0))?;
     optional_address(FIELDS[1], field(1))?;
     let gateway = optional_address(FIELDS[2], field(2))?;
     let prefix = netmask_prefix(field(3))?;
@@ -118,6 +120,24 @@ pub fn parse(value: &str) -> Result<IpConfig, ParseError> {
 
 fn required_address(field: &'static str, value: &str) -> Result<Ipv4Addr, ParseError> {
     optional_address(field, value)?.ok_or(ParseError::Missing { field })
+}
+
+/// The node's own address must be one others can reach it at. `0.0.0.0`, broadcast,
+/// multicast and loopback addresses would otherwise set `network` true and fail
+/// later, less clearly, in the certificates and components that advertise the address.
+fn host_address(field: &'static str, value: &str) -> Result<Ipv4Addr, ParseError> {
+    let address = required_address(field, value)?;
+    if address.is_unspecified()
+        || address.is_broadcast()
+        || address.is_multicast()
+        || address.is_loopback()
+    {
+        return Err(ParseError::Unusable {
+            field,
+            value: value.to_owned(),
+        });
+    }
+    Ok(address)
 }
 
 fn optional_address(field: &'static str, value: &str) -> Result<Option<Ipv4Addr>, ParseError> {
@@ -236,6 +256,13 @@ mod tests {
                 "10.0.2.300::10.0.2.2:255.255.255.0",
                 "client-ip \"10.0.2.300\"",
             ),
+            (
+                "0.0.0.0::10.0.2.2:255.255.255.0",
+                "client-ip \"0.0.0.0\" is not a usable host address",
+            ),
+            ("255.255.255.255::::::off", "client-ip \"255.255.255.255\""),
+            ("224.0.0.1:::255.255.255.0", "client-ip \"224.0.0.1\""),
+            ("127.0.0.2:::255.0.0.0", "client-ip \"127.0.0.2\""),
             ("10.0.2.15:x:10.0.2.2:255.255.255.0", "server-ip"),
             ("10.0.2.15::gateway:255.255.255.0", "gw-ip"),
             ("10.0.2.15::10.0.2.2:255.0.255.0", "netmask \"255.0.255.0\""),

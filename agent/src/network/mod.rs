@@ -174,3 +174,6 @@ pub fn describe(config: &IpConfig) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests;

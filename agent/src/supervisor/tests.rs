@@ -178,7 +178,10 @@ async fn a_crash_loop_at_the_cap_is_reported_and_the_others_stay_up() {
     f.supervisor.start(vec![steady, crashing]).unwrap();
     wait_status(&f.supervisor, "crashing", |s| s.restarts >= 4).await;
     let reason = f.conditions.get("crashing").unwrap().reason;
-    assert!(reason.starts_with("crash-looping: exited (exit code 1)"), "{reason}");
+    assert!(
+        reason.starts_with("crash-looping: exited (exit code 1)"),
+        "{reason}"
+    );
     assert!(reason.contains("exits in a row"), "{reason}");
     let steady = f.supervisor.service("steady").unwrap();
     assert_eq!((steady.restarts, steady.last_exit), (0, None));

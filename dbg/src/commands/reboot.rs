@@ -22,6 +22,10 @@ pub async fn run(args: Args, ctx: Context, out: &mut dyn Write) -> Result<(), Db
     };
     ctx.call("Shutdown", ctx.call_timeout, client.shutdown(request))
         .await?;
-    let what = if args.power_off { "power-off" } else { "reboot" };
+    let what = if args.power_off {
+        "power-off"
+    } else {
+        "reboot"
+    };
     writeln!(out, "{what} requested from {}", ctx.endpoint).map_err(DbgError::Output)
 }

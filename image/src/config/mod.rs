@@ -265,6 +265,12 @@ impl Config {
         }
         let mut installs = BTreeSet::new();
         validate_components(&self.components, "component", &mut installs)?;
+        if !installs.contains("/init") {
+            return Err(field(
+                "component",
+                "no component installs `/init` (the agent): the image could not boot",
+            ));
+        }
         self.validate_container_images()
     }
 
@@ -376,6 +382,11 @@ fn validate_components<'a>(
                 }
                 if let Source::Go(go) = source {
                     check_relative_path(&at("go.path"), &go.path)?;
+                }
+                // Relative to the config's directory, never a host path: an absolute
+                // one would pull any file of the build machine into the image.
+                if let Source::File(file) = source {
+                    check_relative_path(&at("file"), &file.to_string_lossy())?;
                 }
             }
         }

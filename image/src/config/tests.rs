@@ -269,3 +269,307 @@ fn the_production_config_is_the_debug_one_without_the_debug_service() {
     assert_eq!(debug.components.len(), production.components.len());
     assert_ne!(debug.os_release.image_id, production.os_release.image_id);
 }
+
+/// A `[[component]]` appended to GOOD.
+fn with_component(body: &str) -> String {
+    format!("{GOOD}\n[[component]]\n{body}\n")
+}
+
+/// Malformed configs through [`Config::load`], the path the builder's CLI takes
+/// (files on disk, `extends` merged before validation): the config file written as
+/// `cairn.toml` (with GOOD as `base.toml` beside it, for `extends`), the file the
+/// message must name, and a piece of the message naming the field or component.
+#[test]
+fn malformed_config_files_name_the_file_and_the_field() {
+    let variant = |body: &str| format!("extends = \"base.toml\"\n{body}");
+    let cases: Vec<(&str, String, &str, &str)> = vec![
+        // Unknown fields, at every level.
+        (
+            "unknown top-level key",
+            format!("colour = 1\n{GOOD}"),
+            "cairn.toml",
+            "unknown field `colour`, expected one of `os_release`",
+        ),
+        (
+            "unknown field in a table",
+            GOOD.replace("pretty_name", "colour = 1\npretty_name"),
+            "cairn.toml",
+            "unknown field `colour`, expected one of `name`, `id`, `pretty_name`, `image_id`, `home_url`\nin `os_release`",
+        ),
+        (
+            "unknown field in a component",
+            with_component("name = \"x\"\ninstall = \"/x\"\nrpm = \"a\""),
+            "cairn.toml",
+            "unknown field `rpm`, expected one of `name`, `install`, `cargo`, `file`, `deb`, `go`, `symlinks`\nin `component`",
+        ),
+        (
+            "unknown field in a component's source",
+            with_component("name = \"x\"\ninstall = \"/x\"\ngo = { path = \"bin/x\", tag = \"v1\" }"),
+            "cairn.toml",
+            "unknown field `tag`, expected `path`\nin `component.go`",
+        ),
+        // Wrong types.
+        (
+            "wrong type of a scalar",
+            GOOD.replace("level = 3", "level = \"high\""),
+            "cairn.toml",
+            "invalid type: string \"high\", expected i32\nin `initramfs.level`",
+        ),
+        (
+            "wrong type of a list",
+            GOOD.replace("[\"virtio_net\"]", "\"virtio_net\""),
+            "cairn.toml",
+            "invalid type: string \"virtio_net\", expected a sequence\nin `kernel.modules`",
+        ),
+        (
+            "wrong type in a component",
+            with_component("name = \"x\"\ninstall = 5\nfile = \"a\""),
+            "cairn.toml",
+            "invalid type: integer `5`, expected a string\nin `component.install`",
+        ),
+        (
+            "unknown enum value",
+            GOOD.replace("\"zstd\"", "\"lz4\""),
+            "cairn.toml",
+            "unknown variant `lz4`, expected one of `zstd`, `gzip`, `none`\nin `initramfs.compression`",
+        ),
+        // Missing pieces.
+        (
+            "missing table",
+            GOOD.replace("[libraries]\npackages = [\"libc6\"]", ""),
+            "cairn.toml",
+            "missing field `libraries`",
+        ),
+        (
+            "missing required field",
+            GOOD.replace("cmdline = \"console=ttyS0\"\n", ""),
+            "cairn.toml",
+            "missing field `cmdline`\nin `kernel`",
+        ),
+        (
+            "component without a name",
+            with_component("install = \"/x\"\nfile = \"a\""),
+            "cairn.toml",
+            "missing field `name`\nin `component`",
+        ),
+        (
+            "component without a source",
+            with_component("name = \"x\"\ninstall = \"/x\""),
+            "cairn.toml",
+            "field `component[1]`: needs exactly one source: `cargo`, `file`, `deb` or `go`",
+        ),
+        (
+            "cargo source without a binary",
+            with_component("name = \"x\"\ninstall = \"/x\"\ncargo = { package = \"a\" }"),
+            "cairn.toml",
+            "missing field `bin`\nin `component.cargo`",
+        ),
+        (
+            "deb source without files",
+            with_component("name = \"x\"\ndeb = { package = \"iptables\", files = [] }"),
+            "cairn.toml",
+            "field `component[1].deb.files`: must list at least one file",
+        ),
+        (
+            "no library packages",
+            GOOD.replace("[\"libc6\"]", "[]"),
+            "cairn.toml",
+            "field `libraries.packages`: must name at least one package",
+        ),
+        // Names used twice.
+        (
+            "duplicate component name",
+            with_component("name = \"agent\"\ninstall = \"/x\"\nfile = \"a\""),
+            "cairn.toml",
+            "field `component[1].name`: `agent` is used twice",
+        ),
+        (
+            "duplicate image name",
+            format!(
+                "{}{}",
+                image("pause", "localhost/cairn/pause:1", PAUSE_BODY),
+                image("pause", "localhost/cairn/other:1", PAUSE_BODY).replace(GOOD, "")
+            ),
+            "cairn.toml",
+            "field `container_image[1].name`: `pause` is used twice",
+        ),
+        // Kernel modules.
+        (
+            "module with a path",
+            GOOD.replace("[\"virtio_net\"]", "[\"kernel/drivers/net/virtio_net\"]"),
+            "cairn.toml",
+            "field `kernel.modules[0]`: `kernel/drivers/net/virtio_net` is not a kernel module name",
+        ),
+        (
+            "module file name",
+            GOOD.replace("[\"virtio_net\"]", "[\"virtio_net\", \"overlay.ko\"]"),
+            "cairn.toml",
+            "field `kernel.modules[1]`: `overlay.ko` is not a kernel module name",
+        ),
+        (
+            "empty module name",
+            GOOD.replace("[\"virtio_net\"]", "[\"\"]"),
+            "cairn.toml",
+            "field `kernel.modules[0]`: `` is not a kernel module name",
+        ),
+        (
+            "bad kernel package",
+            GOOD.replace("\"linux-image-cloud-amd64\"", "\"Linux Image\""),
+            "cairn.toml",
+            "field `kernel.package`: `Linux Image` is not a valid Debian package name",
+        ),
+        // Paths.
+        (
+            "relative install path",
+            with_component("name = \"x\"\ninstall = \"usr/bin/x\"\nfile = \"a\""),
+            "cairn.toml",
+            "field `component[1].install`: `usr/bin/x` must be an absolute file path without `..`",
+        ),
+        (
+            "install path escaping with ..",
+            with_component("name = \"x\"\ninstall = \"/usr/../../x\"\nfile = \"a\""),
+            "cairn.toml",
+            "field `component[1].install`: `/usr/../../x` must be an absolute file path",
+        ),
+        (
+            "install path naming a directory",
+            with_component("name = \"x\"\ninstall = \"/usr/bin/\"\nfile = \"a\""),
+            "cairn.toml",
+            "field `component[1].install`: `/usr/bin/` must be an absolute file path",
+        ),
+        (
+            "relative package file",
+            with_component(
+                "name = \"x\"\ndeb = { package = \"iptables\", files = [\"usr/sbin/iptables\"] }",
+            ),
+            "cairn.toml",
+            "field `component[1].deb.files[0]`: `usr/sbin/iptables` must be an absolute file path",
+        ),
+        (
+            "absolute go path",
+            with_component("name = \"x\"\ninstall = \"/x\"\ngo = { path = \"/usr/bin/x\" }"),
+            "cairn.toml",
+            "field `component[1].go.path`: `/usr/bin/x` must be a relative path without `..`",
+        ),
+        (
+            "relative symlink path",
+            with_component(
+                "name = \"x\"\ninstall = \"/x\"\nfile = \"a\"\nsymlinks = { \"bin/y\" = \"x\" }",
+            ),
+            "cairn.toml",
+            "field `component[1].symlinks.\"bin/y\"`: `bin/y` must be an absolute file path",
+        ),
+        (
+            "empty symlink target",
+            with_component(
+                "name = \"x\"\ninstall = \"/x\"\nfile = \"a\"\nsymlinks = { \"/y\" = \"\" }",
+            ),
+            "cairn.toml",
+            "field `component[1].symlinks.\"/y\"`: must not be empty",
+        ),
+        // Not TOML at all: the line and column.
+        (
+            "syntax error",
+            GOOD.replace("[kernel]", "[kernel"),
+            "cairn.toml",
+            "TOML parse error at line 13, column 8",
+        ),
+        // `extends`.
+        (
+            "extends not a string",
+            "extends = 3\n".to_owned(),
+            "cairn.toml",
+            "`extends` must be a file name",
+        ),
+        (
+            "extends a missing file",
+            "extends = \"gone.toml\"\n".to_owned(),
+            "gone.toml",
+            "cannot read config",
+        ),
+        (
+            "extends itself",
+            "extends = \"cairn.toml\"\n".to_owned(),
+            "cairn.toml",
+            "`extends` chain is longer than 4 files",
+        ),
+        (
+            "unknown field in a variant",
+            variant("[kernel]\nmodule = [\"overlay\"]\n"),
+            "cairn.toml",
+            "unknown field `module`, expected one of `package`, `version`, `cmdline`, `modules`\nin `kernel`",
+        ),
+        (
+            "wrong type in a variant",
+            variant("[initramfs]\nlevel = \"max\"\n"),
+            "cairn.toml",
+            "invalid type: string \"max\", expected i32\nin `initramfs.level`",
+        ),
+        (
+            "invalid value in a variant",
+            variant("[kernel]\nmodules = [\"bad/name\"]\n"),
+            "cairn.toml",
+            "field `kernel.modules[0]`: `bad/name` is not a kernel module name",
+        ),
+        (
+            "variant adding a component without a source",
+            variant("[[component]]\nname = \"extra\"\ninstall = \"/extra\"\n"),
+            "cairn.toml",
+            "field `component[1]`: needs exactly one source",
+        ),
+    ];
+    for (name, text, file, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("base.toml"), GOOD).unwrap();
+        let path = dir.path().join("cairn.toml");
+        std::fs::write(&path, &text).unwrap();
+        let err = Config::load(&path).expect_err(name);
+        let message = chain(&err);
+        let file = dir.path().join(file);
+        assert!(
+            message.contains(&file.display().to_string()),
+            "{name}: expected the file {} in `{message}`",
+            file.display()
+        );
+        assert!(
+            message.contains(expected),
+            "{name}: expected `{expected}` in `{message}`"
+        );
+    }
+}
+
+/// The base of a variant is validated as part of the merged config, and an error
+/// in the base's own syntax names the base.
+#[test]
+fn a_broken_base_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base.toml");
+    std::fs::write(&base, GOOD.replace("[kernel]", "[kernel")).unwrap();
+    let path = dir.path().join("variant.toml");
+    std::fs::write(&path, "extends = \"base.toml\"\n").unwrap();
+    let message = chain(&Config::load(&path).unwrap_err());
+    assert!(
+        message.contains(&format!("invalid config {}", base.display()))
+            && message.contains("line 13, column 8"),
+        "{message}"
+    );
+}
+
+#[test]
+fn an_image_without_init_or_with_a_host_file_is_refused() {
+    let without_init = GOOD.replace("install = \"/init\"", "install = \"/usr/bin/agent\"");
+    let err = chain(&parse(&without_init).unwrap_err());
+    assert!(
+        err.contains("`component`") && err.contains("no component installs `/init`"),
+        "{err}"
+    );
+    for file in ["/etc/passwd", "../../secret", ""] {
+        let text =
+            format!("{GOOD}\n[[component]]\nname = \"x\"\ninstall = \"/x\"\nfile = {file:?}\n");
+        let err = chain(&parse(&text).unwrap_err());
+        assert!(
+            err.contains("`component[1].file`") && err.contains("must be a relative path"),
+            "{file}: {err}"
+        );
+    }
+}

@@ -95,7 +95,11 @@ impl Session {
     /// Connects to the file's node (booting it on first use).
     pub fn open() -> Self {
         let cluster = cluster();
-        let runtime = tokio::runtime::Builder::new_current_thread()
+        // One worker thread: the connection keeps answering the debug service's HTTP/2
+        // keepalive pings between calls, which a current-thread runtime would not
+        // drive while the test waits elsewhere.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
             .enable_all()
             .build()
             .expect("a tokio runtime");
