@@ -218,7 +218,10 @@ fn a_disk_with_foreign_data_is_left_alone() {
         .unwrap_or_else(|err| fail(&node, err));
     let mut head = vec![0; foreign.len()];
     std::io::Read::read_exact(&mut fs::File::open(&data.path).unwrap(), &mut head).unwrap();
-    assert!(head == foreign, "the node wrote to a disk that was not blank");
+    assert!(
+        head == foreign,
+        "the node wrote to a disk that was not blank"
+    );
 }
 
 fn write_at_start(path: &Path, bytes: &[u8]) {

@@ -1,0 +1,324 @@
+//! Boot-level fault tests: every supervised component is killed (SIGKILL, through the
+//! debug service) in turn, and the supervisor must bring it back on its own — restarted
+//! after its back-off, its condition true again, the node Ready again, its earlier log
+//! lines still in its buffer, and a running pod untouched by a kubelet or containerd
+//! restart. A component killed every time it starts backs off to the cap and is
+//! reported as crash-looping while the others stay up.
+//!
+//! One node for the file; the two tests take turns (they kill things). The recovery
+//! time of each component is printed: the bound this test records (the benchmark
+//! measures it properly, bench/). `#[ignore]`d: `make test` runs them.
+
+#[allow(dead_code)]
+mod common;
+
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use cairn_api::v1::{
+    get_logs_response::Kind, Component, ComponentState, GetLogsRequest, ListComponentsRequest,
+    SignalComponentRequest,
+};
+use common::kubernetes::{Session, KUBECTL_TIMEOUT};
+
+const NODE_READY_TIMEOUT: Duration = Duration::from_secs(300);
+/// From SIGKILL to the component ready again (back-off, start, readiness probe).
+const RECOVERY_TIMEOUT: Duration = Duration::from_secs(240);
+const POD_TIMEOUT: Duration = Duration::from_secs(240);
+/// Between two looks at the component list (the supervisor offers no watch).
+const POLL: Duration = Duration::from_millis(200);
+/// Killed in this order: the control plane's store first, the node agent last.
+const COMPONENTS: [&str; 6] = [
+    "etcd",
+    "kube-apiserver",
+    "controller-manager",
+    "scheduler",
+    "containerd",
+    "kubelet",
+];
+/// Restarts of these must not disturb running pods.
+const POD_HOSTS: [&str; 2] = ["containerd", "kubelet"];
+/// The supervisor's default back-off reaches its 30 s cap on the eighth exit in a row
+/// (250 ms doubling: 0.25, 0.5, 1, 2, 4, 8, 16, then 30).
+const EXITS_TO_CAP: usize = 8;
+const POD: &str = "bystander";
+const NAMESPACE: &str = "default";
+const REPORTED: &[&str] = &["agent", "kubelet", "containerd", "kube-apiserver", "etcd"];
+
+/// The tests kill components; one at a time.
+static TURN: Mutex<()> = Mutex::new(());
+
+fn session() -> Session {
+    let session = Session::open().reporting(REPORTED);
+    session.wait_true("node-ready", NODE_READY_TIMEOUT);
+    session
+}
+
+#[test]
+#[ignore = "boots QEMU; run with `make test`"]
+fn every_component_recovers_from_sigkill() {
+    let _turn = TURN.lock().unwrap_or_else(|p| p.into_inner());
+    let session = session();
+    session.wait_for_default_service_account(NAMESPACE);
+    let pod = start_pod(&session);
+    let mut recoveries = Vec::new();
+    for name in COMPONENTS {
+        let before = component(&session, name);
+        let last_line = last_log_line(&session, name);
+        let started = Instant::now();
+        signal(&session, name, "SIGKILL");
+        let after = wait_restarted(&session, &before);
+        session.wait_true(name, RECOVERY_TIMEOUT);
+        session.wait_true("node-ready", NODE_READY_TIMEOUT);
+        recoveries.push((name, started.elapsed()));
+        check_exit(&session, &after);
+        if let Some((seq, text)) = last_line {
+            check_line_kept(&session, name, seq, &text);
+        }
+        if POD_HOSTS.contains(&name) {
+            let now = pod_state(&session);
+            if now != pod {
+                session.fail(format!(
+                    "the pod changed across the {name} restart: before {pod:?}, after {now:?}"
+                ));
+            }
+        }
+    }
+    for (name, took) in &recoveries {
+        eprintln!("SIGKILL {name} -> component and node Ready again: {took:.1?}");
+    }
+}
+
+#[test]
+#[ignore = "boots QEMU; run with `make test`"]
+fn a_crash_loop_backs_off_to_the_cap_and_spares_the_others() {
+    let _turn = TURN.lock().unwrap_or_else(|p| p.into_inner());
+    let session = session();
+    let victim = "scheduler";
+    let others: Vec<Component> = ["etcd", "kube-apiserver", "containerd", "kubelet"]
+        .iter()
+        .map(|name| component(&session, name))
+        .collect();
+    let mut last_pid = None;
+    for exit in 1..=EXITS_TO_CAP {
+        let running = wait_running(&session, victim, last_pid);
+        last_pid = running.pid;
+        signal(&session, victim, "SIGKILL");
+        wait_exited(&session, victim, running.restart_count, exit);
+    }
+    let looping = wait_state(&session, victim, "a crash-loop report", |c| {
+        c.state == ComponentState::Backoff as i32
+    });
+    let (status, reason) = condition(&session, victim);
+    if status || !reason.starts_with("crash-looping:") {
+        session.fail(format!(
+            "{victim} is not reported as crash-looping: {status} {reason}"
+        ));
+    }
+    if !looping.detail.starts_with("restarts at") {
+        session.fail(format!(
+            "{victim}'s detail gives no restart time: {looping:?}"
+        ));
+    }
+    for before in others {
+        let now = component(&session, &before.name);
+        if now.restart_count != before.restart_count || now.state != ComponentState::Ready as i32 {
+            session.fail(format!(
+                "{} was disturbed by {victim}'s crash loop: before {before:?}, now {now:?}",
+                before.name
+            ));
+        }
+    }
+    // Left alone, it comes back after the capped back-off.
+    session.wait_true(victim, RECOVERY_TIMEOUT);
+}
+
+fn components(session: &Session) -> Vec<Component> {
+    let mut client = session.client.clone();
+    match session
+        .runtime
+        .block_on(client.list_components(ListComponentsRequest {}))
+    {
+        Ok(list) => list.into_inner().components,
+        Err(status) => session.fail(format!("ListComponents: {status}")),
+    }
+}
+
+fn component(session: &Session, name: &str) -> Component {
+    components(session)
+        .into_iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| session.fail(format!("no component {name}")))
+}
+
+fn signal(session: &Session, name: &str, signal: &str) {
+    let mut client = session.client.clone();
+    let request = SignalComponentRequest {
+        component: name.to_owned(),
+        signal: signal.to_owned(),
+    };
+    if let Err(status) = session.runtime.block_on(client.signal_component(request)) {
+        session.fail(format!("SignalComponent {name} {signal}: {status}"));
+    }
+}
+
+/// Polls the component until `check` holds, within [`RECOVERY_TIMEOUT`].
+fn wait_state(
+    session: &Session,
+    name: &str,
+    awaited: &str,
+    check: impl Fn(&Component) -> bool,
+) -> Component {
+    let deadline = Instant::now() + RECOVERY_TIMEOUT;
+    loop {
+        let now = component(session, name);
+        if check(&now) {
+            return now;
+        }
+        if Instant::now() >= deadline {
+            session.fail(format!(
+                "{name}: no {awaited} within {RECOVERY_TIMEOUT:?}; last {now:?}"
+            ));
+        }
+        thread::sleep(POLL);
+    }
+}
+
+/// Restarted (a new process, a higher restart count) and ready.
+fn wait_restarted(session: &Session, before: &Component) -> Component {
+    wait_state(session, &before.name, "restart", |c| {
+        c.restart_count > before.restart_count
+            && c.pid.is_some()
+            && c.pid != before.pid
+            && c.state == ComponentState::Ready as i32
+    })
+}
+
+/// Running with a process other than `previous`.
+fn wait_running(session: &Session, name: &str, previous: Option<u32>) -> Component {
+    wait_state(session, name, "new process", |c| {
+        c.pid.is_some() && c.pid != previous
+    })
+}
+
+/// The kill was seen: the restart count has not moved yet, the state is back-off.
+fn wait_exited(session: &Session, name: &str, restarts: u32, exit: usize) -> Component {
+    wait_state(session, name, &format!("exit {exit}"), |c| {
+        c.state == ComponentState::Backoff as i32 && c.restart_count == restarts
+    })
+}
+
+fn check_exit(session: &Session, after: &Component) {
+    let signal = after.last_exit.as_ref().map(|e| e.signal_name.as_str());
+    if signal != Some("SIGKILL") {
+        session.fail(format!(
+            "{} last exit is not SIGKILL: {after:?}",
+            after.name
+        ));
+    }
+}
+
+fn condition(session: &Session, name: &str) -> (bool, String) {
+    let mut client = session.client.clone();
+    let request = cairn_api::v1::ListConditionsRequest {
+        names: vec![name.to_owned()],
+    };
+    match session.runtime.block_on(client.list_conditions(request)) {
+        Ok(list) => (list.into_inner().conditions.first())
+            .map(|c| (c.status, c.reason.clone()))
+            .unwrap_or_else(|| session.fail(format!("no condition {name}"))),
+        Err(status) => session.fail(format!("ListConditions {name}: {status}")),
+    }
+}
+
+/// Every buffered line of `name`'s log, with its sequence number.
+fn log_entries(session: &Session, name: &str) -> Vec<(u64, String)> {
+    let mut client = session.client.clone();
+    let request = GetLogsRequest {
+        component: name.to_owned(),
+        tail_lines: None,
+        follow: false,
+    };
+    let read = async {
+        let mut stream = client.get_logs(request).await?.into_inner();
+        let mut entries = Vec::new();
+        while let Some(response) = stream.message().await? {
+            if let Some(Kind::Entry(entry)) = response.kind {
+                entries.push((entry.seq, entry.text));
+            }
+        }
+        Ok::<_, tonic::Status>(entries)
+    };
+    match session
+        .runtime
+        .block_on(async { tokio::time::timeout(KUBECTL_TIMEOUT, read).await })
+    {
+        Ok(Ok(entries)) => entries,
+        Ok(Err(status)) => session.fail(format!("GetLogs {name}: {status}")),
+        Err(_) => session.fail(format!("GetLogs {name} did not finish")),
+    }
+}
+
+fn last_log_line(session: &Session, name: &str) -> Option<(u64, String)> {
+    log_entries(session, name).pop()
+}
+
+/// The line written before the kill is still there, under the same number.
+fn check_line_kept(session: &Session, name: &str, seq: u64, text: &str) {
+    let entries = log_entries(session, name);
+    if !entries.iter().any(|(s, t)| *s == seq && t == text) {
+        session.fail(format!(
+            "{name}: line {seq} ({text:?}) from before the kill is gone from its log"
+        ));
+    }
+}
+
+/// Starts a long-running pod and returns its container ID and restart count once ready.
+fn start_pod(session: &Session) -> (String, String) {
+    let manifest = format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: {POD}
+  namespace: {NAMESPACE}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: localhost/cairn/toolbox:1
+    imagePullPolicy: Never
+    command: [\"sleep\", \"1000000\"]
+"
+    );
+    session.kubectl_ok_within(&["apply", "-f", "-"], &manifest, KUBECTL_TIMEOUT);
+    let timeout = format!("--timeout={}s", POD_TIMEOUT.as_secs());
+    let target = format!("pod/{POD}");
+    session.kubectl_ok_within(
+        &[
+            "wait",
+            "--for=condition=Ready",
+            &target,
+            "-n",
+            NAMESPACE,
+            &timeout,
+        ],
+        "",
+        POD_TIMEOUT + KUBECTL_TIMEOUT,
+    );
+    pod_state(session)
+}
+
+fn pod_state(session: &Session) -> (String, String) {
+    let out = session.kubectl_ok(&[
+        "get",
+        "pod",
+        POD,
+        "-n",
+        NAMESPACE,
+        "-o",
+        "jsonpath={.status.containerStatuses[0].containerID} {.status.containerStatuses[0].restartCount}",
+    ]);
+    let (id, restarts) = out.split_once(' ').unwrap_or((&out, ""));
+    (id.to_owned(), restarts.to_owned())
+}
