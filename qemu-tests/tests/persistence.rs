@@ -229,7 +229,9 @@ fn power_cycle(session: &Session) {
     if let Err(err) = restarted.wait_ready(REBOOT_TIMEOUT) {
         panic!("no CAIRN_READY after the power cut: {err}");
     }
-    *node = restarted;
+    // The old handle's QEMU is dead; detached, its drop leaves the new one's state
+    // files (same directory) alone.
+    std::mem::replace(&mut *node, restarted).detach();
     drop(node);
     wait_debug_service(session, "");
 }
