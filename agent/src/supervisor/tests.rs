@@ -181,8 +181,10 @@ async fn a_crash_loop_at_the_cap_is_reported_and_the_others_stay_up() {
     let log = f.logs.get("crashing").unwrap().tail(None);
     let reports = lines(&log, Stream::Agent);
     assert!(
-        reports.iter().any(|r| r.starts_with("crash-looping: exited (exit code 1)")
-            && r.contains("exits in a row")),
+        reports
+            .iter()
+            .any(|r| r.starts_with("crash-looping: exited (exit code 1)")
+                && r.contains("exits in a row")),
         "{reports:?}"
     );
     let steady = f.supervisor.service("steady").unwrap();
@@ -316,7 +318,10 @@ async fn readiness_follows_the_probe_and_kill_restarts() {
             assert_eq!(stdout, ["hello", "hello"]);
             break;
         }
-        assert!(Instant::now() < deadline, "second hello never logged: {stdout:?}");
+        assert!(
+            Instant::now() < deadline,
+            "second hello never logged: {stdout:?}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 
