@@ -124,8 +124,12 @@ impl DataDisk {
         }
     }
 
-    /// Creates the image if it does not exist; an existing one is never touched.
+    /// Creates the image (and its directory) if it does not exist; an existing one is
+    /// never touched.
     pub fn ensure(&self) -> io::Result<bool> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
         match OpenOptions::new()
             .write(true)
             .create_new(true)
