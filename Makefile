@@ -68,14 +68,19 @@ boot-test: image production-image
 	  CAIRN_PRODUCTION_IMAGE_DIR=$(abspath $(PRODUCTION_DIR)) \
 	  $(CARGO) test --release --locked -p cairn-image -p cairn-qemu -- --ignored
 
-# Benchmarks write figures, never fail on them (bench/README.md).
+# Benchmarks write figures, never fail on them (bench/README.md): every benchmark in
+# one run, then bench/RESULTS.md. Knobs: boots per accelerator, runs per assembly case
+# (tool x compressor x cold/warm), `make image` runs per rebuild case, the idle soak
+# of the footprint benchmark, and BENCH_COLD=1 for a cold Go build (minutes).
 BENCH_BOOTS ?= 5
-BENCH_TOOL := $(CARGO) run --quiet --release --locked -p cairn-bench -- --image-dir $(IMAGE_DIR) --accel $(ACCEL)
+BENCH_ASSEMBLY_RUNS ?= 3
+BENCH_REBUILD_RUNS ?= 2
+BENCH_SOAK_SECONDS ?= 600
+BENCH_TOOL := $(CARGO) run --quiet --release --locked -p cairn-bench -- --image-dir $(IMAGE_DIR) --config $(CONFIG) --accel $(ACCEL)
 bench: image
-	$(BENCH_TOOL) image-size
-	$(BENCH_TOOL) go-build $(if $(BENCH_COLD),--cold)
-	$(BENCH_TOOL) boot-timeline --boots $(BENCH_BOOTS) --until $(BENCH_UNTIL) --first-pod
-	$(BENCH_TOOL) debug-api
+	$(BENCH_TOOL) all --boots $(BENCH_BOOTS) --until $(BENCH_UNTIL) \
+	  --assembly-runs $(BENCH_ASSEMBLY_RUNS) --rebuild-runs $(BENCH_REBUILD_RUNS) \
+	  --soak-seconds $(BENCH_SOAK_SECONDS) $(if $(BENCH_COLD),--go-cold)
 
 # Fuzzing needs nightly (rustup) and cargo-fuzz (from crates.io, installed if missing).
 FUZZ_SECONDS ?= 60

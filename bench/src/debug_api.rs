@@ -15,39 +15,41 @@ use cairn_api::v1::{
     get_logs_response::Kind, GetLogsRequest, SignalComponentRequest, WaitConditionRequest,
 };
 use cairn_api::Client;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::node::{Bench, Error};
+use crate::error::Error;
+use crate::node::{self, Bench};
 use crate::report::{self, Machine};
 use crate::stats::Summary;
 
 const TAIL: u32 = 1000;
 const FOLLOW_TIMEOUT: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Serialize)]
-struct Results {
-    machine: Machine,
-    tail_lines: u32,
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Results {
+    pub machine: Machine,
+    pub tail_lines: u32,
     /// Milliseconds per GetLogs call returning the last 1000 lines (request to last line).
-    tail_ms: Vec<f64>,
+    pub tail_ms: Vec<f64>,
     /// Milliseconds from sending the request that writes a line to receiving that line.
-    follow_ms: Vec<f64>,
-    tail: Option<Summary>,
-    follow: Option<Summary>,
+    pub follow_ms: Vec<f64>,
+    pub tail: Option<Summary>,
+    pub follow: Option<Summary>,
 }
 
+pub const NAME: &str = "debug-api";
+
 pub fn run(bench: &Bench, rounds: usize) -> Result<PathBuf, Error> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let booted = bench.boot("debug-api").await?;
+    let accel = bench.single_accel()?;
+    node::runtime()?.block_on(async {
+        let booted = bench.boot(NAME, accel).await?;
         let mut client = booted.client.clone();
         let wait = WaitConditionRequest {
             name: "containerd".into(),
             timeout_ms: 300_000,
         };
-        client.wait_condition(wait).await?;
+        let limit = Duration::from_millis(u64::from(wait.timeout_ms)) + node::WAIT_MARGIN;
+        node::call(NAME, "WaitCondition", limit, client.wait_condition(wait)).await?;
         for _ in 0..TAIL {
             poke(&mut client).await?;
         }
@@ -58,14 +60,14 @@ pub fn run(bench: &Bench, rounds: usize) -> Result<PathBuf, Error> {
             follow_ms.push(follow_once(&mut client).await?);
         }
         let results = Results {
-            machine: Machine::describe(&booted.accel),
+            machine: Machine::describe(&accel.to_string()),
             tail_lines: TAIL,
             tail: Summary::of(&tail_ms),
             follow: Summary::of(&follow_ms),
             tail_ms,
             follow_ms,
         };
-        report::write(&bench.results, "debug-api", &markdown(&results), &results)
+        report::write(&bench.results, NAME, &markdown(&results), &results)
     })
 }
 
@@ -75,7 +77,8 @@ async fn poke(client: &mut Client) -> Result<(), Error> {
         component: "containerd".into(),
         signal: "SIGCONT".into(),
     };
-    client.signal_component(request).await?;
+    let request = client.signal_component(request);
+    node::call(NAME, "SignalComponent", node::CALL_TIMEOUT, request).await?;
     Ok(())
 }
 
@@ -86,13 +89,26 @@ async fn tail_once(client: &mut Client) -> Result<f64, Error> {
         tail_lines: Some(TAIL),
         follow: false,
     };
-    let mut stream = client.get_logs(request).await?.into_inner();
-    let mut lines = 0;
-    while let Some(message) = stream.message().await? {
-        lines += usize::from(matches!(message.kind, Some(Kind::Entry(_))));
-    }
+    let lines = tokio::time::timeout(node::CALL_TIMEOUT, async {
+        let mut stream = client.get_logs(request).await?.into_inner();
+        let mut lines = 0;
+        while let Some(message) = stream.message().await? {
+            lines += usize::from(matches!(message.kind, Some(Kind::Entry(_))));
+        }
+        Ok(lines)
+    })
+    .await
+    .map_err(|_| {
+        Error::Unmeasurable(format!(
+            "no whole GetLogs tail within {:?}",
+            node::CALL_TIMEOUT
+        ))
+    })?
+    .map_err(Error::api(NAME, "GetLogs"))?;
     if lines != TAIL as usize {
-        return Err(format!("asked for {TAIL} lines, got {lines}").into());
+        return Err(Error::Unmeasurable(format!(
+            "GetLogs: asked for {TAIL} lines of `agent`, got {lines}"
+        )));
     }
     Ok(started.elapsed().as_secs_f64() * 1e3)
 }
@@ -103,7 +119,8 @@ async fn follow_once(client: &mut Client) -> Result<f64, Error> {
         tail_lines: Some(0),
         follow: true,
     };
-    let mut stream = client.get_logs(request).await?.into_inner();
+    let request = client.get_logs(request);
+    let mut stream = node::call(NAME, "GetLogs", node::CALL_TIMEOUT, request).await?;
     let started = Instant::now();
     poke(&mut client.clone()).await?;
     let arrived = tokio::time::timeout(FOLLOW_TIMEOUT, async {
@@ -116,14 +133,27 @@ async fn follow_once(client: &mut Client) -> Result<f64, Error> {
         }
         Err(tonic::Status::unavailable("the followed stream ended"))
     })
-    .await??;
+    .await
+    .map_err(|_| {
+        Error::Unmeasurable(format!(
+            "no followed line arrived within {FOLLOW_TIMEOUT:?}"
+        ))
+    })?
+    .map_err(Error::api(NAME, "GetLogs (follow)"))?;
     Ok(arrived.as_secs_f64() * 1e3)
 }
 
-fn markdown(results: &Results) -> String {
+pub fn markdown(results: &Results) -> String {
     let mut text = String::from("# Debug API latency\n\n");
     text.push_str(&results.machine.markdown());
-    text.push_str("\nMilliseconds, over the host's forwarded port.\n\n");
+    text.push('\n');
+    text.push_str(&body(results));
+    text
+}
+
+/// The figures without title and machine, for RESULTS.md too.
+pub fn body(results: &Results) -> String {
+    let mut text = String::from("Milliseconds, over the host's forwarded port.\n\n");
     text.push_str(
         "| measurement | median | p95 | min | max |\n| --- | ---: | ---: | ---: | ---: |\n",
     );

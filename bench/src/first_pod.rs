@@ -4,13 +4,15 @@
 //! `dbg kubectl` runs it.
 
 use std::ffi::OsString;
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
+use tokio::process::Command;
 
 use cairn_api::v1::GetDebugKubeconfigRequest;
 use cairn_dbg::commands::{kubeconfig, kubectl};
 
-use crate::node::{Booted, Error};
+use crate::error::Error;
+use crate::node::{self, Booted};
 
 /// Scheduling, the first sandbox (bridge + iptables under TCG: 7-11 s) and the start.
 const POD_TIMEOUT: Duration = Duration::from_secs(300);
@@ -40,56 +42,77 @@ pub async fn create_to_running(booted: &mut Booted) -> Result<FirstPod, Error> {
             .collect(),
         validity_seconds: None,
     };
-    let reply = booted
-        .client
-        .get_debug_kubeconfig(request)
-        .await?
-        .into_inner();
-    let server = booted
-        .node
-        .api_endpoint()
-        .ok_or("the launcher forwarded no apiserver port")?;
-    let file = tempfile::NamedTempFile::new()?;
-    std::fs::write(
-        file.path(),
-        kubeconfig::rewrite_server(&reply.kubeconfig, server),
-    )?;
+    let request = booted.client.get_debug_kubeconfig(request);
+    let reply = node::call(
+        &booted.name,
+        "GetDebugKubeconfig",
+        node::CALL_TIMEOUT,
+        request,
+    )
+    .await?;
+    let server = booted.node.api_endpoint().ok_or_else(|| {
+        Error::Unmeasurable(format!("node `{}` has no apiserver forward", booted.name))
+    })?;
+    let file = temp_file(&kubeconfig::rewrite_server(&reply.kubeconfig, server))?;
     let home = std::env::var_os("HOME");
     let cache = std::env::var_os("CAIRN_CACHE");
     let found = kubectl::locate(
         std::env::var_os("CAIRN_KUBECTL").as_deref(),
         cache.as_deref(),
         home.as_deref(),
-    )?;
-    let run = |args: &[&str]| -> Result<(), Error> {
-        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
-        let line = kubectl::command_line(&found, file.path(), &args);
-        let output = Command::new(&found.program).args(line).output()?;
-        if output.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "kubectl {args:?}: {}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-            .into())
-        }
-    };
+    )
+    .map_err(|e| Error::Unmeasurable(format!("no kubectl for the first pod: {e}")))?;
+    let kubeconfig = file.path();
     let wait_sa = format!("--timeout={}s", POD_TIMEOUT.as_secs());
-    run(&["wait", "--for=create", "serviceaccount/default", &wait_sa])?;
-    let manifest = tempfile::NamedTempFile::new()?;
-    std::fs::write(manifest.path(), POD)?;
+    run(
+        &found,
+        kubeconfig,
+        &["wait", "--for=create", "serviceaccount/default", &wait_sa],
+    )
+    .await?;
+    let manifest = temp_file(POD)?;
     let path = manifest.path().display().to_string();
     let started = Instant::now();
-    run(&["create", "-f", &path])?;
-    run(&[
+    run(&found, kubeconfig, &["create", "-f", &path]).await?;
+    let ready = [
         "wait",
         "--for=condition=Ready",
         "pod/bench-first-pod",
         &wait_sa,
-    ])?;
+    ];
+    run(&found, kubeconfig, &ready).await?;
     Ok(FirstPod {
         since_call: called.elapsed().as_secs_f64(),
         create_to_running: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Runs kubectl with `args` against the node; asynchronously, so the runtime keeps
+/// answering the debug connection's keepalive pings (the waits take minutes under TCG).
+async fn run(found: &kubectl::Kubectl, kubeconfig: &Path, args: &[&str]) -> Result<(), Error> {
+    let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+    let line = kubectl::command_line(found, kubeconfig, &args);
+    let output = Command::new(&found.program)
+        .args(line)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|source| Error::Spawn {
+            program: found.program.display().to_string(),
+            source,
+        })?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(Error::Kubectl {
+        args: format!("{args:?}"),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
+}
+
+/// A private temporary file holding `text`.
+fn temp_file(text: &str) -> Result<tempfile::NamedTempFile, Error> {
+    let file = tempfile::NamedTempFile::new().map_err(Error::write("a temporary file"))?;
+    std::fs::write(file.path(), text).map_err(Error::write(file.path()))?;
+    Ok(file)
 }

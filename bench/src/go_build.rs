@@ -6,20 +6,23 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::node::{Bench, Error};
+use crate::error::Error;
+use crate::measure;
+use crate::node::Bench;
 use crate::report::{self, Machine};
 
-#[derive(Debug, Serialize)]
-struct Results {
-    machine: Machine,
+pub const NAME: &str = "go-build";
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Results {
+    pub machine: Machine,
     /// Seconds.
-    warm_skip: f64,
-    relink: f64,
-    cold: Option<f64>,
+    pub warm_skip: f64,
+    pub relink: f64,
+    pub cold: Option<f64>,
 }
 
 pub fn run(bench: &Bench, cold: bool) -> Result<PathBuf, Error> {
@@ -32,7 +35,7 @@ pub fn run(bench: &Bench, cold: bool) -> Result<PathBuf, Error> {
         .join("go-out");
     time(script, &default_out, None)?; // make sure the default output is current
     let warm_skip = time(script, &default_out, None)?;
-    let scratch = tempfile::tempdir()?;
+    let scratch = tempfile::tempdir().map_err(Error::write("a temporary directory"))?;
     let relink = time(script, &scratch.path().join("out"), None)?;
     let cold = match cold {
         true => Some(time(
@@ -48,7 +51,7 @@ pub fn run(bench: &Bench, cold: bool) -> Result<PathBuf, Error> {
         relink,
         cold,
     };
-    report::write(&bench.results, "go-build", &markdown(&results), &results)
+    report::write(&bench.results, NAME, &markdown(&results), &results)
 }
 
 fn time(script: &Path, out: &Path, gocache: Option<&Path>) -> Result<f64, Error> {
@@ -57,18 +60,21 @@ fn time(script: &Path, out: &Path, gocache: Option<&Path>) -> Result<f64, Error>
     if let Some(cache) = gocache {
         command.env("GOCACHE", cache);
     }
-    let started = Instant::now();
-    let status = command.status()?;
-    if !status.success() {
-        return Err(format!("{} {} failed: {status}", script.display(), out.display()).into());
-    }
-    Ok(started.elapsed().as_secs_f64())
+    let what = format!("{} {}", script.display(), out.display());
+    Ok(measure::timed(&mut command, &what)?.wall_s)
 }
 
 fn markdown(results: &Results) -> String {
     let mut text = String::from("# Go components build time\n\n");
     text.push_str(&results.machine.markdown());
-    text.push_str("\n| build | seconds |\n| --- | ---: |\n");
+    text.push('\n');
+    text.push_str(&body(results));
+    text
+}
+
+/// The figures without title and machine, for RESULTS.md too.
+pub fn body(results: &Results) -> String {
+    let mut text = String::from("| build | seconds |\n| --- | ---: |\n");
     let _ = writeln!(
         text,
         "| warm: inputs unchanged, every family skipped | {:.2} |",

@@ -1,32 +1,36 @@
-//! `cairn-bench`: measures booted cairn nodes and writes the figures to `bench/results/`.
-//!
-//! Benchmarks are not tests: they never fail on a number, only when a node cannot be
-//! measured at all. Each writes a Markdown summary and the raw JSON beside it.
-
-mod debug_api;
-mod first_pod;
-mod go_build;
-mod image_size;
-mod node;
-mod report;
-mod stats;
-mod timeline;
+//! `cairn-bench`: parses the command line and runs one benchmark, or all of them, from
+//! the `cairn_bench` library; prints where the results went, or the error chain.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
+use cairn_bench::{
+    all, assembly, debug_api, error, go_build, image_size, rebuild, recovery, summary, timeline,
+    Bench,
+};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "cairn-bench", about = "Benchmarks of cairn nodes")]
+#[command(
+    name = "cairn-bench",
+    about = "Benchmarks of cairn against the tools users would otherwise pick"
+)]
 struct Cli {
-    /// The image to boot.
+    /// The image to boot and measure.
     #[arg(long, env = "CAIRN_IMAGE_DIR", default_value = "build/image")]
     image_dir: PathBuf,
-    /// Where results go.
+    /// The config that image was built from.
+    #[arg(long, env = "CAIRN_CONFIG", default_value = "image/cairn.toml")]
+    config: PathBuf,
+    /// Where results go; RESULTS.md goes beside it.
     #[arg(long, default_value = "bench/results")]
     results: PathBuf,
-    /// auto, kvm or tcg.
+    /// Scratch kept between runs: peer tools, payloads, outputs (default:
+    /// $CAIRN_CACHE/bench-tools).
+    #[arg(long, env = "CAIRN_BENCH_WORK")]
+    work: Option<PathBuf>,
+    /// auto (TCG, and KVM too if the probe passes), kvm or tcg.
     #[arg(long, default_value = "auto")]
     accel: cairn_qemu::AccelChoice,
     #[command(subcommand)]
@@ -35,7 +39,25 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Boot several times; record when each condition first became true.
+    /// Every benchmark, then RESULTS.md (what `make bench` runs).
+    All {
+        #[arg(long, default_value_t = 5)]
+        boots: usize,
+        #[arg(long, default_value = "node-ready")]
+        until: String,
+        #[arg(long, default_value_t = 3)]
+        assembly_runs: usize,
+        #[arg(long, default_value_t = 2)]
+        rebuild_runs: usize,
+        #[arg(long, default_value_t = 600)]
+        soak_seconds: u64,
+        #[arg(long, default_value_t = 20)]
+        debug_rounds: usize,
+        /// Also build the Go components with an empty Go build cache.
+        #[arg(long)]
+        go_cold: bool,
+    },
+    /// Boot several times against the floor; record when each condition became true.
     BootTimeline {
         #[arg(long, default_value_t = 5)]
         boots: usize,
@@ -46,7 +68,23 @@ enum Command {
         #[arg(long)]
         first_pod: bool,
     },
-    /// Image size by component, file and binary counts, from the build manifest.
+    /// The same payload assembled by cairn, dracut and mkinitramfs.
+    Assembly {
+        /// Runs per tool, setting and temperature.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// `make image` when nothing changed and when only the agent changed.
+    Rebuild {
+        #[arg(long, default_value_t = 2)]
+        runs: usize,
+    },
+    /// Agent and component RSS and CPU after boot and after an idle soak.
+    Footprint {
+        #[arg(long, default_value_t = 600)]
+        soak_seconds: u64,
+    },
+    /// Image size by component (uncompressed and compressed), file and binary counts.
     ImageSize,
     /// Build time of the Go components (third_party/build.sh).
     GoBuild {
@@ -59,19 +97,52 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         rounds: usize,
     },
+    /// Time back to node Ready after each component's SIGKILL, a clean reboot and a
+    /// hard power-off.
+    Recovery,
+    /// Regenerate RESULTS.md from the results directory.
+    Summary,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match &cli.command {
+    let bench = cli.bench();
+    let result = match cli.command {
+        Command::All {
+            boots,
+            until,
+            assembly_runs,
+            rebuild_runs,
+            soak_seconds,
+            debug_rounds,
+            go_cold,
+        } => {
+            let options = all::Options {
+                boots,
+                until,
+                assembly_runs,
+                rebuild_runs,
+                soak: Duration::from_secs(soak_seconds),
+                debug_rounds,
+                go_cold,
+            };
+            all::run(&bench, &options)
+        }
         Command::BootTimeline {
             boots,
             until,
             first_pod,
-        } => timeline::run(&cli.bench(), *boots, until, *first_pod),
-        Command::ImageSize => image_size::run(&cli.bench()),
-        Command::GoBuild { cold } => go_build::run(&cli.bench(), *cold),
-        Command::DebugApi { rounds } => debug_api::run(&cli.bench(), *rounds),
+        } => timeline::run(&bench, boots, &until, first_pod),
+        Command::Assembly { runs } => assembly::run(&bench, runs),
+        Command::Rebuild { runs } => rebuild::run(&bench, runs),
+        Command::Footprint { soak_seconds } => {
+            cairn_bench::footprint::run(&bench, Duration::from_secs(soak_seconds))
+        }
+        Command::ImageSize => image_size::run(&bench),
+        Command::GoBuild { cold } => go_build::run(&bench, cold),
+        Command::DebugApi { rounds } => debug_api::run(&bench, rounds),
+        Command::Recovery => recovery::run(&bench),
+        Command::Summary => summary::write(&bench.results, &[]),
     };
     match result {
         Ok(path) => {
@@ -79,17 +150,28 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(err) => {
-            eprintln!("cairn-bench: {}", cairn_qemu::node::error_chain(&*err));
+            eprintln!("cairn-bench: {}", error::chain(&err));
             ExitCode::FAILURE
         }
     }
 }
 
 impl Cli {
-    fn bench(&self) -> node::Bench {
-        node::Bench {
+    fn bench(&self) -> Bench {
+        let work = self.work.clone().unwrap_or_else(|| {
+            let cache = std::env::var_os("CAIRN_CACHE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+                        .join(".cache/cairn")
+                });
+            cache.join("bench-tools")
+        });
+        Bench {
             image_dir: self.image_dir.clone(),
+            config: self.config.clone(),
             results: self.results.clone(),
+            work,
             accel: self.accel,
         }
     }
