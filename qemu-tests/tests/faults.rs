@@ -202,10 +202,12 @@ fn wait_running(session: &Session, name: &str, previous: Option<u32>) -> Compone
     })
 }
 
-/// The kill was seen: the restart count has not moved yet, the state is back-off.
+/// The kill was seen: in back-off, or (a short back-off passes between two looks)
+/// already restarted.
 fn wait_exited(session: &Session, name: &str, restarts: u32, exit: usize) -> Component {
     wait_state(session, name, &format!("exit {exit}"), |c| {
-        c.state == ComponentState::Backoff as i32 && c.restart_count == restarts
+        (c.state == ComponentState::Backoff as i32 && c.restart_count == restarts)
+            || c.restart_count > restarts
     })
 }
 
