@@ -1,4 +1,6 @@
-//! Summaries of repeated measurements.
+//! Summaries of repeated measurements. Quantiles are nearest-rank, so every figure
+//! reported is one that was measured: for an even count the median is the upper of
+//! the two middle values (the pessimistic one, for times).
 
 use serde::{Deserialize, Serialize};
 
@@ -41,5 +43,6 @@ mod tests {
             (5, 3.0, 1.0, 10.0, 10.0)
         );
         assert_eq!(Summary::of(&[]), None);
+        assert_eq!(Summary::of(&[2.0, 1.0]).unwrap().median, 2.0);
     }
 }

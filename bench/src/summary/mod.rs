@@ -69,6 +69,8 @@ impl Published {
 /// Every benchmark's results that exist in the results directory.
 #[derive(Debug, Default)]
 pub struct All {
+    /// Result files that exist but could not be read (an older format, say).
+    pub unreadable: Vec<(String, String)>,
     pub assembly: Option<assembly::Results>,
     pub rebuild: Option<rebuild::Results>,
     pub timeline: Option<timeline::Results>,
@@ -79,23 +81,37 @@ pub struct All {
 }
 
 impl All {
-    pub fn load(dir: &Path) -> Result<All, Error> {
-        Ok(All {
-            assembly: report::load(dir, assembly::NAME)?,
-            rebuild: report::load(dir, rebuild::NAME)?,
-            timeline: report::load(dir, timeline::NAME)?,
-            footprint: report::load(dir, footprint::NAME)?,
-            image_size: report::load(dir, image_size::NAME)?,
-            debug_api: report::load(dir, debug_api::NAME)?,
-            go_build: report::load(dir, go_build::NAME)?,
-        })
+    pub fn load(dir: &Path) -> All {
+        let mut unreadable = Vec::new();
+        All {
+            assembly: tolerant(dir, assembly::NAME, &mut unreadable),
+            rebuild: tolerant(dir, rebuild::NAME, &mut unreadable),
+            timeline: tolerant(dir, timeline::NAME, &mut unreadable),
+            footprint: tolerant(dir, footprint::NAME, &mut unreadable),
+            image_size: tolerant(dir, image_size::NAME, &mut unreadable),
+            debug_api: tolerant(dir, debug_api::NAME, &mut unreadable),
+            go_build: tolerant(dir, go_build::NAME, &mut unreadable),
+            unreadable,
+        }
     }
+}
+
+/// One benchmark's results; a file that cannot be read is noted in `unreadable`.
+fn tolerant<T: serde::de::DeserializeOwned>(
+    dir: &Path,
+    name: &str,
+    unreadable: &mut Vec<(String, String)>,
+) -> Option<T> {
+    report::load(dir, name).unwrap_or_else(|err| {
+        unreadable.push((name.to_owned(), crate::error::chain(&err)));
+        None
+    })
 }
 
 /// Writes `RESULTS.md` beside the results directory; `failures` are (benchmark,
 /// error) pairs from this run.
 pub fn write(results_dir: &Path, failures: &[(String, String)]) -> Result<PathBuf, Error> {
-    let all = All::load(results_dir)?;
+    let all = All::load(results_dir);
     let text = render(&all, &Machine::describe(&accel(&all)), failures);
     let path = results_dir
         .parent()
@@ -431,6 +447,12 @@ fn unmeasured(all: &All, failures: &[(String, String)]) -> String {
             error.replace('\n', " ")
         ));
     }
+    for (name, error) in &all.unreadable {
+        lines.push(format!(
+            "- `{name}`: results/{name}.json could not be read (from an older version?): {}",
+            error.replace('\n', " ")
+        ));
+    }
     let present = [
         (assembly::NAME, all.assembly.is_some()),
         (rebuild::NAME, all.rebuild.is_some()),
@@ -441,7 +463,11 @@ fn unmeasured(all: &All, failures: &[(String, String)]) -> String {
         (go_build::NAME, all.go_build.is_some()),
     ];
     for (name, there) in present {
-        if !there && !failures.iter().any(|(f, _)| f == name) {
+        let explained = failures
+            .iter()
+            .chain(&all.unreadable)
+            .any(|(f, _)| f == name);
+        if !there && !explained {
             lines.push(format!("- `{name}`: no results yet"));
         }
     }
