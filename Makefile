@@ -32,7 +32,7 @@ help:
 	@echo "make production-image  build $(PRODUCTION_DIR) from $(PRODUCTION_CONFIG)"
 	@echo "make inspect list the files of the built initramfs"
 	@echo "make lint    rustfmt --check and clippy -D warnings"
-	@echo "make bench   boot timeline and debug API latency -> bench/results/"
+	@echo "make bench   every benchmark -> bench/results/ and bench/RESULTS.md"
 	@echo "make fuzz    every fuzz target for FUZZ_SECONDS (default 60) each"
 
 setup:
