@@ -110,7 +110,7 @@ fn a_crash_loop_backs_off_to_the_cap_and_spares_the_others() {
     let looping = wait_state(&session, victim, "a crash-loop report", |c| {
         c.state == ComponentState::Backoff as i32
     });
-    let (status, reason) = condition(&session, victim);
+    let (status, reason) = session.condition(victim);
     if status || !reason.starts_with("crash-looping:") {
         session.fail(format!(
             "{victim} is not reported as crash-looping: {status} {reason}"
@@ -218,19 +218,6 @@ fn check_exit(session: &Session, after: &Component) {
             "{} last exit is not SIGKILL: {after:?}",
             after.name
         ));
-    }
-}
-
-fn condition(session: &Session, name: &str) -> (bool, String) {
-    let mut client = session.client.clone();
-    let request = cairn_api::v1::ListConditionsRequest {
-        names: vec![name.to_owned()],
-    };
-    match session.runtime.block_on(client.list_conditions(request)) {
-        Ok(list) => (list.into_inner().conditions.first())
-            .map(|c| (c.status, c.reason.clone()))
-            .unwrap_or_else(|| session.fail(format!("no condition {name}"))),
-        Err(status) => session.fail(format!("ListConditions {name}: {status}")),
     }
 }
 

@@ -215,12 +215,7 @@ fn debug_kubeconfigs_expire_when_asked() {
 /// `GET path` over TLS with no client certificate, trusting only `ca_pem`; the status.
 fn anonymous_get(endpoint: &str, ca_pem: &[u8], path: &str) -> Result<u16, String> {
     let authority = endpoint.trim_start_matches("https://");
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem) {
-        roots
-            .add(cert.map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
-    }
+    let roots = common::ca_roots(ca_pem)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

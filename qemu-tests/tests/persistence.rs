@@ -17,7 +17,7 @@ mod common;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use cairn_api::v1::{BuildInfo, GetBuildInfoRequest, ListConditionsRequest, ShutdownRequest};
+use cairn_api::v1::{BuildInfo, GetBuildInfoRequest, ShutdownRequest};
 use cairn_qemu::{ForwardRequest, Node};
 use common::kubernetes::{Session, KUBECTL_TIMEOUT};
 
@@ -74,7 +74,7 @@ spec:
 fn the_node_survives_reboots_and_a_power_cut() {
     let session = Session::open().reporting(REPORTED);
     wait_ready(&session);
-    let storage = condition(&session, "storage");
+    let storage = session.condition("storage");
     if !storage.0 || !storage.1.contains("formatted this boot") {
         session.fail(format!(
             "first boot did not format the data disk: {storage:?}"
@@ -98,7 +98,7 @@ fn the_node_survives_reboots_and_a_power_cut() {
     check_same(&session, &before, "a reboot through the debug service");
     container = wait_pod_running(&session, Some(&container));
     // A clean shutdown leaves a clean file system: e2fsck -p says "clean".
-    let storage = condition(&session, "storage");
+    let storage = session.condition("storage");
     if !storage.0 || storage.1.contains("formatted") || !storage.1.contains("clean,") {
         session.fail(format!(
             "the reboot did not leave a cleanly unmounted disk: {storage:?}"
@@ -131,21 +131,6 @@ fn the_node_survives_reboots_and_a_power_cut() {
 
 fn wait_ready(session: &Session) {
     session.wait_true("node-ready", NODE_READY_TIMEOUT);
-}
-
-/// A condition's status and reason.
-fn condition(session: &Session, name: &str) -> (bool, String) {
-    let mut client = session.client.clone();
-    let request = ListConditionsRequest {
-        names: vec![name.to_owned()],
-    };
-    match session.runtime.block_on(client.list_conditions(request)) {
-        Ok(list) => match list.into_inner().conditions.first() {
-            Some(c) => (c.status, c.reason.clone()),
-            None => session.fail(format!("no condition {name}")),
-        },
-        Err(status) => session.fail(format!("ListConditions {name}: {status}")),
-    }
 }
 
 fn build_info(session: &Session) -> BuildInfo {

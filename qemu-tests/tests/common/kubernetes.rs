@@ -162,6 +162,22 @@ impl Session {
         )
     }
 
+    /// Condition `name`'s status and reason as the agent reports it now.
+    pub fn condition(&self, name: &str) -> (bool, String) {
+        let request = ListConditionsRequest {
+            names: vec![name.to_owned()],
+        };
+        let mut client = self.client.clone();
+        let call = client.list_conditions(request);
+        match (self.runtime).block_on(async { tokio::time::timeout(CALL_TIMEOUT, call).await }) {
+            Ok(Ok(list)) => (list.into_inner().conditions.first())
+                .map(|c| (c.status, c.reason.clone()))
+                .unwrap_or_else(|| self.fail(format!("no condition {name}"))),
+            Ok(Err(status)) => self.fail(format!("ListConditions {name}: {status}")),
+            Err(_) => self.fail(format!("ListConditions {name} did not answer")),
+        }
+    }
+
     /// Waits (in the agent) for condition `name` to be true.
     pub fn wait_true(&self, name: &str, timeout: Duration) -> Condition {
         self.try_wait_true(name, timeout)

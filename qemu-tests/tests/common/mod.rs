@@ -169,3 +169,17 @@ pub fn log_lines(
         }
     })
 }
+
+/// A rustls root store holding the certificates of `ca_pem` (the cluster CA), for the
+/// tests that talk TLS to the node themselves.
+#[allow(dead_code)]
+pub fn ca_roots(ca_pem: &[u8]) -> Result<rustls::RootCertStore, String> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem) {
+        roots
+            .add(cert.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(roots)
+}
