@@ -195,6 +195,7 @@ pub fn build(options: &Options) -> Result<Manifest, BuildError> {
     let workspace = workspace_root();
     let info = BuildInfo::detect(&workspace, options.source_date_epoch);
     let debs = DebCache::new(options.cache.join("debs"));
+    debs.resolve_ahead(deb_specs(&config));
     let mut plan = Plan::default();
     add_base(&mut plan, &config, &info)?;
 
@@ -293,6 +294,28 @@ fn add_base(plan: &mut Plan, config: &Config, info: &BuildInfo) -> Result<(), Bu
         Content::File(os_release.into_bytes()),
         "os-release",
     )
+}
+
+/// Every Debian package the config names, for [`DebCache::resolve_ahead`].
+fn deb_specs(config: &Config) -> Vec<(&str, Option<&str>)> {
+    let kernel = (
+        config.kernel.package.as_str(),
+        config.kernel.version.as_deref(),
+    );
+    let image_components = config.container_images.iter().flat_map(|i| &i.components);
+    let components = config
+        .components
+        .iter()
+        .chain(image_components)
+        .filter_map(|component| match component.source() {
+            Some(Source::Deb(source)) => Some((source.package.as_str(), source.version.as_deref())),
+            _ => None,
+        });
+    let libraries = config.libraries.packages.iter().map(|p| (p.as_str(), None));
+    std::iter::once(kernel)
+        .chain(components)
+        .chain(libraries)
+        .collect()
 }
 
 fn fetch_kernel(

@@ -1,7 +1,10 @@
 //! Debian packages, fetched with apt and unpacked by us.
 //!
 //! apt is only asked two things: which version and pool file a package name resolves
-//! to (`apt-cache show`), and to download that file (`apt-get download`). Everything
+//! to (`apt-cache show`), and to download that file (`apt-get download`). A build asks
+//! about all its packages in one `apt-cache show` ([`DebCache::resolve_ahead`]): apt
+//! rebuilds its package cache on every call where `pkgcache.bin` is disabled (Debian's
+//! container images do), about a second each, which dominated a warm build. Everything
 //! after that is ours: a `.deb` is an `ar` archive holding `control.tar.*` and
 //! `data.tar.*` (xz, zstd, gzip or plain), which we read with the `ar` and `tar` crates.
 //! dpkg never runs, so no maintainer script touches the build host and the result does
@@ -23,6 +26,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -158,16 +162,75 @@ impl Deb {
     }
 }
 
+/// A package name and, when pinned, its version: what a build asks apt to resolve.
+type Spec = (String, Option<String>);
+
 /// Downloaded `.deb`s and their unpacked trees, under one directory.
 #[derive(Debug, Clone)]
 pub struct DebCache {
     root: PathBuf,
+    /// What [`DebCache::resolve_ahead`] learnt from apt, by the spec asked for.
+    resolved: Arc<Mutex<BTreeMap<Spec, Candidate>>>,
 }
 
 impl DebCache {
     /// A cache rooted at `root` (created on first use).
     pub fn new(root: impl Into<PathBuf>) -> DebCache {
-        DebCache { root: root.into() }
+        DebCache {
+            root: root.into(),
+            resolved: Arc::default(),
+        }
+    }
+
+    /// Resolves every `(name, version)` with a single `apt-cache show`, so the fetches
+    /// that follow need no apt call of their own. Best effort: a package apt does not
+    /// answer for here (misspelt, unknown version) is resolved again by its fetch, which
+    /// reports the precise error.
+    pub fn resolve_ahead<'a>(&self, specs: impl IntoIterator<Item = (&'a str, Option<&'a str>)>) {
+        let specs: Vec<Spec> = specs
+            .into_iter()
+            .map(|(name, version)| (name.to_owned(), version.map(str::to_owned)))
+            .collect();
+        if specs.is_empty() {
+            return;
+        }
+        let mut command = Command::new("apt-cache");
+        command.args(["show", "--no-all-versions"]);
+        command.args(specs.iter().map(|(name, version)| match version {
+            Some(version) => format!("{name}={version}"),
+            None => name.clone(),
+        }));
+        match run_apt("(all)", &mut command) {
+            Ok(stdout) => {
+                let found = match_candidates(&specs, &stdout);
+                debug!(
+                    asked = specs.len(),
+                    answered = found.len(),
+                    "resolved debs ahead"
+                );
+                self.resolved
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .extend(found);
+            }
+            Err(err) => debug!(error = %err, "resolving debs ahead failed; each fetch asks apt"),
+        }
+    }
+
+    /// What `name` (at `version`) resolves to: from [`DebCache::resolve_ahead`]'s answer
+    /// when it has one, else from apt now.
+    fn candidate(&self, name: &str, version: Option<&str>) -> Result<Candidate> {
+        let spec = (name.to_owned(), version.map(str::to_owned));
+        let known = self
+            .resolved
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&spec)
+            .cloned();
+        match known {
+            Some(candidate) => Ok(candidate),
+            None => resolve(name, version),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -177,7 +240,7 @@ impl DebCache {
     /// The candidate version of `name` (or exactly `version`), from the cache when a
     /// good copy is there, else downloaded with `apt-get download`.
     pub fn fetch(&self, name: &str, version: Option<&str>) -> Result<Deb> {
-        let candidate = resolve(name, version)?;
+        let candidate = self.candidate(name, version)?;
         let path = self.root.join(&candidate.file_name);
         if path.exists() {
             match check_cached(&path, &candidate) {
@@ -292,6 +355,36 @@ fn resolve(name: &str, version: Option<&str>) -> Result<Candidate> {
         });
     }
     parse_candidate(name, &stdout)
+}
+
+/// Pairs each spec with its paragraph of a multi-package `apt-cache show` answer.
+///
+/// A pinned spec takes the paragraph of that package and version. An unpinned one takes
+/// the only paragraph of its package, and none when the answer has several (the same
+/// package was asked for at a pinned version too): which is the candidate is then not
+/// knowable from the text, and the fetch asks apt on its own.
+fn match_candidates(specs: &[Spec], text: &str) -> BTreeMap<Spec, Candidate> {
+    let paragraphs: Vec<Candidate> = text
+        .split("\n\n")
+        .filter(|paragraph| !paragraph.trim().is_empty())
+        .filter_map(|paragraph| {
+            let package = parse_fields(paragraph).get("Package")?.clone();
+            parse_candidate(&package, paragraph).ok()
+        })
+        .collect();
+    let mut found = BTreeMap::new();
+    for spec in specs {
+        let (name, version) = spec;
+        let mut matching = paragraphs.iter().filter(|candidate| {
+            candidate.name == *name && version.as_ref().is_none_or(|v| candidate.version == *v)
+        });
+        let first = matching.next();
+        let unique = matching.all(|other| Some(other) == first);
+        if let (Some(candidate), true) = (first, version.is_some() || unique) {
+            found.insert(spec.clone(), candidate.clone());
+        }
+    }
+    found
 }
 
 /// Parses the first paragraph of `apt-cache show` output.
@@ -868,6 +961,44 @@ mod tests {
         assert_eq!(candidate.sha256.as_deref(), Some(sha));
         let err = parse_candidate("hello", "Package: hello\n").unwrap_err();
         assert!(err.to_string().contains("`Version`"), "{err}");
+    }
+
+    fn paragraph(name: &str, version: &str) -> String {
+        format!(
+            "Package: {name}\nVersion: {version}\nFilename: pool/main/{name}_{version}_amd64.deb\n\
+             Description: x\n continued\n"
+        )
+    }
+
+    #[test]
+    fn one_apt_answer_serves_every_spec_it_can() {
+        let spec =
+            |name: &str, version: Option<&str>| (name.to_owned(), version.map(str::to_owned));
+        let specs = [
+            spec("hello", None),
+            spec("libfoo1", Some("2.0-1")),
+            spec("both", None),
+            spec("both", Some("1.0")),
+            spec("missing", None),
+            spec("libfoo1", Some("9.9")),
+        ];
+        let text = [
+            paragraph("hello", "2.10-3"),
+            paragraph("libfoo1", "2.0-1"),
+            paragraph("both", "2.0"),
+            paragraph("both", "1.0"),
+        ]
+        .join("\n");
+        let found = match_candidates(&specs, &text);
+        assert_eq!(found[&specs[0]].version, "2.10-3");
+        assert_eq!(found[&specs[0]].file_name, "hello_2.10-3_amd64.deb");
+        assert_eq!(found[&specs[1]].version, "2.0-1");
+        // Unpinned next to a pinned version of the same package: left to its own call.
+        assert!(!found.contains_key(&specs[2]));
+        assert_eq!(found[&specs[3]].version, "1.0");
+        assert!(!found.contains_key(&specs[4]));
+        assert!(!found.contains_key(&specs[5]));
+        assert_eq!(found.len(), 3);
     }
 
     #[test]
