@@ -201,8 +201,15 @@ async fn power_off(bench: &Bench, booted: &mut Booted) -> Result<f64, Error> {
 pub fn markdown(results: &Results) -> String {
     let mut md = String::from("# Recovery\n\n");
     md.push_str(&results.machine.markdown());
-    md.push_str(
-        "\nSeconds on the host's clock from the fault to `node-ready` true again \
+    md.push('\n');
+    md.push_str(&body(results));
+    md
+}
+
+/// The figures without title and machine, for RESULTS.md too.
+pub fn body(results: &Results) -> String {
+    let mut md = String::from(
+        "Seconds on the host's clock from the fault to `node-ready` true again \
          (in the boot that follows, for a reboot or power-off).\n\n\
          | fault | to node Ready (s) |\n| --- | ---: |\n",
     );

@@ -16,7 +16,7 @@ use crate::footprint;
 use crate::image_size;
 use crate::report::{self, mb, num, ratio, Machine};
 use crate::timeline;
-use crate::{debug_api, go_build, rebuild};
+use crate::{debug_api, go_build, rebuild, recovery};
 
 /// A peer's published figure: what, how much, and the caveat of comparing.
 #[derive(Debug, Clone, Copy)]
@@ -78,6 +78,7 @@ pub struct All {
     pub image_size: Option<image_size::Results>,
     pub debug_api: Option<debug_api::Results>,
     pub go_build: Option<go_build::Results>,
+    pub recovery: Option<recovery::Results>,
 }
 
 impl All {
@@ -91,6 +92,7 @@ impl All {
             image_size: tolerant(dir, image_size::NAME, &mut unreadable),
             debug_api: tolerant(dir, debug_api::NAME, &mut unreadable),
             go_build: tolerant(dir, go_build::NAME, &mut unreadable),
+            recovery: tolerant(dir, recovery::NAME, &mut unreadable),
             unreadable,
         }
     }
@@ -292,6 +294,24 @@ fn own_rows(all: &All) -> Vec<Row> {
             2,
         ));
     }
+    if let Some(r) = &all.recovery {
+        rows.push(Row::alone(
+            "clean reboot -> node Ready, s",
+            Some(r.clean_reboot_s),
+            1,
+        ));
+        rows.push(Row::alone(
+            "hard power-off -> node Ready, s",
+            Some(r.power_off_s),
+            1,
+        ));
+        let slowest = r.components.iter().map(|(_, s)| *s).reduce(f64::max);
+        rows.push(Row::alone(
+            "slowest component SIGKILL -> node Ready, s",
+            slowest,
+            1,
+        ));
+    }
     if let Some(d) = &all.debug_api {
         rows.push(Row::alone(
             "GetLogs 1000-line tail, ms",
@@ -461,6 +481,7 @@ fn unmeasured(all: &All, failures: &[(String, String)]) -> String {
         (image_size::NAME, all.image_size.is_some()),
         (debug_api::NAME, all.debug_api.is_some()),
         (go_build::NAME, all.go_build.is_some()),
+        (recovery::NAME, all.recovery.is_some()),
     ];
     for (name, there) in present {
         let explained = failures
@@ -535,7 +556,7 @@ mod tests {
     fn nothing_measured_says_so_for_every_benchmark() {
         let text = render(&All::default(), &Machine::describe("none"), &[]);
         assert!(text.starts_with("# cairn benchmark results"));
-        assert_eq!(text.matches("no results yet").count(), 7, "{text}");
+        assert_eq!(text.matches("no results yet").count(), 8, "{text}");
         assert!(text.contains("NOT measured here"));
     }
 
@@ -564,10 +585,32 @@ mod tests {
     }
 
     #[test]
+    fn recovery_has_a_section_and_headline_rows() {
+        let all = All {
+            recovery: Some(recovery::Results {
+                machine: Machine::describe("tcg"),
+                components: vec![("etcd".into(), 3.0), ("kubelet".into(), 12.5)],
+                clean_reboot_s: 61.0,
+                clean_reboot_up_s: 20.0,
+                power_off_s: 40.0,
+            }),
+            ..All::default()
+        };
+        let text = render(&all, &Machine::describe("tcg"), &[]);
+        assert!(text.contains("## Recovery"), "{text}");
+        assert!(text.contains("| SIGKILL kubelet | 12.5 |"), "{text}");
+        assert!(
+            text.contains("| clean reboot -> node Ready, s | 61.0 |"),
+            "{text}"
+        );
+        assert!(text.contains("| slowest component SIGKILL -> node Ready, s | 12.5 |"));
+    }
+
+    #[test]
     fn failures_of_this_run_are_listed() {
         let failures = [("assembly".to_owned(), "no dracut\nat all".to_owned())];
         let text = render(&All::default(), &Machine::describe("none"), &failures);
         assert!(text.contains("- `assembly` could not be measured in this run: no dracut at all"));
-        assert_eq!(text.matches("no results yet").count(), 6);
+        assert_eq!(text.matches("no results yet").count(), 7);
     }
 }

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use super::All;
 use crate::report::Machine;
-use crate::{assembly, debug_api, footprint, go_build, image_size, rebuild, timeline};
+use crate::{assembly, debug_api, footprint, go_build, image_size, rebuild, recovery, timeline};
 
 pub fn render(all: &All) -> String {
     let mut text = String::new();
@@ -21,6 +21,10 @@ pub fn render(all: &All) -> String {
         section(&mut text, "Boot timeline", timeline::NAME, &r.machine);
         text.push_str("![boot timeline](results/boot-timeline.svg)\n\n");
         text.push_str(&timeline::milestones(r));
+    }
+    if let Some(r) = &all.recovery {
+        section(&mut text, "Recovery", recovery::NAME, &r.machine);
+        text.push_str(&recovery::body(r));
     }
     if let Some(r) = &all.footprint {
         section(&mut text, "Footprint", footprint::NAME, &r.machine);
