@@ -33,7 +33,7 @@ pub struct Cli {
     /// build/node/node.json, else http://127.0.0.1:7837]
     #[arg(long, global = true, env = "CAIRN_DEBUG_ENDPOINT")]
     pub endpoint: Option<String>,
-    /// Seconds to wait for the node to answer at all.
+    /// Seconds to keep trying to reach the node (one just started may not listen yet).
     #[arg(long, global = true, default_value_t = 5.0, value_parser = seconds)]
     pub connect_timeout: f64,
     #[command(subcommand)]
@@ -135,7 +135,7 @@ pub fn run(cli: Cli) -> Result<(), DbgError> {
     let endpoint = endpoint::resolve(cli.endpoint.as_deref());
     let connect_timeout = Duration::from_secs_f64(cli.connect_timeout);
     runtime.block_on(async {
-        let client = cairn_api::connect(&endpoint, connect_timeout).await?;
+        let client = cairn_api::connect_within(&endpoint, connect_timeout).await?;
         let ctx = commands::Context {
             client,
             endpoint,
