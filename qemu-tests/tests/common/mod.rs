@@ -48,11 +48,18 @@ fn state_dir(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// A node in state dir `name`, with whatever its data disk holds.
+/// A node in state dir `name`, with whatever its data disk holds. `CAIRN_TEST_CMDLINE`
+/// adds kernel parameters to every test node (e.g. `loglevel=7` to see kernel traces).
 pub fn node_config(name: &str) -> NodeConfig {
     let image = image();
     let accel = accel::resolve(AccelChoice::Auto, &image.kernel);
-    NodeConfig::new(image, accel, &state_dir(name))
+    let mut config = NodeConfig::new(image, accel, &state_dir(name));
+    if let Ok(extra) = std::env::var("CAIRN_TEST_CMDLINE") {
+        config
+            .extra_cmdline
+            .extend(extra.split_whitespace().map(str::to_owned));
+    }
+    config
 }
 
 /// A node in state dir `name` with a new, blank data disk: every test run starts
