@@ -5,6 +5,8 @@
 //! and plain arrays are replaced, and arrays of tables whose entries all have a `name`
 //! (`[[component]]`, `[[container_image]]`) merge entry by entry on that name, new names
 //! being appended. Nothing can be removed; a variant that needs less is a new base.
+//! Which `[[component]]` names a variant appended is kept, so an error about such an
+//! entry can say it is new (a misspelt name would otherwise read as a broken component).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -16,12 +18,29 @@ use super::ConfigError;
 /// Chains longer than this are a mistake (or a loop).
 const MAX_DEPTH: usize = 4;
 
-/// Reads `path` and everything it extends into one table, without `extends`.
-pub(super) fn load_layered(path: &Path) -> Result<Table, ConfigError> {
-    load_at_depth(path, 0)
+/// A config with everything it extends merged in.
+#[derive(Debug)]
+pub(super) struct Layered {
+    pub table: Table,
+    /// `[[component]]` names a variant added rather than merged: (name, variant, base).
+    pub added_components: Vec<(String, PathBuf, PathBuf)>,
 }
 
-fn load_at_depth(path: &Path, depth: usize) -> Result<Table, ConfigError> {
+/// Reads `path` and everything it extends into one table, without `extends`.
+pub(super) fn load_layered(path: &Path) -> Result<Layered, ConfigError> {
+    let mut added_components = Vec::new();
+    let table = load_at_depth(path, 0, &mut added_components)?;
+    Ok(Layered {
+        table,
+        added_components,
+    })
+}
+
+fn load_at_depth(
+    path: &Path,
+    depth: usize,
+    added: &mut Vec<(String, PathBuf, PathBuf)>,
+) -> Result<Table, ConfigError> {
     let text = fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
         source,
@@ -44,7 +63,12 @@ fn load_at_depth(path: &Path, depth: usize) -> Result<Table, ConfigError> {
         return Err(problem(&format!("chain is longer than {MAX_DEPTH} files")));
     }
     let base_path: PathBuf = path.parent().unwrap_or(Path::new(".")).join(base);
-    let mut merged = load_at_depth(&base_path, depth + 1)?;
+    let mut merged = load_at_depth(&base_path, depth + 1, added)?;
+    let base_names = names(merged.get("component"));
+    let new_names = names(table.get("component"))
+        .into_iter()
+        .filter(|name| !base_names.contains(name));
+    added.extend(new_names.map(|name| (name, path.to_owned(), base_path.clone())));
     merge_tables(&mut merged, table);
     Ok(merged)
 }
@@ -60,6 +84,17 @@ fn merge_tables(base: &mut Table, over: Table) {
             }
         }
     }
+}
+
+/// The `name`s of an array of tables.
+fn names(array: Option<&Value>) -> Vec<String> {
+    let entries = array.and_then(Value::as_array).map(Vec::as_slice);
+    entries
+        .unwrap_or_default()
+        .iter()
+        .filter_map(name_of)
+        .map(str::to_owned)
+        .collect()
 }
 
 fn name_of(value: &Value) -> Option<&str> {
@@ -123,7 +158,7 @@ mod tests {
         std::fs::write(dir.path().join("base.toml"), "a = 1\nb = 2\n").unwrap();
         std::fs::write(dir.path().join("v.toml"), "extends = 'base.toml'\nb = 3\n").unwrap();
         let merged = load_layered(&dir.path().join("v.toml")).unwrap();
-        assert_eq!(merged, table("a = 1\nb = 3"));
+        assert_eq!(merged.table, table("a = 1\nb = 3"));
 
         std::fs::write(dir.path().join("loop.toml"), "extends = 'loop.toml'\n").unwrap();
         let err = load_layered(&dir.path().join("loop.toml")).unwrap_err();

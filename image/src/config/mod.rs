@@ -205,21 +205,45 @@ impl Config {
     /// A config may start with `extends = "other.toml"` (relative to itself): the other
     /// file is loaded first and this one merged over it (see [`extends`]).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let value = extends::load_layered(path)?;
-        Self::from_value(path, value)
+        let layered = extends::load_layered(path)?;
+        let config = Config::deserialize(layered.table).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
+        match config.validate() {
+            Ok(()) => Ok(config),
+            Err((field, mut problem)) => {
+                if let Some((name, variant, base)) = config
+                    .component_of_field(&field)
+                    .and_then(|name| layered.added_components.iter().find(|a| a.0 == name))
+                {
+                    problem.push_str(&format!(
+                        " (`{name}` is not a component of {}, so {} adds it as a new one: \
+                         is the name misspelt?)",
+                        base.display(),
+                        variant.display()
+                    ));
+                }
+                Err(ConfigError::Field {
+                    path: path.to_owned(),
+                    field,
+                    problem,
+                })
+            }
+        }
+    }
+
+    /// The name of the top-level component a field path such as `component[3].install`
+    /// points into.
+    fn component_of_field(&self, field: &str) -> Option<&str> {
+        let index = field.strip_prefix("component[")?.split_once(']')?.0;
+        let component = self.components.get(index.parse::<usize>().ok()?)?;
+        Some(&component.name)
     }
 
     /// Parses and validates config text; `path` is only used in errors.
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
-            path: path.to_owned(),
-            source,
-        })?;
-        config.validated(path)
-    }
-
-    fn from_value(path: &Path, value: toml::Table) -> Result<Self, ConfigError> {
-        let config = Config::deserialize(value).map_err(|source| ConfigError::Parse {
             path: path.to_owned(),
             source,
         })?;

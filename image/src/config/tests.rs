@@ -517,6 +517,12 @@ fn malformed_config_files_name_the_file_and_the_field() {
             "cairn.toml",
             "field `component[1]`: needs exactly one source",
         ),
+        (
+            "variant merging into a misspelt component",
+            variant("[[component]]\nname = \"agnet\"\ninstall = \"/init\"\n"),
+            "base.toml",
+            "(`agnet` is not a component of",
+        ),
     ];
     for (name, text, file, expected) in cases {
         let dir = tempfile::tempdir().unwrap();
