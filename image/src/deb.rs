@@ -4,7 +4,10 @@
 //! to (`apt-cache show`), and to download that file (`apt-get download`). A build asks
 //! about all its packages in one `apt-cache show` ([`DebCache::resolve_ahead`]): apt
 //! rebuilds its package cache on every call where `pkgcache.bin` is disabled (Debian's
-//! container images do), about a second each, which dominated a warm build. Everything
+//! container images do), about a second each, which dominated a warm build. apt's
+//! answers are kept beside the `.deb`s ([`AptAnswers`]) for as long as apt's state (its
+//! package lists, sources, preferences, dpkg's status) is unchanged, so a warm build
+//! asks apt nothing at all. Everything
 //! after that is ours: a `.deb` is an `ar` archive holding `control.tar.*` and
 //! `data.tar.*` (xz, zstd, gzip or plain), which we read with the `ar` and `tar` crates.
 //! dpkg never runs, so no maintainer script touches the build host and the result does
@@ -28,6 +31,7 @@ use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 use tracing::{debug, info, warn};
@@ -165,12 +169,67 @@ impl Deb {
 /// A package name and, when pinned, its version: what a build asks apt to resolve.
 type Spec = (String, Option<String>);
 
+/// Where [`AptAnswers`] live in the cache directory.
+const ANSWERS_FILE: &str = "apt-answers.json";
+
+/// What apt answered, with a fingerprint of the apt state it answered from.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct AptAnswers {
+    state: String,
+    /// By spec written as apt takes it (`name` or `name=version`).
+    answers: BTreeMap<String, Candidate>,
+}
+
+/// A fingerprint of what decides apt's answers: the names, sizes and modification
+/// times of its package lists, its configuration and dpkg's status file.
+fn apt_state() -> String {
+    let mut hasher = Sha256::new();
+    let mut visit = |path: &Path| {
+        let mut stack = vec![path.to_path_buf()];
+        while let Some(path) = stack.pop() {
+            let Ok(meta) = fs::metadata(&path) else {
+                continue;
+            };
+            if meta.is_dir() {
+                let mut children: Vec<PathBuf> = fs::read_dir(&path)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|entry| entry.path())
+                    .collect();
+                children.sort();
+                stack.extend(children.into_iter().rev());
+                continue;
+            }
+            let modified = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            hasher.update(path.as_os_str().as_bytes());
+            hasher.update(format!("\0{}\0{modified}\n", meta.len()));
+        }
+    };
+    for path in ["/var/lib/apt/lists", "/etc/apt", "/var/lib/dpkg/status"] {
+        visit(Path::new(path));
+    }
+    hex::encode(hasher.finalize())
+}
+
+fn spec_text((name, version): &Spec) -> String {
+    match version {
+        Some(version) => format!("{name}={version}"),
+        None => name.clone(),
+    }
+}
+
 /// Downloaded `.deb`s and their unpacked trees, under one directory.
 #[derive(Debug, Clone)]
 pub struct DebCache {
     root: PathBuf,
-    /// What [`DebCache::resolve_ahead`] learnt from apt, by the spec asked for.
-    resolved: Arc<Mutex<BTreeMap<Spec, Candidate>>>,
+    /// What apt answered (now or in an earlier build with the same apt state), by
+    /// the spec asked for; `None` until first used.
+    resolved: Arc<Mutex<Option<AptAnswers>>>,
 }
 
 impl DebCache {
@@ -182,24 +241,27 @@ impl DebCache {
         }
     }
 
-    /// Resolves every `(name, version)` with a single `apt-cache show`, so the fetches
-    /// that follow need no apt call of their own. Best effort: a package apt does not
-    /// answer for here (misspelt, unknown version) is resolved again by its fetch, which
+    /// Resolves every `(name, version)` with a single `apt-cache show` (none when an
+    /// earlier build with the same apt state kept every answer), so the fetches that
+    /// follow need no apt call of their own. Best effort: a package apt does not answer
+    /// for here (misspelt, unknown version) is resolved again by its fetch, which
     /// reports the precise error.
     pub fn resolve_ahead<'a>(&self, specs: impl IntoIterator<Item = (&'a str, Option<&'a str>)>) {
+        let mut answers = self.answers();
+        let Some(known) = answers.as_mut() else {
+            return;
+        };
         let specs: Vec<Spec> = specs
             .into_iter()
             .map(|(name, version)| (name.to_owned(), version.map(str::to_owned)))
+            .filter(|spec| !known.answers.contains_key(&spec_text(spec)))
             .collect();
         if specs.is_empty() {
             return;
         }
         let mut command = Command::new("apt-cache");
         command.args(["show", "--no-all-versions"]);
-        command.args(specs.iter().map(|(name, version)| match version {
-            Some(version) => format!("{name}={version}"),
-            None => name.clone(),
-        }));
+        command.args(specs.iter().map(spec_text));
         match run_apt("(all)", &mut command) {
             Ok(stdout) => {
                 let found = match_candidates(&specs, &stdout);
@@ -208,33 +270,65 @@ impl DebCache {
                     answered = found.len(),
                     "resolved debs ahead"
                 );
-                self.resolved
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .extend(found);
+                known
+                    .answers
+                    .extend(found.into_iter().map(|(spec, c)| (spec_text(&spec), c)));
+                self.save_answers(known);
             }
             Err(err) => debug!(error = %err, "resolving debs ahead failed; each fetch asks apt"),
         }
     }
 
-    /// What `name` (at `version`) resolves to: from [`DebCache::resolve_ahead`]'s answer
-    /// when it has one, else from apt now.
-    fn candidate(&self, name: &str, version: Option<&str>) -> Result<Candidate> {
-        let spec = (name.to_owned(), version.map(str::to_owned));
-        let known = self
+    /// The answers, loaded on first use: those kept on disk if apt's state is the one
+    /// they were given in, else none.
+    fn answers(&self) -> std::sync::MutexGuard<'_, Option<AptAnswers>> {
+        let mut answers = self
             .resolved
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(&spec)
-            .cloned();
-        match known {
-            Some(candidate) => Ok(candidate),
-            None => resolve(name, version),
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if answers.is_none() {
+            let state = apt_state();
+            let kept = fs::read(self.root.join(ANSWERS_FILE))
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<AptAnswers>(&bytes).ok())
+                .filter(|kept| kept.state == state);
+            *answers = Some(kept.unwrap_or(AptAnswers {
+                state,
+                answers: BTreeMap::new(),
+            }));
+        }
+        answers
+    }
+
+    /// Keeps `answers` for later builds; a cache that cannot be written only costs
+    /// apt calls.
+    fn save_answers(&self, answers: &AptAnswers) {
+        let write = || -> io::Result<()> {
+            fs::create_dir_all(&self.root)?;
+            let mut file = tempfile::NamedTempFile::new_in(&self.root)?;
+            serde_json::to_writer(&mut file, answers)?;
+            file.persist(self.root.join(ANSWERS_FILE))?;
+            Ok(())
+        };
+        if let Err(err) = write() {
+            debug!(error = %err, "cannot keep apt's answers");
         }
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// What `name` (at `version`) resolves to: from apt's answers so far when they
+    /// have it, else from apt now (and kept).
+    fn candidate(&self, name: &str, version: Option<&str>) -> Result<Candidate> {
+        let spec = spec_text(&(name.to_owned(), version.map(str::to_owned)));
+        let mut answers = self.answers();
+        if let Some(known) = answers.as_ref().and_then(|a| a.answers.get(&spec)) {
+            return Ok(known.clone());
+        }
+        let candidate = resolve(name, version)?;
+        if let Some(known) = answers.as_mut() {
+            known.answers.insert(spec, candidate.clone());
+            self.save_answers(known);
+        }
+        Ok(candidate)
     }
 
     /// The candidate version of `name` (or exactly `version`), from the cache when a
@@ -319,7 +413,7 @@ impl DebCache {
 }
 
 /// What apt says a package name (and optional version) resolves to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Candidate {
     name: String,
     version: String,
@@ -999,6 +1093,37 @@ mod tests {
         assert!(!found.contains_key(&specs[4]));
         assert!(!found.contains_key(&specs[5]));
         assert_eq!(found.len(), 3);
+    }
+
+    #[test]
+    fn kept_answers_serve_while_apt_state_is_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = "cairn-no-such-package";
+        let candidate = Candidate {
+            name: name.to_owned(),
+            version: "1.0".to_owned(),
+            file_name: format!("{name}_1.0_amd64.deb"),
+            sha256: None,
+        };
+        let keep = |state: String| {
+            let answers = AptAnswers {
+                state,
+                answers: BTreeMap::from([(name.to_owned(), candidate.clone())]),
+            };
+            fs::write(
+                dir.path().join(ANSWERS_FILE),
+                serde_json::to_vec(&answers).unwrap(),
+            )
+            .unwrap();
+        };
+        keep(apt_state());
+        let cache = DebCache::new(dir.path());
+        assert_eq!(cache.candidate(name, None).unwrap(), candidate);
+
+        // Answers from another apt state are not used: apt is asked (and knows nothing).
+        keep("another state".to_owned());
+        let cache = DebCache::new(dir.path());
+        assert!(cache.candidate(name, None).is_err());
     }
 
     #[test]
