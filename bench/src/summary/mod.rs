@@ -295,22 +295,14 @@ fn own_rows(all: &All) -> Vec<Row> {
         ));
     }
     if let Some(r) = &all.recovery {
-        rows.push(Row::alone(
-            "clean reboot -> node Ready, s",
-            Some(r.clean_reboot_s),
-            1,
-        ));
-        rows.push(Row::alone(
-            "hard power-off -> node Ready, s",
-            Some(r.power_off_s),
-            1,
-        ));
         let slowest = r.components.iter().map(|(_, s)| *s).reduce(f64::max);
-        rows.push(Row::alone(
-            "slowest component SIGKILL -> node Ready, s",
-            slowest,
-            1,
-        ));
+        for (what, seconds) in [
+            ("clean reboot -> node Ready, s", Some(r.clean_reboot_s)),
+            ("hard power-off -> node Ready, s", Some(r.power_off_s)),
+            ("slowest component SIGKILL -> node Ready, s", slowest),
+        ] {
+            rows.push(Row::alone(what, seconds, 1));
+        }
     }
     if let Some(d) = &all.debug_api {
         rows.push(Row::alone(
