@@ -35,6 +35,9 @@ const COMPONENTS: [&str; 6] = [
 const READY_TIMEOUT: Duration = Duration::from_secs(600);
 /// Between two looks at what offers no wait (the component list, a rebooting node).
 const POLL: Duration = Duration::from_millis(250);
+/// How long one look at a rebooting node may take (a connection the user network
+/// accepted for a guest that is not listening yet goes nowhere).
+const LOOK_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Results {
@@ -60,7 +63,7 @@ pub fn run(bench: &Bench) -> Result<PathBuf, Error> {
             eprintln!("cairn-bench: recovery: {component} {took:.1}s");
             components.push((component.to_owned(), took));
         }
-        let (clean_reboot_s, clean_reboot_up_s) = clean_reboot(&mut booted.client).await?;
+        let (clean_reboot_s, clean_reboot_up_s) = clean_reboot(&mut booted).await?;
         let power_off_s = power_off(bench, &mut booted).await?;
         let results = Results {
             machine: Machine::describe(&accel.to_string()),
@@ -127,26 +130,28 @@ async fn restart_count(client: &mut Client, component: &str) -> Result<u32, Erro
 }
 
 /// Shutdown (reboot), then until a new boot ID answers, then until node Ready.
-async fn clean_reboot(client: &mut Client) -> Result<(f64, f64), Error> {
-    let before = boot_id(client).await?;
+///
+/// Every look after the Shutdown is made on a new connection: the old one ends with the
+/// boot it was made to, and a call on it can fail after the new boot answered.
+async fn clean_reboot(booted: &mut Booted) -> Result<(f64, f64), Error> {
+    let before = boot_id(&mut booted.client).await?;
+    let endpoint = debug_endpoint(booted)?;
     let started = Instant::now();
     let request = ShutdownRequest { power_off: false };
     node::call(
         NAME,
         "Shutdown",
         node::CALL_TIMEOUT,
-        client.shutdown(request),
+        booted.client.shutdown(request),
     )
     .await?;
     let deadline = started + READY_TIMEOUT;
     loop {
         // Refused or cut off while the node is down: keep asking until the deadline.
-        let answer = tokio::time::timeout(
-            node::CALL_TIMEOUT,
-            client.get_build_info(GetBuildInfoRequest {}),
-        );
-        if let Ok(Ok(info)) = answer.await {
-            if info.get_ref().boot_id != before {
+        if let Ok(mut client) = cairn_api::connect(&endpoint, LOOK_TIMEOUT).await {
+            let id = tokio::time::timeout(LOOK_TIMEOUT, boot_id(&mut client)).await;
+            if matches!(id, Ok(Ok(id)) if id != before) {
+                booted.client = client;
                 break;
             }
         }
@@ -158,8 +163,16 @@ async fn clean_reboot(client: &mut Client) -> Result<(f64, f64), Error> {
         tokio::time::sleep(POLL).await;
     }
     let up = started.elapsed().as_secs_f64();
-    wait_true(client, "node-ready").await?;
+    wait_true(&mut booted.client, "node-ready").await?;
     Ok((started.elapsed().as_secs_f64(), up))
+}
+
+fn debug_endpoint(booted: &Booted) -> Result<String, Error> {
+    booted
+        .node
+        .debug_endpoint()
+        .map(str::to_owned)
+        .ok_or_else(|| Error::Unmeasurable(format!("node `{NAME}` has no debug forward")))
 }
 
 async fn boot_id(client: &mut Client) -> Result<String, Error> {
@@ -194,6 +207,11 @@ async fn power_off(bench: &Bench, booted: &mut Booted) -> Result<f64, Error> {
         .node
         .wait_ready(READY_TIMEOUT)
         .map_err(Error::node(NAME))?;
+    // A new QEMU: the old connection went with the old one.
+    let endpoint = debug_endpoint(booted)?;
+    booted.client = cairn_api::connect_within(&endpoint, node::CALL_TIMEOUT * 4)
+        .await
+        .map_err(|e| Error::Connect(NAME.to_owned(), Box::new(e)))?;
     wait_true(&mut booted.client, "node-ready").await?;
     Ok(started.elapsed().as_secs_f64())
 }
