@@ -1,7 +1,8 @@
 //! The `node-ready` condition: the Node object's `Ready` condition, read through the
-//! agent's client once a second. Polling rather than a watch: one small GET per
-//! second is nothing for a local apiserver, and there is no watch to re-establish
-//! after the apiserver restarts.
+//! agent's client once a second until it is true, then every five seconds (the kubelet
+//! posts it every ten). Polling rather than a watch: one small GET now and then is
+//! nothing for a local apiserver, and there is no watch to re-establish after the
+//! apiserver restarts.
 //!
 //! The Node object outlives a boot (it is in etcd, on the data disk), and with it the
 //! Ready condition the kubelet posted before the reboot. So only a condition the
@@ -19,6 +20,8 @@ use crate::console::error_chain;
 
 pub const CONDITION: &str = "node-ready";
 const PERIOD: Duration = Duration::from_secs(1);
+/// Between two reads while the node is Ready.
+const STEADY: Duration = Duration::from_secs(5);
 
 /// Follows the Node `node_name` for good; spawn once after the PKI step.
 pub async fn run(pki_dir: PathBuf, node_name: String, conditions: Conditions) {
@@ -33,10 +36,9 @@ pub async fn run(pki_dir: PathBuf, node_name: String, conditions: Conditions) {
         }
     };
     let nodes: Api<Node> = Api::all(client);
-    let mut ticker = tokio::time::interval(PERIOD);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next = Duration::ZERO;
     loop {
-        ticker.tick().await;
+        tokio::time::sleep(next).await;
         conditions.wait_true(super::apiserver::SERVICE).await;
         let (ready, reason) = match nodes.get_opt(&node_name).await {
             Ok(Some(node)) => readiness(&node, boot_started),
@@ -51,6 +53,7 @@ pub async fn run(pki_dir: PathBuf, node_name: String, conditions: Conditions) {
             tracing::info!("node-ready: {ready} ({reason})");
         }
         conditions.set(CONDITION, ready, reason);
+        next = if ready { STEADY } else { PERIOD };
     }
 }
 

@@ -143,11 +143,15 @@ impl Service {
                     return RunEnd::Stopped;
                 }
                 result = probe => {
+                    let ready = result.is_ok();
                     match result {
                         Ok(()) => self.set_ready(true, format!("ready (pid {pid})")),
                         Err(reason) => self.set_ready(false, format!("not ready: {reason}")),
                     }
-                    delay = readiness.as_ref().map_or(Duration::MAX, |r| r.interval);
+                    delay = readiness.as_ref().map_or(Duration::MAX, |r| match ready {
+                        true => r.steady,
+                        false => r.interval,
+                    });
                 }
             }
         }

@@ -280,6 +280,30 @@ async fn services_start_after_their_dependencies_and_stop_before_them() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ready_service_is_probed_at_the_steady_interval() {
+    let f = fixture();
+    let probes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = probes.clone();
+    // Fails twice, then passes: fast probing until ready, then none for an hour.
+    let probe = probe_fn(move || {
+        let n = counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move { (n >= 2).then_some(()).ok_or_else(|| "not yet".to_owned()) }
+    });
+    let readiness = Readiness::new(probe)
+        .interval(Duration::from_millis(5))
+        .steady(Duration::from_secs(3600));
+    let spec = shell("svc", "exec sleep 30").readiness(readiness);
+    f.supervisor.start(vec![spec]).unwrap();
+    f.conditions.wait("svc", deadline()).await.unwrap();
+    let at_ready = probes.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(at_ready, 3);
+    // Long enough for dozens of probes at the fast interval.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(probes.load(std::sync::atomic::Ordering::SeqCst), at_ready);
+    f.supervisor.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_follows_the_probe_and_kill_restarts() {
     let f = fixture();
     let dir = tempfile::tempdir().unwrap();
