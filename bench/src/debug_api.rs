@@ -144,11 +144,7 @@ async fn follow_once(client: &mut Client) -> Result<f64, Error> {
 }
 
 pub fn markdown(results: &Results) -> String {
-    let mut text = String::from("# Debug API latency\n\n");
-    text.push_str(&results.machine.markdown());
-    text.push('\n');
-    text.push_str(&body(results));
-    text
+    report::page("Debug API latency", &results.machine, &body(results))
 }
 
 /// The figures without title and machine, for RESULTS.md too.

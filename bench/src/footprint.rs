@@ -196,11 +196,11 @@ fn mib(bytes: Option<u64>) -> String {
 }
 
 pub fn markdown(results: &Results) -> String {
-    let mut text = String::from("# Footprint: agent and components\n\n");
-    text.push_str(&results.machine.markdown());
-    text.push('\n');
-    text.push_str(&body(results));
-    text
+    report::page(
+        "Footprint: agent and components",
+        &results.machine,
+        &body(results),
+    )
 }
 
 /// The figures without title and machine, for RESULTS.md too.

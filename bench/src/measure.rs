@@ -33,17 +33,11 @@ pub struct Timed {
 pub fn timed(command: &mut Command, what: &str) -> Result<Timed, Error> {
     let cpu_before = children_cpu_s();
     let started = Instant::now();
-    let output = command
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|source| Error::Spawn {
-            program: what.to_owned(),
-            source,
-        })?;
-    let wall_s = started.elapsed().as_secs_f64();
-    let cpu_s = children_cpu_s() - cpu_before;
-    check(what, &output)?;
-    Ok(Timed { wall_s, cpu_s })
+    run(command, what)?;
+    Ok(Timed {
+        wall_s: started.elapsed().as_secs_f64(),
+        cpu_s: children_cpu_s() - cpu_before,
+    })
 }
 
 /// Runs `command` untimed, failing like [`timed`].

@@ -196,11 +196,11 @@ fn image_digest(out: &Path) -> Result<String, Error> {
 }
 
 pub fn markdown(results: &Results) -> String {
-    let mut text = String::from("# Incremental rebuild (`make image`)\n\n");
-    text.push_str(&results.machine.markdown());
-    text.push('\n');
-    text.push_str(&body(results));
-    text
+    report::page(
+        "Incremental rebuild (`make image`)",
+        &results.machine,
+        &body(results),
+    )
 }
 
 /// The figures without title and machine, for RESULTS.md too.

@@ -217,11 +217,7 @@ async fn power_off(bench: &Bench, booted: &mut Booted) -> Result<f64, Error> {
 }
 
 pub fn markdown(results: &Results) -> String {
-    let mut md = String::from("# Recovery\n\n");
-    md.push_str(&results.machine.markdown());
-    md.push('\n');
-    md.push_str(&body(results));
-    md
+    report::page("Recovery", &results.machine, &body(results))
 }
 
 /// The figures without title and machine, for RESULTS.md too.

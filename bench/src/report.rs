@@ -138,6 +138,11 @@ pub fn load<T: DeserializeOwned>(dir: &Path, name: &str) -> Result<Option<T>, Er
 }
 
 /// Megabytes (10^6 bytes), the unit the peers publish in.
+/// A benchmark's own page: its title, the machine it ran on, its figures.
+pub fn page(title: &str, machine: &Machine, body: &str) -> String {
+    format!("# {title}\n\n{}\n{body}", machine.markdown())
+}
+
 pub fn mb(bytes: u64) -> f64 {
     bytes as f64 / 1e6
 }
