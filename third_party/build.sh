@@ -12,8 +12,8 @@
 #   OUT_DIR/.src/kubernetes            patched, vendored build tree (scratch)
 #
 # A family is rebuilt only when its stamp (go.mod, go.sum, this script, Go
-# version, target, C toolchain for cgo families, kubernetes' cmd/ and
-# patches) changed or an output is missing. Environment knobs: GO (go binary),
+# version, target, C toolchain for cgo families, kubernetes' cmd/, patches
+# and overlay) changed or an output is missing. Environment knobs: GO (go binary),
 # GOARCH (default: host), CC.
 # Go caches stay where Go puts them (GOMODCACHE/GOCACHE), never in the repo.
 set -euo pipefail
@@ -29,6 +29,14 @@ case "$out/" in
 	;;
 esac
 mkdir -p "$out"
+
+# The kube build needs our patches: an empty patches/ would silently build an
+# unpatched kubelet (one that execs mount(8), absent from the image).
+k8s_patches=("$here"/kubernetes/patches/*.patch)
+if [[ ! -f "${k8s_patches[0]}" ]]; then
+	echo "build.sh: no patches in $here/kubernetes/patches/*.patch; the kube build needs them (third_party/README.md)" >&2
+	exit 1
+fi
 
 if [[ -z "${GO:-}" ]]; then
 	GO="$(command -v go || true)"
@@ -140,9 +148,50 @@ run_family cni-plugins "" "$out/cni/bin" bridge host-local loopback portmap -- b
 
 # --- kubernetes: one static multiplexer `kube` (apiserver, controller-manager,
 # scheduler, kubelet, kubectl, etcd), built from a vendored copy with our
-# patches (kubernetes/patches/*.patch) applied. The copy lives outside the
-# repository, under OUT_DIR/.src; the family dir itself is never modified.
+# patches (kubernetes/patches/*.patch) applied, then our own files
+# (kubernetes/overlay/, same layout as the build tree) added. The copy lives
+# outside the repository, under OUT_DIR/.src; the family dir itself is never
+# modified.
 k8s_pkg=k8s.io/kubernetes
+k8s_tags="selinux,notest,grpcnotrace" # upstream's release tags (hack/lib/golang.sh)
+
+# Applies one patch in the current directory, or fails naming it: a dry run
+# first, so a patch that does not apply leaves no half-patched tree or .rej
+# files; --fuzz=0 refuses hunks whose context changed (offsets are fine).
+apply_patch() {
+	local p="$1" name="kubernetes/patches/$(basename "$1")" log
+	echo "kubernetes: applying $(basename "$p")"
+	local args=(-p1 --batch --forward --fuzz=0 --no-backup-if-mismatch)
+	if ! log="$(patch "${args[@]}" --dry-run <"$p" 2>&1)"; then
+		printf '%s\n' "$log" >&2
+		echo "build.sh: $name does not apply cleanly to the vendored tree ($PWD)" >&2
+		return 1
+	fi
+	if ! patch "${args[@]}" --quiet <"$p"; then
+		echo "build.sh: $name failed to apply after a clean dry run ($PWD)" >&2
+		return 1
+	fi
+}
+
+# Copies kubernetes/overlay/* to the same path in the build tree. Each file
+# must be new there (an upstream file of that name would be overwritten) and
+# its directory must exist (the package is vendored).
+copy_overlay() {
+	local f
+	while IFS= read -r f; do
+		if [[ -e "$f" ]]; then
+			echo "build.sh: kubernetes/overlay/$f would overwrite $f in the vendored tree ($PWD); upstream has such a file now" >&2
+			return 1
+		fi
+		if [[ ! -d "$(dirname "$f")" ]]; then
+			echo "build.sh: kubernetes/overlay/$f: $(dirname "$f") is not in the vendored tree ($PWD)" >&2
+			return 1
+		fi
+		echo "kubernetes: adding overlay/$f"
+		cp "$here/kubernetes/overlay/$f" "$f"
+	done < <(cd "$here/kubernetes/overlay" && find . -type f -printf '%P\n' | LC_ALL=C sort)
+}
+
 build_kubernetes() {
 	local tmp="$1" src="$out/.src/kubernetes" v p
 	v="$(mod_version "$k8s_pkg" go.mod)"
@@ -157,11 +206,10 @@ build_kubernetes() {
 	(
 		cd "$src"
 		GOFLAGS= "$GO" mod vendor
-		for p in "$here"/kubernetes/patches/*.patch; do
-			[[ -e "$p" ]] || continue
-			echo "kubernetes: applying $(basename "$p")"
-			patch -p1 --batch --forward --quiet --no-backup-if-mismatch <"$p"
+		for p in "${k8s_patches[@]}"; do
+			apply_patch "$p" || exit 1
 		done
+		copy_overlay || exit 1
 		# Same -X variables as upstream's hack/lib/version.sh; gitCommit and
 		# gitTreeState stay unset as for any build without a git tree.
 		local ld="$common_ldflags" pkg var
@@ -170,12 +218,16 @@ build_kubernetes() {
 				ld+=" -X $pkg.$var"
 			done
 		done
-		# Upstream's release tags (hack/lib/golang.sh, non-debug builds).
-		CGO_ENABLED=0 gobuild -mod=vendor -tags "selinux,notest,grpcnotrace" \
+		CGO_ENABLED=0 gobuild -mod=vendor -tags "$k8s_tags" \
 			-ldflags "$ld" -o "$tmp/kube" ./cmd/kube
+		# go vet of the Go we own in its real package context; the build just
+		# compiled every dependency with these flags, so this is cached work
+		# plus two packages' analysis.
+		CGO_ENABLED=0 nice -n 19 "$GO" vet "${common_flags[@]}" -mod=vendor -tags "$k8s_tags" \
+			./cmd/kube k8s.io/mount-utils || { echo "build.sh: go vet failed in $src" >&2; exit 1; }
 	)
 }
 
-k8s_extra="$(cd "$here/kubernetes" && find cmd patches -type f | LC_ALL=C sort | xargs sha256sum)
+k8s_extra="$(cd "$here/kubernetes" && find cmd patches overlay -type f | LC_ALL=C sort | xargs sha256sum)
 patch: $(patch --version | head -n1)"
 run_family kubernetes "$k8s_extra" "$out/bin" kube -- build_kubernetes
