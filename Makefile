@@ -32,6 +32,7 @@ help:
 	@echo "make production-image  build $(PRODUCTION_DIR) from $(PRODUCTION_CONFIG)"
 	@echo "make inspect list the files of the built initramfs"
 	@echo "make lint    rustfmt --check and clippy -D warnings"
+	@echo "             + gofmt/go vet of our Go in third_party/ (third_party/check.sh)"
 	@echo "make bench   every benchmark -> bench/results/ and bench/RESULTS.md"
 	@echo "make fuzz    every fuzz target for FUZZ_SECONDS (default 60) each"
 
@@ -61,6 +62,7 @@ test: unit-test boot-test
 # --all-features: the debug service's tests are behind the agent's feature.
 unit-test: setup
 	$(CARGO) test --workspace --all-features --locked
+	third_party/check.sh test
 
 # Boot-level tests (ignored by plain `cargo test`) need the image built first.
 boot-test: image production-image
@@ -96,6 +98,7 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	$(CARGO) clippy --workspace --all-targets --all-features --locked -- -D warnings
+	third_party/check.sh lint
 
 fmt:
 	$(CARGO) fmt --all
