@@ -2,9 +2,9 @@
 //!
 //! One conflist: the `bridge` plugin (bridge `cni0`, the node as the pods' gateway,
 //! outgoing traffic masqueraded with iptables) with `host-local` address management,
-//! then `portmap` for `hostPort`s (it also programs iptables; DESIGN.md measured both
-//! under iptables-nft). The loopback interface of each pod is set up by containerd
-//! itself through the `loopback` plugin, so it is not listed.
+//! then `portmap` for `hostPort`s (it also programs iptables; docs/architecture.md has
+//! both measured under iptables-nft). The loopback interface of each pod is set up by
+//! containerd itself through the `loopback` plugin, so it is not listed.
 
 use serde_json::json;
 

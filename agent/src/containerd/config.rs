@@ -33,7 +33,7 @@ disabled_plugins = [
   address = "{SOCKET}"
 
 [plugins.'io.containerd.cri.v1.images']
-  # overlay is loaded by the agent; overlayfs on tmpfs works (DESIGN.md, measured).
+  # overlay is loaded by the agent; overlayfs on tmpfs works (measured: docs/architecture.md).
   snapshotter = "overlayfs"
   # Keep layer blobs: preloaded images cannot be pulled again.
   discard_unpacked_layers = false

@@ -1,5 +1,5 @@
 //! `/etc/hosts` and `/etc/resolv.conf`: etcd dies without a `localhost` entry, and
-//! containerd's CRI cannot create a pod sandbox without either file (DESIGN.md).
+//! containerd's CRI cannot create a pod sandbox without either file (docs/architecture.md).
 
 use std::fmt::Write as _;
 use std::io;
