@@ -91,6 +91,9 @@ pub enum DbgError {
         #[source]
         source: io::Error,
     },
+    /// A signal came before kubectl started; `dbg` ends as if it had killed it.
+    #[error("stopped by {0} before kubectl started")]
+    Stopped(nix::sys::signal::Signal),
     /// kubectl ran and failed; it has said why, so `dbg` only passes the status on.
     #[error("kubectl exited with status {0}")]
     KubectlExit(u8),
@@ -107,6 +110,7 @@ impl DbgError {
             | DbgError::TempFile(_)
             | DbgError::RunKubectl { .. } => 1,
             DbgError::KubectlExit(code) => *code,
+            DbgError::Stopped(signal) => u8::try_from(128 + *signal as i32).unwrap_or(1),
             DbgError::Connect(_) | DbgError::CallTimeout { .. } => EXIT_UNREACHABLE,
             DbgError::Call { status, .. } => grpc_exit_code(status.code()),
         }

@@ -2,16 +2,21 @@
 //!
 //! Fetches a debug kubeconfig (as `dbg kubeconfig`), writes it to a private temporary
 //! file (mode 0600, removed when kubectl ends), runs the project-built kubectl with
-//! `--kubeconfig FILE ARGS…` and exits with kubectl's status. The kubectl is the `kube`
-//! multiplexer the Go build writes (`$CAIRN_CACHE/go-out/bin/kube kubectl`, cache
-//! default `~/.cache/cairn`), or the binary named by `CAIRN_KUBECTL`. Arguments after
-//! the first one that is not a `dbg kubectl` option go to kubectl untouched; use `--`
-//! to pass one that `dbg` would take (`dbg kubectl -- --help`).
+//! `--kubeconfig FILE ARGS…` and exits with kubectl's status. SIGINT, SIGTERM and SIGHUP
+//! sent to `dbg` go on to kubectl, so `kill`, `timeout` or a supervisor stops a
+//! `dbg kubectl port-forward` like a bare kubectl, and `dbg` still outlives it to remove
+//! the credentials. The kubectl is the `kube` multiplexer the Go build writes
+//! (`$CAIRN_CACHE/go-out/bin/kube kubectl`, cache default `~/.cache/cairn`), or the
+//! binary named by `CAIRN_KUBECTL`. Arguments after the first one that is not a
+//! `dbg kubectl` option go to kubectl untouched; use `--` to pass one that `dbg` would
+//! take (`dbg kubectl -- --help`).
 
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::kubeconfig::{fetch, Credentials};
@@ -45,9 +50,16 @@ pub async fn run(args: Args, ctx: Context, _out: &mut dyn Write) -> Result<(), D
         std::env::var_os(CACHE_ENV).as_deref(),
         std::env::var_os("HOME").as_deref(),
     )?;
-    let text = fetch(&args.credentials, &ctx).await?;
+    // Listening before the credentials exist: from here on a signal cannot end `dbg`
+    // with the credentials left behind.
+    let mut signals = Signals::listen()?;
+    let text = tokio::select! {
+        text = fetch(&args.credentials, &ctx) => text?,
+        signal = signals.recv() => return Err(DbgError::Stopped(signal)),
+    };
     let file = private_file(&text)?;
-    let code = run_kubectl(&kubectl, &command_line(&kubectl, file.path(), &args.args)).await?;
+    let line = command_line(&kubectl, file.path(), &args.args);
+    let code = run_kubectl(&kubectl, &line, &mut signals).await?;
     // `file` is removed here, after kubectl has ended.
     drop(file);
     match code {
@@ -114,21 +126,68 @@ fn private_file(text: &str) -> Result<tempfile::NamedTempFile, DbgError> {
     Ok(file)
 }
 
-/// Runs kubectl to the end and returns its exit code (128 + signal if killed, as a
-/// shell reports it). Ctrl-C reaches kubectl through the terminal's process group;
-/// `dbg` only listens for it, so it stays alive to remove the credentials afterwards.
-async fn run_kubectl(kubectl: &Kubectl, args: &[OsString]) -> Result<u8, DbgError> {
-    let _interrupt = signal(SignalKind::interrupt()).map_err(DbgError::Runtime)?;
-    let _terminate = signal(SignalKind::terminate()).map_err(DbgError::Runtime)?;
-    let status = tokio::process::Command::new(&kubectl.program)
+/// The signals that stop a kubectl, as `dbg` receives them to pass on.
+#[derive(Debug)]
+pub struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Replaces the default action (ending `dbg`) with delivery to [`Signals::recv`].
+    pub fn listen() -> Result<Self, DbgError> {
+        let listen = |kind| signal(kind).map_err(DbgError::Runtime);
+        Ok(Self {
+            interrupt: listen(SignalKind::interrupt())?,
+            terminate: listen(SignalKind::terminate())?,
+            hangup: listen(SignalKind::hangup())?,
+        })
+    }
+
+    /// The next signal received.
+    pub async fn recv(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.interrupt.recv() => Signal::SIGINT,
+            _ = self.terminate.recv() => Signal::SIGTERM,
+            _ = self.hangup.recv() => Signal::SIGHUP,
+        }
+    }
+}
+
+/// Runs kubectl to the end, passing on every signal in `signals`, and returns its exit
+/// code (128 + signal if killed, as a shell reports it). A Ctrl-C at a terminal reaches
+/// kubectl twice, from the terminal's process group and from `dbg`; kubectl acts on the
+/// first interrupt and ignores a repeat.
+async fn run_kubectl(
+    kubectl: &Kubectl,
+    args: &[OsString],
+    signals: &mut Signals,
+) -> Result<u8, DbgError> {
+    let spawn_error = |source| DbgError::RunKubectl {
+        path: kubectl.program.clone(),
+        source,
+    };
+    let mut child = tokio::process::Command::new(&kubectl.program)
         .args(args)
-        .status()
-        .await
-        .map_err(|source| DbgError::RunKubectl {
-            path: kubectl.program.clone(),
-            source,
-        })?;
-    Ok(exit_code(status))
+        .spawn()
+        .map_err(spawn_error)?;
+    // Until `wait` has reaped it the pid stays kubectl's, even once it has exited.
+    let pid = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .map(Pid::from_raw);
+    loop {
+        tokio::select! {
+            status = child.wait() => return Ok(exit_code(status.map_err(spawn_error)?)),
+            signal = signals.recv() => {
+                if let Some(pid) = pid {
+                    // ESRCH cannot happen before the reap; nothing else is worth reporting.
+                    let _ = kill(pid, signal);
+                }
+            }
+        }
+    }
 }
 
 fn exit_code(status: std::process::ExitStatus) -> u8 {
@@ -240,6 +299,7 @@ mod tests {
             leading: Vec::new(),
         };
         let args: Vec<OsString> = vec!["-c".into(), "exit 7".into()];
-        assert_eq!(run_kubectl(&sh, &args).await.unwrap(), 7);
+        let mut signals = Signals::listen().unwrap();
+        assert_eq!(run_kubectl(&sh, &args, &mut signals).await.unwrap(), 7);
     }
 }
