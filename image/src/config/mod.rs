@@ -2,16 +2,23 @@
 //!
 //! Parsing and validation are separate steps, as in cloud-hypervisor's `config.rs`:
 //! serde (with `deny_unknown_fields`) rejects unknown keys and wrong types and names
-//! the key and line; [`Config::validate`] then checks what types cannot express and
-//! names the offending field by its path (`component[1].install`). Every error also
-//! names the config file.
+//! the key and line; [`Config::validate`] then checks what types cannot express,
+//! names the offending field by its path (`component[1].install`), and returns the
+//! [`Validated`] form the builder takes, where each component has exactly one typed
+//! [`Source`]. Every error also names the config file.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod component;
 mod extends;
+
+use component::validate_components;
+pub use component::{
+    CargoSource, Component, ComponentConfig, DebSource, GoSource, SingleFile, Source,
+};
 
 /// A config error; always names the file.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +45,7 @@ pub enum ConfigError {
     },
 }
 
+/// The config file as written (after `extends` is merged).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -46,10 +54,10 @@ pub struct Config {
     pub kernel: KernelConfig,
     pub libraries: LibrariesConfig,
     #[serde(rename = "component", default)]
-    pub components: Vec<Component>,
+    pub components: Vec<ComponentConfig>,
     /// OCI images written as archives into the initramfs, for the agent to import.
     #[serde(rename = "container_image", default)]
-    pub container_images: Vec<ContainerImage>,
+    pub container_images: Vec<ContainerImageConfig>,
 }
 
 /// The fixed os-release fields; the version fields are derived at build time.
@@ -97,62 +105,10 @@ pub struct LibrariesConfig {
     pub packages: Vec<String>,
 }
 
-/// One thing put into the image, from exactly one of `cargo`, `file`, `deb` or `go`.
+/// An `[[container_image]]` table as written.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-pub struct Component {
-    pub name: String,
-    /// Where a single-file source lands in the image (cargo, file and go sources).
-    pub install: Option<String>,
-    /// A binary of this Cargo workspace, built by the builder.
-    pub cargo: Option<CargoSource>,
-    /// A file in the repository, relative to the config file.
-    pub file: Option<PathBuf>,
-    /// Files taken from a Debian package, at their package paths.
-    pub deb: Option<DebSource>,
-    /// A binary built by `third_party/build.sh` (containerd, runc, CNI plugins).
-    pub go: Option<GoSource>,
-    /// Symlinks installed with the component (image path -> target), e.g. the
-    /// names a package's maintainer scripts would create with update-alternatives.
-    #[serde(default)]
-    pub symlinks: BTreeMap<String, String>,
-}
-
-/// A component's source, once validation has checked there is exactly one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source<'a> {
-    Cargo(&'a CargoSource),
-    File(&'a Path),
-    Deb(&'a DebSource),
-    Go(&'a GoSource),
-}
-
-impl Component {
-    /// The single source of this component, or `None` if it names zero or several.
-    pub fn source(&self) -> Option<Source<'_>> {
-        match (&self.cargo, &self.file, &self.deb, &self.go) {
-            (Some(cargo), None, None, None) => Some(Source::Cargo(cargo)),
-            (None, Some(file), None, None) => Some(Source::File(file)),
-            (None, None, Some(deb), None) => Some(Source::Deb(deb)),
-            (None, None, None, Some(go)) => Some(Source::Go(go)),
-            _ => None,
-        }
-    }
-}
-
-/// A binary from the Go build output directory (`<cache>/go-out`).
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct GoSource {
-    /// Relative to the output directory, e.g. `bin/containerd` or `cni/bin/bridge`.
-    pub path: String,
-}
-
-/// An OCI image the builder assembles from components (one layer) and writes as an
-/// OCI image layout archive to [`ContainerImage::archive_path`].
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct ContainerImage {
+pub struct ContainerImageConfig {
     /// Names the archive: `/usr/share/cairn/images/<name>.tar`.
     pub name: String,
     /// The full reference containerd lists, e.g. `localhost/cairn/pause:1`.
@@ -165,6 +121,18 @@ pub struct ContainerImage {
     pub env: Vec<String>,
     /// The files of the image's single layer; executables must be static.
     #[serde(rename = "component")]
+    pub components: Vec<ComponentConfig>,
+}
+
+/// An OCI image the builder assembles from components (one layer) and writes as an
+/// OCI image layout archive to [`ContainerImage::archive_path`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerImage {
+    pub name: String,
+    pub reference: String,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
     pub components: Vec<Component>,
 }
 
@@ -177,26 +145,28 @@ impl ContainerImage {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct CargoSource {
-    pub package: String,
-    pub bin: String,
-    #[serde(default)]
-    pub features: Vec<String>,
-    /// Link statically (`+crt-static` for an explicit `--target`): for container
-    /// images, which have no loader or libc of their own.
-    #[serde(default, rename = "static")]
-    pub static_link: bool,
+/// A config that passed [`Config::validate`], as the builder takes it: the same
+/// settings, with every component holding exactly one typed [`Source`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Validated {
+    pub os_release: OsReleaseConfig,
+    pub initramfs: InitramfsConfig,
+    pub kernel: KernelConfig,
+    pub libraries: LibrariesConfig,
+    pub components: Vec<Component>,
+    pub container_images: Vec<ContainerImage>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct DebSource {
-    pub package: String,
-    pub version: Option<String>,
-    /// Absolute paths inside the package to include; a directory is included whole.
-    pub files: Vec<String>,
+impl Validated {
+    /// Reads, parses and validates the config at `path` (see [`Config::load`]).
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Config::load_validated(path).map(|(_, validated)| validated)
+    }
+
+    /// Parses and validates config text; `path` is only used in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        Config::parse_validated(path, text).map(|(_, validated)| validated)
+    }
 }
 
 impl Config {
@@ -205,13 +175,18 @@ impl Config {
     /// A config may start with `extends = "other.toml"` (relative to itself): the other
     /// file is loaded first and this one merged over it (see [`extends`]).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_validated(path).map(|(config, _)| config)
+    }
+
+    /// [`Config::load`], keeping both the file as written and its validated form.
+    fn load_validated(path: &Path) -> Result<(Self, Validated), ConfigError> {
         let layered = extends::load_layered(path)?;
         let config = Config::deserialize(layered.table).map_err(|source| ConfigError::Parse {
             path: path.to_owned(),
             source,
         })?;
         match config.validate() {
-            Ok(()) => Ok(config),
+            Ok(validated) => Ok((config, validated)),
             Err((field, mut problem)) => {
                 if let Some((name, variant, base)) = config
                     .component_of_field(&field)
@@ -243,27 +218,27 @@ impl Config {
 
     /// Parses and validates config text; `path` is only used in errors.
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        Self::parse_validated(path, text).map(|(config, _)| config)
+    }
+
+    fn parse_validated(path: &Path, text: &str) -> Result<(Self, Validated), ConfigError> {
         let config: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
             path: path.to_owned(),
             source,
         })?;
-        config.validated(path)
-    }
-
-    fn validated(self, path: &Path) -> Result<Self, ConfigError> {
-        let config = self;
-        config
+        let validated = config
             .validate()
             .map_err(|(field, problem)| ConfigError::Field {
                 path: path.to_owned(),
                 field,
                 problem,
             })?;
-        Ok(config)
+        Ok((config, validated))
     }
 
-    /// Checks what the types cannot; returns the field path and the problem.
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    /// Checks what the types cannot and returns the typed form; an error is the field
+    /// path and the problem.
+    pub fn validate(&self) -> Result<Validated, (String, String)> {
         let os = &self.os_release;
         check_os_release_id("os_release.id", &os.id)?;
         check_os_release_id("os_release.image_id", &os.image_id)?;
@@ -288,14 +263,21 @@ impl Config {
             check_package(&format!("libraries.packages[{i}]"), package)?;
         }
         let mut installs = BTreeSet::new();
-        validate_components(&self.components, "component", &mut installs)?;
+        let components = validate_components(&self.components, "component", &mut installs)?;
         if !installs.contains("/init") {
             return Err(field(
                 "component",
                 "no component installs `/init` (the agent): the image could not boot",
             ));
         }
-        self.validate_container_images()
+        Ok(Validated {
+            os_release: self.os_release.clone(),
+            initramfs: self.initramfs.clone(),
+            kernel: self.kernel.clone(),
+            libraries: self.libraries.clone(),
+            components,
+            container_images: self.validate_container_images()?,
+        })
     }
 
     fn validate_initramfs(&self) -> Result<(), (String, String)> {
@@ -321,7 +303,8 @@ impl Config {
         }
     }
 
-    fn validate_container_images(&self) -> Result<(), (String, String)> {
+    fn validate_container_images(&self) -> Result<Vec<ContainerImage>, (String, String)> {
+        let mut images = Vec::with_capacity(self.container_images.len());
         let mut names = BTreeSet::new();
         let mut references = BTreeSet::new();
         for (i, image) in self.container_images.iter().enumerate() {
@@ -356,74 +339,21 @@ impl Config {
                 return Err(field(&at("component"), "must list at least one component"));
             }
             let mut installs = BTreeSet::new();
-            validate_components(&image.components, &at("component"), &mut installs)?;
+            images.push(ContainerImage {
+                name: image.name.clone(),
+                reference: image.reference.clone(),
+                entrypoint: image.entrypoint.clone(),
+                cmd: image.cmd.clone(),
+                env: image.env.clone(),
+                components: validate_components(
+                    &image.components,
+                    &at("component"),
+                    &mut installs,
+                )?,
+            });
         }
-        Ok(())
+        Ok(images)
     }
-}
-
-/// Validates components listed under `prefix` (`component`, or an image's); every
-/// install path and symlink must be unique within `installs`.
-fn validate_components<'a>(
-    components: &'a [Component],
-    prefix: &str,
-    installs: &mut BTreeSet<&'a str>,
-) -> Result<(), (String, String)> {
-    let mut names = BTreeSet::new();
-    for (i, component) in components.iter().enumerate() {
-        let at = |key: &str| format!("{prefix}[{i}].{key}");
-        check_nonempty(&at("name"), &component.name)?;
-        if !names.insert(component.name.as_str()) {
-            return Err(field(
-                &at("name"),
-                &format!("`{}` is used twice", component.name),
-            ));
-        }
-        let Some(source) = component.source() else {
-            return Err(field(
-                &format!("{prefix}[{i}]"),
-                "needs exactly one source: `cargo`, `file`, `deb` or `go`",
-            ));
-        };
-        match (source, &component.install) {
-            (Source::Deb(deb), None) => {
-                check_package(&at("deb.package"), &deb.package)?;
-                if deb.files.is_empty() {
-                    return Err(field(&at("deb.files"), "must list at least one file"));
-                }
-                for (j, file) in deb.files.iter().enumerate() {
-                    check_image_path(&at(&format!("deb.files[{j}]")), file)?;
-                }
-            }
-            (Source::Deb(_), Some(_)) => {
-                return Err(field(&at("install"), "deb files keep their package paths"));
-            }
-            (_, None) => return Err(field(&at("install"), "is required for this source")),
-            (source, Some(install)) => {
-                check_image_path(&at("install"), install)?;
-                if !installs.insert(install.as_str()) {
-                    return Err(field(&at("install"), &format!("`{install}` is used twice")));
-                }
-                if let Source::Go(go) = source {
-                    check_relative_path(&at("go.path"), &go.path)?;
-                }
-                // Relative to the config's directory, never a host path: an absolute
-                // one would pull any file of the build machine into the image.
-                if let Source::File(file) = source {
-                    check_relative_path(&at("file"), &file.to_string_lossy())?;
-                }
-            }
-        }
-        for (path, target) in &component.symlinks {
-            let key = at(&format!("symlinks.\"{path}\""));
-            check_image_path(&key, path)?;
-            check_nonempty(&key, target)?;
-            if !installs.insert(path.as_str()) {
-                return Err(field(&key, &format!("`{path}` is used twice")));
-            }
-        }
-    }
-    Ok(())
 }
 
 fn field(name: &str, problem: &str) -> (String, String) {

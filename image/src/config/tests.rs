@@ -54,10 +54,14 @@ fn the_repository_config_is_valid() {
 
 #[test]
 fn good_config_parses() {
-    let config = parse(GOOD).unwrap();
+    let config = Validated::parse(Path::new("image/test.toml"), GOOD).unwrap();
     assert_eq!(config.kernel.modules, ["virtio_net"]);
-    let source = config.components[0].source().unwrap();
-    assert!(matches!(source, Source::Cargo(c) if c.bin == "cairn-agent"));
+    let source = &config.components[0].source;
+    assert!(matches!(
+        source,
+        Source::Single { install, file: SingleFile::Cargo(c) }
+            if c.bin == "cairn-agent" && install == "/init"
+    ));
 }
 
 /// Each malformed config and a piece of the message it must produce.
@@ -227,13 +231,14 @@ fn container_images_and_go_components_parse() {
         "{}\n[[component]]\nname = \"runc\"\ninstall = \"/usr/bin/runc\"\ngo = {{ path = \"bin/runc\" }}\n",
         image("pause", "localhost/cairn/pause:1", PAUSE_BODY)
     );
-    let config = parse(&text).unwrap();
+    let config = Validated::parse(Path::new("image/test.toml"), &text).unwrap();
     let image = &config.container_images[0];
     assert_eq!(image.archive_path(), "/usr/share/cairn/images/pause.tar");
     assert_eq!(image.entrypoint, ["/pause"]);
-    assert!(matches!(image.components[0].source(), Some(Source::Cargo(c)) if c.static_link));
-    let go = config.components[1].source().unwrap();
-    assert!(matches!(go, Source::Go(g) if g.path == "bin/runc"));
+    let pause = &image.components[0].source;
+    assert!(matches!(pause, Source::Single { file: SingleFile::Cargo(c), .. } if c.static_link));
+    let go = &config.components[1].source;
+    assert!(matches!(go, Source::Single { file: SingleFile::Go(g), .. } if g.path == "bin/runc"));
 }
 
 #[test]

@@ -1,0 +1,160 @@
+//! The plan written out: the initramfs archive, the manifest describing it, and the
+//! image directory, written beside its final place and swapped in with
+//! `renameat2(RENAME_EXCHANGE)` so a failed build leaves the previous image intact.
+
+use std::fs;
+use std::path::Path;
+
+use cairn_initramfs as cpio;
+
+use super::closure::Modules;
+use super::plan::{Content, Plan};
+use super::{BuildError, Kernel};
+use crate::config::{CompressionKind, Validated};
+use crate::manifest::{self, Manifest};
+use crate::osrelease::BuildInfo;
+
+/// The planned entries as a newc cpio archive, compressed as the config says.
+pub(super) fn write_archive(
+    plan: &Plan,
+    config: &Validated,
+    mtime: u64,
+) -> Result<Vec<u8>, BuildError> {
+    let mut archive = cpio::Archive::new();
+    for (path, planned) in &plan.entries {
+        let result = match &planned.content {
+            Content::Dir => archive.add_dir(path, planned.mode),
+            Content::File(data) => archive.add_file(path, planned.mode, data.clone()),
+            Content::Symlink(target) => archive.add_symlink(path, target),
+            Content::CharDevice(major, minor) => {
+                archive.add_char_device(path, planned.mode, *major, *minor)
+            }
+        };
+        result.map_err(BuildError::Archive)?;
+    }
+    let compression = match (config.initramfs.compression, config.initramfs.level) {
+        (CompressionKind::None, _) => cpio::Compression::None,
+        (CompressionKind::Gzip, level) => cpio::Compression::Gzip {
+            level: level.unwrap_or(6).unsigned_abs(),
+        },
+        (CompressionKind::Zstd, level) => cpio::Compression::Zstd {
+            level: level.unwrap_or(3),
+        },
+    };
+    // newc stores 32-bit times; clamp rather than wrap (year 2106 problem).
+    let mtime = u32::try_from(mtime).unwrap_or(u32::MAX);
+    let options = cpio::WriteOptions { mtime, compression };
+    archive.to_bytes(&options).map_err(BuildError::Write)
+}
+
+/// Everything the manifest describes, gathered by the build.
+pub(super) struct ManifestInputs<'a> {
+    pub plan: &'a Plan,
+    pub config: &'a Validated,
+    pub info: &'a BuildInfo,
+    pub kernel: &'a Kernel,
+    pub vmlinuz: &'a [u8],
+    /// The compressed archive, as written to `initramfs.img`.
+    pub initramfs: &'a [u8],
+    pub modules: Modules,
+    /// The digest `build.json` carries.
+    pub content_digest: String,
+}
+
+impl ManifestInputs<'_> {
+    pub fn manifest(self) -> Manifest {
+        let vmlinuz_sha256 = manifest::sha256_hex(self.vmlinuz);
+        let initramfs_sha256 = manifest::sha256_hex(self.initramfs);
+        let mut sources = self.plan.sources.clone();
+        sources.sort();
+        sources.dedup();
+        let (config, info, deb) = (self.config, self.info, &self.kernel.deb);
+        Manifest {
+            format: manifest::FORMAT,
+            image_digest: manifest::image_digest(
+                &vmlinuz_sha256,
+                &initramfs_sha256,
+                &config.kernel.cmdline,
+            ),
+            os_release: manifest::OsReleaseFields {
+                version: info.version.clone(),
+                version_id: info.version_id.clone(),
+                build_id: info.build_id.clone(),
+                source_date_epoch: info.source_date_epoch,
+            },
+            kernel: manifest::KernelInfo {
+                package: deb.control.package.clone(),
+                version: deb.control.version.clone(),
+                release: self.kernel.tree.release().to_owned(),
+                vmlinuz_sha256,
+            },
+            cmdline: config.kernel.cmdline.clone(),
+            initramfs: manifest::InitramfsInfo {
+                file: "initramfs.img".into(),
+                compression: format!("{:?}", config.initramfs.compression).to_lowercase(),
+                size: self.initramfs.len() as u64,
+                sha256: initramfs_sha256,
+            },
+            content_digest: self.content_digest,
+            sources,
+            container_images: self.plan.images.clone(),
+            modules: self.modules.loaded,
+            builtin_modules: self.modules.builtin,
+            files: self.plan.files(),
+        }
+    }
+}
+
+/// Writes the image directory beside `out` and swaps it into place.
+pub(super) fn write_output(
+    out: &Path,
+    vmlinuz: &[u8],
+    initramfs: &[u8],
+    cmdline: &str,
+    manifest: &Manifest,
+) -> Result<(), BuildError> {
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let write_err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| BuildError::Output { path, source }
+    };
+    fs::create_dir_all(parent).map_err(write_err(parent))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".cairn-image-")
+        .tempdir_in(parent)
+        .map_err(write_err(parent))?;
+    let manifest_json = manifest.to_json();
+    let files: [(&str, &[u8]); 4] = [
+        ("vmlinuz", vmlinuz),
+        ("initramfs.img", initramfs),
+        ("cmdline", cmdline.as_bytes()),
+        ("manifest.json", manifest_json.as_bytes()),
+    ];
+    for (name, bytes) in files {
+        let path = staging.path().join(name);
+        fs::write(&path, bytes).map_err(write_err(&path))?;
+    }
+    swap_into_place(staging, out).map_err(write_err(out))
+}
+
+/// Exchanges the staged directory with `out` atomically (or renames it there when
+/// `out` does not exist yet); the old image is removed with the staging directory.
+fn swap_into_place(staging: tempfile::TempDir, out: &Path) -> std::io::Result<()> {
+    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+    if out.exists() {
+        renameat2(
+            AT_FDCWD,
+            staging.path(),
+            AT_FDCWD,
+            out,
+            RenameFlags::RENAME_EXCHANGE,
+        )?;
+        drop(staging);
+    } else {
+        fs::rename(staging.keep(), out)?;
+    }
+    Ok(())
+}

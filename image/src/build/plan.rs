@@ -1,0 +1,300 @@
+//! The plan: every initramfs entry (image path -> content and component) before
+//! anything is written. Two components wanting the same path with different content
+//! is a conflict found here, not a silent overwrite in the archive; the manifest and
+//! `build.json` are derived from the same entries that are archived.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+use super::{BuildError, BUILD_JSON};
+use crate::config::Validated;
+use crate::deb::Deb;
+use crate::manifest::{self, ContainerImageInfo, FileInfo, SourceInfo};
+use crate::osrelease::{self, BuildInfo};
+
+/// Content of one planned initramfs entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Content {
+    Dir,
+    File(Vec<u8>),
+    Symlink(String),
+    CharDevice(u32, u32),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Planned {
+    pub mode: u32,
+    pub content: Content,
+    pub component: String,
+}
+
+/// Everything going into the initramfs, keyed by absolute image path.
+#[derive(Debug, Default)]
+pub(super) struct Plan {
+    pub entries: BTreeMap<String, Planned>,
+    pub sources: Vec<SourceInfo>,
+    pub images: Vec<ContainerImageInfo>,
+}
+
+impl Plan {
+    /// Plans `path`; the same content planned twice is one entry (two packages may
+    /// ship the same directory), different content is a [`BuildError::Conflict`].
+    pub fn add(
+        &mut self,
+        path: &str,
+        mode: u32,
+        content: Content,
+        component: &str,
+    ) -> Result<(), BuildError> {
+        let planned = Planned {
+            mode,
+            content,
+            component: component.to_owned(),
+        };
+        match self.entries.get(path) {
+            Some(existing) if existing.content == planned.content => Ok(()),
+            Some(existing) => Err(BuildError::Conflict {
+                path: path.to_owned(),
+                first: existing.component.clone(),
+                second: component.to_owned(),
+            }),
+            None => {
+                self.entries.insert(path.to_owned(), planned);
+                Ok(())
+            }
+        }
+    }
+
+    pub fn add_host_file(
+        &mut self,
+        path: &str,
+        host: &Path,
+        mode: u32,
+        component: &str,
+    ) -> Result<(), BuildError> {
+        self.add(path, mode, Content::File(read(host, component)?), component)
+    }
+
+    /// A built or repository file at `install`, recorded as a source of kind `kind`
+    /// named `name`, hashed as it is planned.
+    pub fn add_single_file(
+        &mut self,
+        install: &str,
+        host: &Path,
+        component: &str,
+        (kind, name): (&str, String),
+    ) -> Result<(), BuildError> {
+        let data = read(host, component)?;
+        let sha256 = manifest::sha256_hex(&data);
+        self.add(install, 0o755, Content::File(data), component)?;
+        self.sources.push(SourceInfo {
+            component: component.to_owned(),
+            kind: kind.to_owned(),
+            name,
+            version: None,
+            sha256,
+        });
+        Ok(())
+    }
+
+    pub fn add_deb_source(&mut self, component: &str, deb: &Deb) {
+        self.sources.push(SourceInfo {
+            component: component.to_owned(),
+            kind: "deb".to_owned(),
+            name: deb.control.package.clone(),
+            version: Some(deb.control.version.clone()),
+            sha256: deb.sha256.clone(),
+        });
+    }
+
+    /// Every entry as the manifest lists it, sorted by path.
+    pub fn files(&self) -> Vec<FileInfo> {
+        self.entries
+            .iter()
+            .map(|(path, planned)| file_info(path, planned))
+            .collect()
+    }
+}
+
+fn read(host: &Path, component: &str) -> Result<Vec<u8>, BuildError> {
+    fs::read(host).map_err(|source| BuildError::ReadInput {
+        component: component.to_owned(),
+        path: host.to_owned(),
+        source,
+    })
+}
+
+/// Mount points, the console node the kernel opens for PID 1, and os-release.
+pub(super) fn add_base(
+    plan: &mut Plan,
+    config: &Validated,
+    info: &BuildInfo,
+) -> Result<(), BuildError> {
+    for dir in [
+        "/dev",
+        "/etc",
+        "/etc/cairn",
+        "/proc",
+        "/run",
+        "/sys",
+        "/tmp",
+        "/var",
+    ] {
+        let mode = if dir == "/tmp" { 0o1777 } else { 0o755 };
+        plan.add(dir, mode, Content::Dir, "base")?;
+    }
+    plan.add("/dev/console", 0o600, Content::CharDevice(5, 1), "base")?;
+    let os_release = osrelease::render(&config.os_release, info);
+    plan.add(
+        "/etc/os-release",
+        0o644,
+        Content::File(os_release.into_bytes()),
+        "os-release",
+    )
+}
+
+/// `/etc/cairn/build.json`: the os-release version fields and a digest over every
+/// other initramfs entry, so the running node can name exactly what it booted (the
+/// same value is in manifest.json). Added last, after everything it covers.
+pub(super) fn add_build_json(plan: &mut Plan, info: &BuildInfo) -> Result<String, BuildError> {
+    let mut text = String::new();
+    for (path, planned) in &plan.entries {
+        let info = file_info(path, planned);
+        let what = info.sha256.or(info.target).unwrap_or_default();
+        text.push_str(&format!("{path} {} {} {what}\n", info.kind, info.mode));
+    }
+    let digest = format!("sha256:{}", manifest::sha256_hex(text.as_bytes()));
+    let json = serde_json::json!({
+        "version": info.version,
+        "version_id": info.version_id,
+        "build_id": info.build_id,
+        "source_date_epoch": info.source_date_epoch,
+        "content_digest": digest,
+    });
+    let mut bytes = serde_json::to_vec_pretty(&json).expect("json serializes");
+    bytes.push(b'\n');
+    plan.add(BUILD_JSON, 0o644, Content::File(bytes), "os-release")?;
+    Ok(digest)
+}
+
+fn file_info(path: &str, planned: &Planned) -> FileInfo {
+    let (kind, size, sha256, target) = match &planned.content {
+        Content::Dir => ("dir", 0, None, None),
+        Content::File(data) => (
+            "file",
+            data.len() as u64,
+            Some(manifest::sha256_hex(data)),
+            None,
+        ),
+        Content::Symlink(target) => ("symlink", target.len() as u64, None, Some(target.clone())),
+        Content::CharDevice(..) => ("char", 0, None, None),
+    };
+    FileInfo {
+        path: path.to_owned(),
+        kind: kind.to_owned(),
+        mode: format!("{:04o}", planned.mode),
+        size,
+        sha256,
+        target,
+        component: planned.component.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(bytes: &[u8]) -> Content {
+        Content::File(bytes.to_vec())
+    }
+
+    #[test]
+    fn different_content_at_one_path_is_a_conflict_naming_both_components() {
+        let mut plan = Plan::default();
+        plan.add("/usr/bin/tool", 0o755, file(b"a"), "first")
+            .unwrap();
+        let err = plan
+            .add("/usr/bin/tool", 0o755, file(b"b"), "second")
+            .unwrap_err();
+        assert!(
+            matches!(&err, BuildError::Conflict { path, first, second }
+                if path == "/usr/bin/tool" && first == "first" && second == "second"),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "/usr/bin/tool is provided by both `first` and `second`"
+        );
+        // The first claim stands.
+        assert_eq!(plan.entries["/usr/bin/tool"].content, file(b"a"));
+    }
+
+    #[test]
+    fn a_file_and_a_symlink_or_directory_at_one_path_conflict() {
+        let mut plan = Plan::default();
+        plan.add("/bin/sh", 0o755, file(b"sh"), "busybox").unwrap();
+        let link = Content::Symlink("dash".into());
+        assert!(plan.add("/bin/sh", 0o777, link, "dash").is_err());
+        assert!(plan.add("/bin/sh", 0o755, Content::Dir, "dir").is_err());
+    }
+
+    #[test]
+    fn the_same_content_twice_is_one_entry_owned_by_the_first() {
+        let mut plan = Plan::default();
+        plan.add("/usr/lib", 0o755, Content::Dir, "libc6").unwrap();
+        plan.add("/usr/lib", 0o755, Content::Dir, "iptables")
+            .unwrap();
+        plan.add("/etc/x", 0o644, file(b"same"), "a").unwrap();
+        plan.add("/etc/x", 0o644, file(b"same"), "b").unwrap();
+        assert_eq!(plan.entries.len(), 2);
+        assert_eq!(plan.entries["/usr/lib"].component, "libc6");
+        assert_eq!(plan.entries["/etc/x"].component, "a");
+    }
+
+    #[test]
+    fn a_single_file_is_recorded_as_a_source_hashed_as_planned() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = dir.path().join("agent");
+        fs::write(&host, b"binary").unwrap();
+        let mut plan = Plan::default();
+        let source = ("cargo", "cairn-agent".to_owned());
+        plan.add_single_file("/init", &host, "agent", source)
+            .unwrap();
+        assert_eq!(plan.entries["/init"].mode, 0o755);
+        let [recorded] = plan.sources.as_slice() else {
+            panic!("{:?}", plan.sources);
+        };
+        assert_eq!(recorded.sha256, manifest::sha256_hex(b"binary"));
+        assert_eq!(
+            (recorded.kind.as_str(), recorded.name.as_str()),
+            ("cargo", "cairn-agent")
+        );
+
+        let missing = dir.path().join("missing");
+        let err = plan
+            .add_single_file("/x", &missing, "x", ("file", "missing".into()))
+            .unwrap_err();
+        assert!(matches!(err, BuildError::ReadInput { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn files_list_every_kind_with_its_mode() {
+        let mut plan = Plan::default();
+        plan.add("/dev/console", 0o600, Content::CharDevice(5, 1), "base")
+            .unwrap();
+        plan.add(
+            "/lib64/ld.so",
+            0o777,
+            Content::Symlink("/lib/ld.so".into()),
+            "libc6",
+        )
+        .unwrap();
+        let files = plan.files();
+        assert_eq!(files[0].kind, "char");
+        assert_eq!(files[0].mode, "0600");
+        assert_eq!(files[1].kind, "symlink");
+        assert_eq!(files[1].target.as_deref(), Some("/lib/ld.so"));
+        assert_eq!(files[1].size, "/lib/ld.so".len() as u64);
+    }
+}
