@@ -42,9 +42,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
 fi
 
-if ! command -v cargo >/dev/null 2>&1; then
-  echo "setup-host: cargo not found: install a Rust toolchain (1.85 or newer) first" >&2
+# Rust comes from rustup, which reads the pinned version from rust-toolchain.toml.
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+rust=$(sed -n 's/^channel = "\(.*\)"$/\1/p' "$root/rust-toolchain.toml")
+if ! command -v rustup >/dev/null 2>&1; then
+  echo "setup-host: rustup not found: install it (https://rustup.rs) first; it then installs Rust $rust" >&2
   exit 1
+fi
+if ! rustup toolchain list | grep "^$rust-" >/dev/null; then
+  echo "setup-host: installing Rust $rust (rust-toolchain.toml)"
+  (cd "$root" && rustup toolchain install --no-self-update </dev/null)
 fi
 
 # third_party/build.sh builds containerd, runc and the CNI plugins with the local Go
