@@ -54,6 +54,14 @@ if ! rustup toolchain list | grep "^$rust-" >/dev/null; then
   (cd "$root" && rustup toolchain install --no-self-update </dev/null)
 fi
 
+# `make lint` checks licenses, bans and sources of the dependencies (deny.toml); the
+# version is the one deny.toml was written for. A source build: minutes on 2 cores.
+deny_version=0.20.2
+if ! command -v cargo-deny >/dev/null 2>&1; then
+  echo "setup-host: installing cargo-deny $deny_version (crates.io)"
+  (cd "$root" && cargo install --locked cargo-deny --version "$deny_version" </dev/null)
+fi
+
 # third_party/build.sh builds containerd, runc and the CNI plugins with the local Go
 # (GOTOOLCHAIN=local: it never downloads one); their go.mod files need Go 1.26.
 if ! command -v go >/dev/null 2>&1 && [ ! -x /usr/local/go/bin/go ]; then
