@@ -119,6 +119,7 @@ fn the_node_survives_reboots_and_a_power_cut() {
         started.elapsed()
     );
     check_same(&session, &before, "a reboot through ctrl-alt-delete");
+    container = wait_pod_running(&session, Some(&container));
 
     // 3. Hard power-off: QEMU killed, then the same state dir and disk booted again.
     let started = Instant::now();
