@@ -2,8 +2,9 @@
 //! debug service) in turn, and the supervisor must bring it back on its own — restarted
 //! after its back-off, its condition true again, the node Ready again, its earlier log
 //! lines still in its buffer, and a running pod untouched by a kubelet or containerd
-//! restart. A component killed every time it starts backs off to the cap and is
-//! reported as crash-looping while the others stay up.
+//! restart. A component killed every time it starts backs off to the cap and stays
+//! there — each gap from an exit to the next start, read from the node's own clock,
+//! is the back-off's delay — and is reported as crash-looping while the others stay up.
 //!
 //! One node for the file; the two tests take turns (they kill things). The recovery
 //! time of each component is printed: the bound this test records (the benchmark
@@ -39,9 +40,15 @@ const COMPONENTS: [&str; 6] = [
 ];
 /// Restarts of these must not disturb running pods.
 const POD_HOSTS: [&str; 2] = ["containerd", "kubelet"];
-/// The supervisor's default back-off reaches its 30 s cap on the eighth exit in a row
-/// (250 ms doubling: 0.25, 0.5, 1, 2, 4, 8, 16, then 30).
-const EXITS_TO_CAP: usize = 8;
+/// The supervisor's default back-off (agent/src/supervisor/spec.rs): 250 ms, doubling
+/// with each exit in a row, capped at 30 s — 0.25, 0.5, 1, 2, 4, 8, 16, then 30 s.
+const BACKOFF_INITIAL: Duration = Duration::from_millis(250);
+const BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// The eighth exit in a row reaches the cap; the ninth shows it stays there.
+const EXITS: u32 = 9;
+/// A measured gap may exceed its back-off by the time to spawn the next process
+/// (fork, exec, recording the start) on a busy TCG guest; never undercut it.
+const SPAWN_SLACK: Duration = Duration::from_secs(2);
 const POD: &str = "bystander";
 const NAMESPACE: &str = "default";
 const REPORTED: &[&str] = &["agent", "kubelet", "containerd", "kube-apiserver", "etcd"];
@@ -100,14 +107,90 @@ fn a_crash_loop_backs_off_to_the_cap_and_spares_the_others() {
         .iter()
         .map(|name| component(&session, name))
         .collect();
-    let mut last_pid = None;
-    for exit in 1..=EXITS_TO_CAP {
-        let running = wait_running(&session, victim, last_pid);
-        last_pid = running.pid;
+    let mut running = wait_running(&session, victim, None);
+    let mut gaps = Vec::new();
+    for exit in 1..=EXITS {
         signal(&session, victim, "SIGKILL");
-        wait_exited(&session, victim, running.restart_count, exit);
+        if exit == EXITS {
+            check_crash_loop_report(&session, victim, &others);
+        }
+        // Killed as soon as it runs, so every exit counts as one more in a row.
+        let next = wait_running(&session, victim, running.pid);
+        if next.restart_count != running.restart_count + 1 {
+            session.fail(format!(
+                "{victim}: one kill, {} restarts: before {running:?}, after {next:?}",
+                next.restart_count - running.restart_count
+            ));
+        }
+        check_exit(&session, &next);
+        gaps.push(restart_gap(&session, &next));
+        running = next;
     }
-    let looping = wait_state(&session, victim, "a crash-loop report", |c| {
+    eprintln!("{victim} restart gaps after each SIGKILL: {gaps:.2?}");
+    let wrong = off_backoff(&gaps);
+    if !wrong.is_empty() {
+        session.fail(format!(
+            "{victim}'s restart gaps do not follow the back-off (each at least its \
+             delay, at most {SPAWN_SLACK:?} more): {}",
+            wrong.join("; ")
+        ));
+    }
+    // Left alone, it comes back and reports ready.
+    session.wait_true(victim, RECOVERY_TIMEOUT);
+}
+
+/// The gaps that are not their back-off: shorter, or longer by more than the slack.
+fn off_backoff(gaps: &[Duration]) -> Vec<String> {
+    (gaps
+        .iter()
+        .zip(0..)
+        .map(|(gap, attempt)| (gap, backoff(attempt))))
+    .enumerate()
+    .filter(|(_, (gap, want))| **gap < *want || **gap > *want + SPAWN_SLACK)
+    .map(|(i, (gap, want))| format!("exit {}: {gap:.2?}, want {want:?}", i + 1))
+    .collect()
+}
+
+#[test]
+fn restart_gaps_must_grow_to_the_cap_and_stay() {
+    let secs =
+        |s: &[f64]| -> Vec<Duration> { s.iter().map(|s| Duration::from_secs_f64(*s)).collect() };
+    let good = secs(&[0.3, 0.6, 1.1, 2.0, 4.2, 8.1, 16.3, 30.2, 30.1]);
+    assert_eq!(off_backoff(&good), Vec::<String>::new());
+    // No back-off growth, no cap, a restart before its delay: each is caught.
+    let flat = secs(&[0.3; 9]);
+    assert_eq!(off_backoff(&flat).len(), 8, "{:?}", off_backoff(&flat));
+    let uncapped = secs(&[0.3, 0.6, 1.1, 2.0, 4.2, 8.1, 16.3, 32.2, 64.1]);
+    assert_eq!(off_backoff(&uncapped).len(), 2);
+    let early = secs(&[0.3, 0.6, 1.1, 2.0, 4.2, 8.1, 16.3, 30.2, 20.0]);
+    assert_eq!(off_backoff(&early), ["exit 9: 20.00s, want 30s"]);
+}
+
+/// The delay before restart `attempt` (0-based) of a service killed every time.
+fn backoff(attempt: u32) -> Duration {
+    BACKOFF_INITIAL
+        .saturating_mul(2u32.saturating_pow(attempt))
+        .min(BACKOFF_CAP)
+}
+
+/// From the supervisor noting `after`'s previous exit to spawning its process, by the
+/// node's own clock (CLOCK_BOOTTIME), so the test's polling does not blur it.
+fn restart_gap(session: &Session, after: &Component) -> Duration {
+    let exited = after.last_exit.as_ref().map(|e| e.exited_boot_ns);
+    match (exited, after.started_boot_ns) {
+        (Some(exited), Some(started)) if started >= exited => {
+            Duration::from_nanos(started - exited)
+        }
+        _ => session.fail(format!(
+            "{}: no exit time before its start time: {after:?}",
+            after.name
+        )),
+    }
+}
+
+/// At the cap: the component says it is crash-looping, and none of `others` restarted.
+fn check_crash_loop_report(session: &Session, victim: &str, others: &[Component]) {
+    let looping = wait_state(session, victim, "a crash-loop report", |c| {
         c.state == ComponentState::Backoff as i32
     });
     let (status, reason) = session.condition(victim);
@@ -122,7 +205,7 @@ fn a_crash_loop_backs_off_to_the_cap_and_spares_the_others() {
         ));
     }
     for before in others {
-        let now = component(&session, &before.name);
+        let now = component(session, &before.name);
         if now.restart_count != before.restart_count || now.state != ComponentState::Ready as i32 {
             session.fail(format!(
                 "{} was disturbed by {victim}'s crash loop: before {before:?}, now {now:?}",
@@ -130,8 +213,6 @@ fn a_crash_loop_backs_off_to_the_cap_and_spares_the_others() {
             ));
         }
     }
-    // Left alone, it comes back after the capped back-off.
-    session.wait_true(victim, RECOVERY_TIMEOUT);
 }
 
 fn components(session: &Session) -> Vec<Component> {
@@ -199,15 +280,6 @@ fn wait_restarted(session: &Session, before: &Component) -> Component {
 fn wait_running(session: &Session, name: &str, previous: Option<u32>) -> Component {
     wait_state(session, name, "new process", |c| {
         c.pid.is_some() && c.pid != previous
-    })
-}
-
-/// The kill was seen: in back-off, or (a short back-off passes between two looks)
-/// already restarted.
-fn wait_exited(session: &Session, name: &str, restarts: u32, exit: usize) -> Component {
-    wait_state(session, name, &format!("exit {exit}"), |c| {
-        (c.state == ComponentState::Backoff as i32 && c.restart_count == restarts)
-            || c.restart_count > restarts
     })
 }
 

@@ -242,6 +242,8 @@ fn agent_status() -> ComponentStatus {
         pid: Some(1),
         restarts: 0,
         last_exit: None,
+        started: Some(std::time::Duration::ZERO),
+        exited: None,
     }
 }
 
@@ -263,8 +265,11 @@ fn component(c: &ComponentStatus) -> Component {
         detail,
         pid: c.pid,
         restart_count: c.restarts,
-        last_exit: c.last_exit.map(exit),
+        last_exit: c
+            .last_exit
+            .map(|last| exit(last, c.exited.unwrap_or_default())),
         state_since_boot_ns: duration_ns(c.since),
+        started_boot_ns: c.started.map(duration_ns),
     }
 }
 
@@ -287,17 +292,20 @@ fn state(state: &ComponentState) -> (Proto, String) {
     }
 }
 
-fn exit(last: LastExit) -> ExitInfo {
+fn exit(last: LastExit, at: std::time::Duration) -> ExitInfo {
+    let exited_boot_ns = duration_ns(at);
     match last {
         LastExit::Code(code) => ExitInfo {
             how: Some(exit_info::How::Code(code)),
             signal_name: String::new(),
+            exited_boot_ns,
         },
         LastExit::Signal(number) => ExitInfo {
             how: Some(exit_info::How::Signal(number)),
             signal_name: nix::sys::signal::Signal::try_from(number)
                 .map(|s| s.as_str().to_owned())
                 .unwrap_or_default(),
+            exited_boot_ns,
         },
     }
 }

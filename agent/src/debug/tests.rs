@@ -35,6 +35,8 @@ fn status(name: &str, state: ComponentState, pid: Option<u32>) -> ComponentStatu
         pid,
         restarts: 3,
         last_exit: Some(LastExit::Signal(9)),
+        started: Some(Duration::from_secs(1)),
+        exited: Some(Duration::from_millis(1500)),
     }
 }
 
@@ -324,6 +326,11 @@ async fn components_list_the_agent_and_the_supervised() {
     assert_eq!(list[2].state, Proto::Waiting as i32);
     assert_eq!(list[2].detail, "waiting for network");
     assert_eq!(list[2].state_since_boot_ns, 2_000_000_000);
+    assert_eq!(list[1].started_boot_ns, Some(1_000_000_000));
+    assert_eq!(
+        list[1].last_exit.as_ref().unwrap().exited_boot_ns,
+        1_500_000_000
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -132,6 +132,8 @@ impl Supervisor {
             pid: None,
             restarts: 0,
             last_exit: None,
+            started: None,
+            exited: None,
         }));
         let (stop, stop_receiver) = watch::channel(false);
         let entry = Entry {

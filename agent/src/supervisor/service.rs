@@ -114,7 +114,10 @@ impl Service {
         let message = format!("started {} (pid {pid})", self.spec.binary.display());
         tracing::info!("{}: {message}", self.spec.name);
         self.log.push(Stream::Agent, &message);
-        self.update(|s| s.pid = u32::try_from(pid.as_raw()).ok());
+        self.update(|s| {
+            s.pid = u32::try_from(pid.as_raw()).ok();
+            s.started = Some(since_boot());
+        });
         let end = self.follow(pid, exit).await;
         drain(output).await;
         self.update(|s| s.pid = None);
@@ -182,7 +185,10 @@ impl Service {
         // Whatever else the service left in its group goes with it.
         let _ = killpg(pid, Signal::SIGKILL);
         if let Some(status) = status {
-            self.update(|s| s.last_exit = Some(status.into()));
+            self.update(|s| {
+                s.last_exit = Some(status.into());
+                s.exited = Some(since_boot());
+            });
         }
     }
 
@@ -220,7 +226,10 @@ impl Service {
         }
         self.log.push(Stream::Agent, &reason);
         self.conditions.set(&self.spec.name, false, reason);
-        self.update(|s| s.last_exit = Some(last));
+        self.update(|s| {
+            s.last_exit = Some(last);
+            s.exited = Some(since_boot());
+        });
         self.set_state(ServiceState::Backoff {
             until: since_boot() + delay,
         });

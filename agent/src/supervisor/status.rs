@@ -92,4 +92,9 @@ pub struct ServiceStatus {
     /// Times the service was started again after an exit.
     pub restarts: u32,
     pub last_exit: Option<LastExit>,
+    /// Since kernel start, when the current (or, between runs, the last) process was
+    /// spawned: with `exited`, the restart gap a back-off really left.
+    pub started: Option<Duration>,
+    /// Since kernel start, when the supervisor learnt of `last_exit`.
+    pub exited: Option<Duration>,
 }

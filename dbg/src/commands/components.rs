@@ -84,6 +84,7 @@ mod tests {
                 last_exit: Some(ExitInfo {
                     how: Some(How::Signal(9)),
                     signal_name: "SIGKILL".into(),
+                    ..ExitInfo::default()
                 }),
                 ..Component::default()
             },
