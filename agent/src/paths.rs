@@ -53,6 +53,11 @@ impl Paths {
     pub fn proc_modules(&self) -> PathBuf {
         self.resolve("/proc/modules")
     }
+
+    /// proc(5) `/proc/net/route`: the kernel's IPv4 routes (main table).
+    pub fn proc_net_route(&self) -> PathBuf {
+        self.resolve("/proc/net/route")
+    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! Step 6: the `CAIRN_READY` line (docs/interfaces.md), printed once when boot is done.
 //!
 //! Every value is read back from where the rest of the system reads it — the
-//! machine-id file, the kernel's hostname, `/proc/modules` — so the line proves the
-//! steps took effect rather than repeating what the agent meant to do.
+//! machine-id file, the kernel's hostname, `/proc/modules`, the interfaces' addresses
+//! (getifaddrs(3)) and `/proc/net/route` — so the line proves the steps took effect
+//! rather than repeating what the agent meant to do.
 
 use std::io;
 use std::path::PathBuf;
@@ -21,6 +22,8 @@ pub enum ReadyError {
     Read(PathBuf, #[source] io::Error),
     #[error("failed to read the hostname")]
     Hostname(#[source] Errno),
+    #[error("failed to list the interfaces' addresses")]
+    Addresses(#[source] Errno),
 }
 
 /// The `CAIRN_READY` payload; field order is the documented one.
@@ -34,6 +37,10 @@ pub struct ReadyReport {
     pub hostname: String,
     pub modules: Vec<String>,
     pub os_release: String,
+    /// `<interface> <address>/<prefix>`, every address the kernel has, IPv4 and IPv6.
+    pub addresses: Vec<String>,
+    /// IPv4 routes of the main table: `default via <gw> dev <if>`, `<net>/<len> dev <if>`.
+    pub routes: Vec<String>,
 }
 
 impl ReadyReport {
@@ -57,6 +64,8 @@ impl ReadyReport {
             hostname: sys.gethostname().map_err(ReadyError::Hostname)?,
             modules: loaded_module_names(&read_proc_modules(paths)?),
             os_release,
+            addresses: sys.interface_addresses().map_err(ReadyError::Addresses)?,
+            routes: ipv4_routes(&read(paths.proc_net_route())?),
         })
     }
 
@@ -65,6 +74,37 @@ impl ReadyReport {
         let json = serde_json::to_string(self).expect("ready report serializes");
         format!("CAIRN_READY {json}\n")
     }
+}
+
+/// The routes of `/proc/net/route` (proc(5)): a header line, then per route the
+/// interface, destination, gateway, flags, ..., mask, with addresses as little-endian
+/// hex words. Lines that do not parse are skipped.
+pub fn ipv4_routes(text: &str) -> Vec<String> {
+    let word = |hex: &str| u32::from_str_radix(hex, 16).ok().map(u32::from_be);
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (interface, destination, gateway, mask) = (
+                fields.first()?,
+                word(fields.get(1)?)?,
+                word(fields.get(2)?)?,
+                word(fields.get(7)?)?,
+            );
+            let via = match gateway {
+                0 => String::new(),
+                gw => format!(" via {}", std::net::Ipv4Addr::from(gw)),
+            };
+            Some(match (destination, mask) {
+                (0, 0) => format!("default{via} dev {interface}"),
+                _ => format!(
+                    "{}/{}{via} dev {interface}",
+                    std::net::Ipv4Addr::from(destination),
+                    mask.count_ones()
+                ),
+            })
+        })
+        .collect()
 }
 
 /// A kernel built without module support (CONFIG_MODULES=n) has no /proc/modules.

@@ -6,11 +6,12 @@ use serde_json::Value;
 use super::*;
 use crate::syscall::fake::RecordingSyscall;
 
-/// A node root with the fixture's os-release and /proc/modules plus a machine-id.
+/// A node root with the fixture's os-release, /proc/modules and /proc/net/route (QEMU's
+/// user network: 10.0.2.15/24 via 10.0.2.2) plus a machine-id.
 fn node(identity: &Identity) -> tempfile::TempDir {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/node");
     let dir = tempfile::tempdir().unwrap();
-    for file in ["etc/os-release", "proc/modules"] {
+    for file in ["etc/os-release", "proc/modules", "proc/net/route"] {
         let to = dir.path().join(file);
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
         std::fs::copy(fixture.join(file), to).unwrap();
@@ -43,6 +44,8 @@ fn ready_line_is_one_line_of_the_documented_json() {
         "hostname",
         "modules",
         "os_release",
+        "addresses",
+        "routes",
     ];
     expected.sort_unstable();
     assert_eq!(keys, expected);
@@ -52,6 +55,11 @@ fn ready_line_is_one_line_of_the_documented_json() {
     assert_eq!(value["machine_id"], identity.node_id());
     assert_eq!(value["hostname"], format!("cairn-{}", identity.node_id()));
     assert_eq!(value["modules"][2], "failover");
+    assert_eq!(value["addresses"][0], "lo 127.0.0.1/8");
+    assert_eq!(
+        value["routes"],
+        serde_json::json!(["default via 10.0.2.2 dev eth0", "10.0.2.0/24 dev eth0"])
+    );
     assert!(value["os_release"]
         .as_str()
         .unwrap()

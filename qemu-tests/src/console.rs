@@ -61,6 +61,12 @@ pub struct ReadyInfo {
     pub modules: Vec<String>,
     /// Full text of `/etc/os-release`.
     pub os_release: String,
+    /// Every address the guest's kernel has: `<interface> <address>/<prefix>`.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// The guest's IPv4 routes (main table): `default via <gw> dev <if>`, `<net> dev <if>`.
+    #[serde(default)]
+    pub routes: Vec<String>,
 }
 
 /// What the agent is about to do in `CAIRN_EXIT`.

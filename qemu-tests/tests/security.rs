@@ -4,7 +4,7 @@
 //! apiserver, the kubelet and (debug images) the debug service listens beyond
 //! loopback; the kubelet's API refuses anonymous requests. Plus one bad-input test:
 //! a malformed `ip=` on the kernel command line gives a console message and a node on
-//! loopback only, not a panic.
+//! loopback only (its addresses and routes as the kernel reports them), not a panic.
 //!
 //! The Kubernetes tests share the file's node (`common/kubernetes.rs`) and look at it
 //! from outside the agent: `kubectl exec` into a toolbox pod in `kube-system` (exempt
@@ -763,8 +763,24 @@ fn a_malformed_ip_parameter_leaves_the_node_on_loopback() {
     config.api_forward = false;
     let mut node = Node::start(&config).unwrap_or_else(|err| panic!("{}", error_chain(&err)));
     // CAIRN_READY comes after the network step: PID 1 went on past the bad input.
-    node.wait_ready(common::READY_TIMEOUT)
+    let ready = node
+        .wait_ready(common::READY_TIMEOUT)
         .unwrap_or_else(|err| common::fail(&node, error_chain(&err)));
+    // What the kernel holds (CAIRN_READY reads it back: getifaddrs(3), /proc/net/route;
+    // boot.rs's the_network_comes_from_the_ip_parameter sees eth0 there on a good boot):
+    // addresses on `lo` alone, both of them, and no route at all.
+    let off_loopback: Vec<&String> = (ready.addresses.iter())
+        .filter(|a| !a.starts_with("lo "))
+        .collect();
+    if !off_loopback.is_empty() || !ready.addresses.iter().any(|a| a == "lo 127.0.0.1/8") {
+        common::fail(
+            &node,
+            format!("addresses {:?}, want loopback only", ready.addresses),
+        );
+    }
+    if !ready.routes.is_empty() {
+        common::fail(&node, format!("routes {:?}, want none", ready.routes));
+    }
     let console = std::fs::read_to_string(node.console_log())
         .unwrap_or_else(|err| common::fail(&node, format!("console log: {err}")));
     if !console.lines().any(|line| line.contains(BAD_IP_MESSAGE)) {

@@ -3,6 +3,7 @@
 use std::ffi::{CStr, CString};
 use std::fs::DirBuilder;
 use std::io;
+use std::net::IpAddr;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
@@ -69,6 +70,27 @@ impl Syscall for LinuxSyscall {
 
     fn gethostname(&self) -> nix::Result<String> {
         Ok(gethostname()?.to_string_lossy().into_owned())
+    }
+
+    fn interface_addresses(&self) -> nix::Result<Vec<String>> {
+        let mut found = Vec::new();
+        for entry in nix::ifaddrs::getifaddrs()? {
+            let (Some(address), Some(netmask)) = (entry.address, entry.netmask) else {
+                continue;
+            };
+            let (address, prefix) =
+                if let (Some(a), Some(m)) = (address.as_sockaddr_in(), netmask.as_sockaddr_in()) {
+                    (IpAddr::V4(a.ip()), u32::from(m.ip()).count_ones())
+                } else if let (Some(a), Some(m)) =
+                    (address.as_sockaddr_in6(), netmask.as_sockaddr_in6())
+                {
+                    (IpAddr::V6(a.ip()), u128::from(m.ip()).count_ones())
+                } else {
+                    continue; // AF_PACKET: a link, not an address
+                };
+            found.push(format!("{} {address}/{prefix}", entry.interface_name));
+        }
+        Ok(found)
     }
 
     fn set_nofile_limit(&self, limit: u64) -> nix::Result<()> {

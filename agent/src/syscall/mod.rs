@@ -49,6 +49,9 @@ pub trait Syscall: fmt::Debug + Send + Sync {
     fn sethostname(&self, name: &str) -> nix::Result<()>;
     /// gethostname(2) (uname(2) on Linux).
     fn gethostname(&self) -> nix::Result<String>;
+    /// getifaddrs(3): every interface address as `<interface> <address>/<prefix length>`,
+    /// IPv4 and IPv6, in the kernel's order.
+    fn interface_addresses(&self) -> nix::Result<Vec<String>>;
     /// setrlimit(2) of RLIMIT_NOFILE, soft and hard limit alike.
     fn set_nofile_limit(&self, limit: u64) -> nix::Result<()>;
     /// reboot(2) with RB_ENABLE_CAD / RB_DISABLE_CAD.
