@@ -51,6 +51,16 @@ pub enum BootError {
     Loop(#[from] LoopError),
 }
 
+/// Whether the node may act as the node its data disk says it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trust {
+    /// The stored key (or one created on a blank disk, or an ephemeral node's key).
+    Established,
+    /// The stored key is unreadable; the node runs under a stand-in key for its names
+    /// only, and nothing that would bind that key to the disk's cluster data starts.
+    KeyUnreadable,
+}
+
 /// How long the runtime's leftover tasks (log readers, debug connections) get to end
 /// once the services have stopped.
 const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(1);
@@ -70,10 +80,10 @@ pub fn run(sys: Arc<dyn Syscall>, paths: &Paths, logs: Logs) -> Result<ShutdownR
     boot.raise_limits();
     boot.load_modules()?;
     let storage = boot.prepare_storage()?;
-    let identity = boot.establish_identity(&storage)?;
+    let (identity, trust) = boot.establish_identity(&storage)?;
     // The synchronous steps are done; the rest shares one runtime with the PID 1 loop.
     let runtime = pid1::runtime()?;
-    let request = runtime.block_on(boot.serve(sys.clone(), &identity));
+    let request = runtime.block_on(boot.serve(sys.clone(), &identity, trust));
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
     request
 }
@@ -156,9 +166,11 @@ impl Boot<'_> {
 
     /// After storage (the key is on the data disk) and module loading (virtio-rng,
     /// when listed, feeds the CRNG a new key needs); before anything that names the
-    /// node. A damaged key file is left for a person and the node boots with a new
-    /// ephemeral key rather than not at all; `identity` says so.
-    fn establish_identity(&self, storage: &Storage) -> Result<Identity, BootError> {
+    /// node. A damaged key file is left for a person: a new key would make this a new
+    /// node over the old node's etcd data and certificates. The node boots far enough
+    /// to be looked at (network, debug service) under a stand-in key, `identity` is
+    /// false and says why, and Kubernetes does not start.
+    fn establish_identity(&self, storage: &Storage) -> Result<(Identity, Trust), BootError> {
         let disk_key = DiskKey {
             path: self.paths.resolve(identity::KEY_FILE),
         };
@@ -166,12 +178,19 @@ impl Boot<'_> {
             true => &disk_key,
             false => &EphemeralKey,
         };
-        let (identity, note) = match identity::establish(self.sys, self.paths, source) {
-            Ok(identity) => (identity, ""),
+        let identity = match identity::establish(self.sys, self.paths, source) {
+            Ok(identity) => identity,
             Err(err @ (IdentityError::KeyLength(..) | IdentityError::ReadKey(..))) => {
-                tracing::error!("identity: {}", console::error_chain(&err));
-                let identity = identity::establish(self.sys, self.paths, &EphemeralKey)?;
-                (identity, "; ephemeral key: the stored one is unreadable")
+                let reason = format!(
+                    "{}; Kubernetes not started: a new key would make this a new node over \
+                     the stored cluster data (repair the file, or remove it for a new \
+                     identity, and reboot)",
+                    console::error_chain(&err)
+                );
+                tracing::error!("identity: {reason}");
+                let stand_in = identity::establish(self.sys, self.paths, &EphemeralKey)?;
+                self.conditions.set("identity", false, reason);
+                return Ok((stand_in, Trust::KeyUnreadable));
             }
             Err(err) => return Err(err.into()),
         };
@@ -180,13 +199,13 @@ impl Boot<'_> {
             false => "ephemeral key",
         };
         let reason = format!(
-            "node {} ({}), {persistence}{note}",
+            "node {} ({}), {persistence}",
             identity.node_id(),
             identity.node_name()
         );
         tracing::info!("{reason}");
         self.conditions.set("identity", true, reason);
-        Ok(identity)
+        Ok((identity, Trust::Established))
     }
 
     /// The asynchronous part of the boot, then the PID 1 loop until a power request;
@@ -195,13 +214,23 @@ impl Boot<'_> {
         &self,
         sys: Arc<dyn Syscall>,
         identity: &Identity,
+        trust: Trust,
     ) -> Result<ShutdownRequest, BootError> {
         let reaper = Arc::new(Mutex::new(Reaper::default()));
         let mut pid1 = Pid1::start(sys, reaper.clone())?;
         let node = self.configure_network(identity).await;
-        let pki = self.create_pki(&node);
         let supervisor = Supervisor::new(reaper, self.conditions.clone(), self.logs.clone());
-        self.start_services(&supervisor, &node, pki.is_some())?;
+        let pki = match trust {
+            Trust::Established => {
+                let pki = self.create_pki(&node);
+                self.start_services(&supervisor, &node, pki.is_some())?;
+                pki
+            }
+            Trust::KeyUnreadable => {
+                self.hold_services(&node);
+                None
+            }
+        };
         self.start_debug_service(&supervisor, pki, pid1.requester());
         self.announce_ready(identity)?;
         let request = pid1.shutdown_request().await;
@@ -309,6 +338,19 @@ impl Boot<'_> {
             kubernetes::spawn_followers(self.paths, node, &self.conditions);
         }
         Ok(())
+    }
+
+    /// Instead of the PKI and the services when the node key is unreadable: the PKI
+    /// would issue certificates for the stand-in name over the stored CA's cluster.
+    /// Their conditions say why they are absent, so a wait on them fails with a reason.
+    fn hold_services(&self, node: &Node) {
+        let reason = "not started: the node key is unreadable (see identity)";
+        tracing::warn!("pki and services {reason}");
+        self.conditions
+            .set(kubernetes::PKI_CONDITION, false, reason.to_owned());
+        for spec in services::services(self.paths, node) {
+            self.conditions.set(&spec.name, false, reason.to_owned());
+        }
     }
 
     /// Debug images only (feature `debug-service`): after the supervisor exists, so

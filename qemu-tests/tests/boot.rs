@@ -11,6 +11,7 @@ use std::fs;
 use std::path::{Component, Path};
 use std::time::Duration;
 
+use cairn_qemu::node::error_chain;
 use cairn_qemu::{ExitAction, Stop};
 use common::{boot, fail, module_name, shared, Shared};
 use serde_json::Value;
@@ -22,6 +23,27 @@ fn guest_prints_cairn_ready() {
     shared.check(
         !shared.ready.node_id.is_empty(),
         "CAIRN_READY has an empty node_id",
+    );
+}
+
+#[test]
+#[ignore = "boots QEMU; run with `make test`"]
+fn the_network_comes_from_the_ip_parameter() {
+    let shared = shared();
+    let ready = &shared.ready;
+    // The launcher's ip= (QEMU user networking), as the kernel reports it back.
+    for address in ["lo 127.0.0.1/8", "eth0 10.0.2.15/24"] {
+        shared.check(
+            ready.addresses.iter().any(|a| a == address),
+            format!("no address {address:?} in {:?}", ready.addresses),
+        );
+    }
+    let routes = ["10.0.2.0/24 dev eth0", "default via 10.0.2.2 dev eth0"];
+    let mut found = ready.routes.clone();
+    found.sort();
+    shared.check(
+        found == routes,
+        format!("routes {:?}, want {routes:?}", ready.routes),
     );
 }
 
@@ -229,4 +251,139 @@ fn write_at_start(path: &Path, bytes: &[u8]) {
     let mut file = fs::OpenOptions::new().write(true).open(path).unwrap();
     file.write_all(bytes).unwrap();
     file.sync_all().unwrap();
+}
+
+/// Where the data disk's `cairn-data` partition starts (1 MiB aligned, the only one) and
+/// where the node key lives in it (the partition is mounted on `/var`).
+const DATA_PARTITION_OFFSET: u64 = 1 << 20;
+const KEY_IN_PARTITION: &str = "/lib/cairn/identity/node.key";
+
+/// A stored node key that cannot be read must not quietly become a new identity over
+/// the old node's cluster data: the key file is left as it is, `identity` is false with
+/// the reason, and nothing of Kubernetes starts — while the node still boots far enough
+/// to be looked at.
+#[test]
+#[ignore = "boots QEMU; run with `make test`"]
+fn an_unreadable_node_key_holds_the_node_short_of_kubernetes() {
+    let config = common::fresh_config("unreadable-key");
+    let data = config.data_disk.clone().expect("nodes have a data disk");
+    // First boot: a blank disk gets its partition and the node its key.
+    let mut node = cairn_qemu::Node::start(&config).unwrap_or_else(|e| panic!("{e}"));
+    node.wait_ready(common::READY_TIMEOUT)
+        .unwrap_or_else(|err| fail(&node, err));
+    node.stop(Duration::from_secs(60))
+        .unwrap_or_else(|err| fail(&node, err));
+    let damaged = b"junk\n";
+    debugfs_write(&data.path, KEY_IN_PARTITION, damaged);
+
+    let mut node = cairn_qemu::Node::start(&config).unwrap_or_else(|e| panic!("{e}"));
+    node.wait_ready(common::READY_TIMEOUT)
+        .unwrap_or_else(|err| fail(&node, err));
+    let endpoint = node.debug_endpoint().expect("debug forward").to_owned();
+    let (conditions, components) = look(&endpoint).unwrap_or_else(|err| fail(&node, err));
+    let reason_of = |name: &str| {
+        conditions
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| (c.status, c.reason.clone()))
+    };
+    match reason_of("identity") {
+        Some((false, reason)) if reason.contains("node.key is 5 bytes") => {}
+        other => fail(
+            &node,
+            format!("identity: {other:?}, want false naming the key"),
+        ),
+    }
+    for name in ["pki", "etcd", "kube-apiserver", "containerd", "kubelet"] {
+        match reason_of(name) {
+            Some((false, reason)) if reason.contains("node key is unreadable") => {}
+            other => fail(&node, format!("{name}: {other:?}, want held for the key")),
+        }
+    }
+    let started: Vec<&str> = (components.iter())
+        .map(|c| c.name.as_str())
+        .filter(|name| *name != "agent")
+        .collect();
+    if !started.is_empty() {
+        fail(&node, format!("services were started: {started:?}"));
+    }
+    node.stop(Duration::from_secs(60))
+        .unwrap_or_else(|err| fail(&node, err));
+    let kept = debugfs_read(&data.path, KEY_IN_PARTITION);
+    assert_eq!(kept, damaged, "the node changed its unreadable key file");
+}
+
+/// The node's conditions and supervised components, through the debug service.
+fn look(
+    endpoint: &str,
+) -> Result<(Vec<cairn_api::v1::Condition>, Vec<cairn_api::v1::Component>), String> {
+    use cairn_api::v1::{ListComponentsRequest, ListConditionsRequest};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let mut client = cairn_api::client::connect_within(endpoint, Duration::from_secs(30))
+            .await
+            .map_err(|e| error_chain(&e))?;
+        let conditions = client
+            .list_conditions(ListConditionsRequest::default())
+            .await
+            .map_err(|e| format!("ListConditions: {e}"))?
+            .into_inner()
+            .conditions;
+        let components = client
+            .list_components(ListComponentsRequest {})
+            .await
+            .map_err(|e| format!("ListComponents: {e}"))?
+            .into_inner()
+            .components;
+        Ok((conditions, components))
+    })
+}
+
+/// debugfs(8) on the data partition of a stopped node's disk image: `-w -f` with the
+/// requests in a file when writing (it echoes them), `-R` with one request to read.
+fn debugfs(disk: &Path, writable: bool, requests: &str) -> std::process::Output {
+    let image = format!("{}?offset={DATA_PARTITION_OFFSET}", disk.display());
+    let script = tempfile::NamedTempFile::new().expect("temporary file");
+    let mut command = std::process::Command::new("debugfs");
+    if writable {
+        fs::write(script.path(), requests).expect("write the debugfs requests");
+        command.arg("-w").arg("-f").arg(script.path());
+    } else {
+        command.args(["-R", requests]);
+    }
+    let output = command
+        .arg(&image)
+        .output()
+        .unwrap_or_else(|e| panic!("debugfs (e2fsprogs) did not run: {e}"));
+    assert!(
+        output.status.success(),
+        "debugfs {requests:?} on {image}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// Replaces `path` in the partition with a file holding `bytes` (debugfs's `write`
+/// names the new file in the current directory, hence the `cd`).
+fn debugfs_write(disk: &Path, path: &str, bytes: &[u8]) {
+    let source = tempfile::NamedTempFile::new().expect("temporary file");
+    fs::write(source.path(), bytes).expect("write the temporary file");
+    let (dir, name) = path.rsplit_once('/').expect("an absolute path");
+    let requests = format!(
+        "cd {dir}\nrm {name}\nwrite {} {name}\n",
+        source.path().display()
+    );
+    debugfs(disk, true, &requests);
+    assert_eq!(
+        debugfs_read(disk, path),
+        bytes,
+        "debugfs did not write {path}"
+    );
+}
+
+fn debugfs_read(disk: &Path, path: &str) -> Vec<u8> {
+    debugfs(disk, false, &format!("cat {path}")).stdout
 }
