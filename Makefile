@@ -21,7 +21,7 @@ CARGO ?= cargo
 IMAGE_TOOL := $(CARGO) run --quiet --release --locked -p cairn-image --
 QEMU_TOOL := $(CARGO) run --quiet --release --locked -p cairn-qemu --
 
-.PHONY: help setup image production-image inspect run start stop test unit-test boot-test bench fuzz lint fmt clean
+.PHONY: help setup image production-image inspect run start stop test unit-test boot-test test-repro bench fuzz lint fmt clean
 
 help:
 	@echo "make run     build the image and boot a node in QEMU (console here; Ctrl-C stops it)"
@@ -31,7 +31,8 @@ help:
 	@echo "make image   build $(IMAGE_DIR) from $(CONFIG) (debug profile)"
 	@echo "make production-image  build $(PRODUCTION_DIR) from $(PRODUCTION_CONFIG)"
 	@echo "make inspect list the files of the built initramfs"
-	@echo "make lint    rustfmt --check and clippy -D warnings"
+	@echo "make test-repro  two clones, separate empty caches: the same image digest (slow)"
+	@echo "make lint    rustfmt --check, clippy -D warnings, cargo deny, gofmt/go vet"
 	@echo "             + gofmt/go vet of our Go in third_party/ (third_party/check.sh)"
 	@echo "make bench   every benchmark -> bench/results/ and bench/RESULTS.md"
 	@echo "make fuzz    every fuzz target for FUZZ_SECONDS (default 60) each"
@@ -64,6 +65,11 @@ unit-test: setup
 	$(CARGO) test --workspace --all-features --locked
 	third_party/check.sh test
 
+# Reproducibility across checkouts and caches (scripts/test-repro.sh): builds HEAD
+# twice from nothing, so it takes two cold builds; CI runs it when time allows.
+test-repro: setup
+	scripts/test-repro.sh
+
 # Boot-level tests (ignored by plain `cargo test`) need the image built first.
 boot-test: image production-image
 	CAIRN_IMAGE_DIR=$(abspath $(IMAGE_DIR)) CAIRN_CONFIG=$(abspath $(CONFIG)) \
@@ -94,11 +100,14 @@ fuzz:
 	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 || exit 1; \
 	done
 
+# cargo-deny: bans, licenses and sources (docs/supply-chain.md); setup-host installs it.
 lint:
+	@command -v cargo-deny >/dev/null || scripts/setup-host.sh
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	$(CARGO) clippy --workspace --all-targets --all-features --locked -- -D warnings
 	third_party/check.sh lint
+	$(CARGO) deny --locked check bans licenses sources
 
 fmt:
 	$(CARGO) fmt --all

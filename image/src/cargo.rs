@@ -3,6 +3,13 @@
 //! The builder asks Cargo itself (`--message-format=json`) where the executable
 //! landed instead of guessing the target directory, so `CARGO_TARGET_DIR` and
 //! profiles work as they do for a person running cargo by hand.
+//!
+//! Paths end up in a release binary even with symbols stripped: panic locations name
+//! the source file, absolute for crates from the registry (`$CARGO_HOME/registry/src/…`)
+//! and for code generated into the target directory (`OUT_DIR`). The builder remaps
+//! those prefixes (and the workspace's own) to fixed names, so two checkouts at
+//! different paths with different Cargo homes and target directories build the same
+//! bytes (`make test-repro` proves it).
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -59,14 +66,18 @@ pub fn build(workspace: &Path, source: &CargoSource) -> Result<PathBuf, CargoErr
         .args(["--package", &source.package, "--bin", &source.bin])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
+    let mut rustflags = remap_flags(workspace);
     if source.static_link {
         // glibc's static libc (`+crt-static`); there is no musl target on the build
         // hosts. A separate target directory subtree keeps the dynamic builds cached.
-        command
-            .args(["--target", STATIC_TARGET])
-            .env_remove("RUSTFLAGS")
-            .env("CARGO_ENCODED_RUSTFLAGS", "-Ctarget-feature=+crt-static");
+        command.args(["--target", STATIC_TARGET]);
+        rustflags.push("-Ctarget-feature=+crt-static".to_owned());
     }
+    // With `--target` Cargo applies these to the target's artifacts only; without it
+    // also to build scripts, which is harmless: a remap changes no code.
+    command
+        .env_remove("RUSTFLAGS")
+        .env("CARGO_ENCODED_RUSTFLAGS", rustflags.join("\x1f"));
     if !source.features.is_empty() {
         command.args(["--features", &source.features.join(",")]);
     }
@@ -90,6 +101,34 @@ pub fn build(workspace: &Path, source: &CargoSource) -> Result<PathBuf, CargoErr
     })
 }
 
+/// `--remap-path-prefix` for every machine-specific directory a build reads sources
+/// from: the Cargo home's registry and git checkouts, the target directory (generated
+/// code) and the workspace. Later flags win in rustc, so the most specific go last.
+fn remap_flags(workspace: &Path) -> Vec<String> {
+    let var = |name| std::env::var_os(name).map(PathBuf::from);
+    let cargo_home = var("CARGO_HOME").or_else(|| var("HOME").map(|h| h.join(".cargo")));
+    remap_flags_for(workspace, cargo_home, var("CARGO_TARGET_DIR"))
+}
+
+fn remap_flags_for(
+    workspace: &Path,
+    cargo_home: Option<PathBuf>,
+    target: Option<PathBuf>,
+) -> Vec<String> {
+    // Relative ones are relative to where cargo runs: the workspace.
+    let target = workspace.join(target.unwrap_or_else(|| "target".into()));
+    let mut pairs = vec![(workspace.to_owned(), "/cairn")];
+    if let Some(cargo_home) = cargo_home {
+        pairs.push((cargo_home.join("registry/src"), "/cargo/registry/src"));
+        pairs.push((cargo_home.join("git/checkouts"), "/cargo/git/checkouts"));
+    }
+    pairs.push((target, "/target"));
+    pairs
+        .into_iter()
+        .map(|(from, to)| format!("--remap-path-prefix={}={to}", from.display()))
+        .collect()
+}
+
 /// The last `compiler-artifact` executable for target `bin` in cargo's JSON stream.
 fn find_executable(stream: impl BufRead, bin: &str) -> Option<PathBuf> {
     let mut found = None;
@@ -108,6 +147,29 @@ fn find_executable(stream: impl BufRead, bin: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remaps_every_machine_specific_source_prefix() {
+        let flags = remap_flags_for(
+            Path::new("/home/me/src/cairn"),
+            Some("/home/me/.cargo".into()),
+            Some("build/target".into()),
+        );
+        assert_eq!(
+            flags,
+            [
+                "--remap-path-prefix=/home/me/src/cairn=/cairn",
+                "--remap-path-prefix=/home/me/.cargo/registry/src=/cargo/registry/src",
+                "--remap-path-prefix=/home/me/.cargo/git/checkouts=/cargo/git/checkouts",
+                "--remap-path-prefix=/home/me/src/cairn/build/target=/target",
+            ]
+        );
+        let absolute = remap_flags_for(Path::new("/w"), None, Some("/cache/target".into()));
+        assert_eq!(
+            absolute,
+            ["--remap-path-prefix=/w=/cairn", "--remap-path-prefix=/cache/target=/target"]
+        );
+    }
 
     #[test]
     fn finds_the_named_executable() {
