@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::identity::Identity;
 use crate::modules::loaded_module_names;
+use crate::os_release;
 use crate::syscall::Syscall;
 use crate::Paths;
 
@@ -51,10 +52,10 @@ impl ReadyReport {
         identity: &Identity,
     ) -> Result<Self, ReadyError> {
         let os_release = read(paths.os_release())?;
-        let version = os_release_value(&os_release, "VERSION").unwrap_or_else(|| {
+        let version = os_release::parse(&os_release).version;
+        if version.is_empty() {
             tracing::warn!("os-release has no VERSION");
-            String::new()
-        });
+        }
         let machine_id = read(paths.machine_id())?.trim_end().to_owned();
         Ok(Self {
             node_id: identity.node_id().to_owned(),
@@ -117,34 +118,6 @@ fn read_proc_modules(paths: &Paths) -> Result<String, ReadyError> {
 
 fn read(path: PathBuf) -> Result<String, ReadyError> {
     std::fs::read_to_string(&path).map_err(|e| ReadyError::Read(path, e))
-}
-
-/// The value of `key` in os-release(5) text: `KEY=value`, optionally in single or double
-/// quotes, with backslash escapes inside double quotes; the last assignment wins.
-pub fn os_release_value(text: &str, key: &str) -> Option<String> {
-    text.lines()
-        .filter_map(|line| line.trim().strip_prefix(key)?.strip_prefix('='))
-        .next_back()
-        .map(unquote)
-}
-
-fn unquote(value: &str) -> String {
-    if let Some(inner) = value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')) {
-        return inner.to_owned();
-    }
-    let Some(inner) = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) else {
-        return value.to_owned();
-    };
-    let mut out = String::with_capacity(inner.len());
-    let mut chars = inner.chars();
-    while let Some(c) = chars.next() {
-        out.push(if c == '\\' {
-            chars.next().unwrap_or('\\')
-        } else {
-            c
-        });
-    }
-    out
 }
 
 #[cfg(test)]

@@ -99,15 +99,3 @@ fn missing_os_release_names_the_file() {
     .unwrap_err();
     assert!(err.to_string().ends_with("etc/os-release"), "{err}");
 }
-
-#[test]
-fn os_release_values_are_unquoted() {
-    let text = "NAME=cairn\nVERSION=\"1.2 \\\"beta\\\"\"\nID='x'\nVERSION_ID=1.2\n";
-    assert_eq!(os_release_value(text, "NAME").as_deref(), Some("cairn"));
-    assert_eq!(
-        os_release_value(text, "VERSION").as_deref(),
-        Some("1.2 \"beta\"")
-    );
-    assert_eq!(os_release_value(text, "ID").as_deref(), Some("x"));
-    assert_eq!(os_release_value(text, "BUILD_ID"), None);
-}

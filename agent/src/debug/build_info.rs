@@ -2,13 +2,13 @@
 //! (the files are part of the immutable image, so they cannot change while it runs),
 //! and which boot of which node this is (boot ID, node ID), fixed for the boot too.
 
-use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::Path;
 
 use cairn_api::v1::BuildInfo;
 
+use crate::os_release;
 use crate::Paths;
 
 /// `/etc/cairn/build.json`: the builder's summary of the image (optional).
@@ -25,7 +25,7 @@ pub fn read(paths: &Paths) -> BuildInfo {
     let os_release = read_optional(&paths.os_release());
     let build_json = read_optional(&paths.resolve(BUILD_JSON));
     BuildInfo {
-        os_release_fields: parse_os_release(&os_release),
+        os_release_fields: os_release::fields(&os_release::parse(&os_release)),
         content_digest: content_digest(&build_json),
         os_release,
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -52,39 +52,6 @@ fn read_optional(path: &Path) -> String {
     }
 }
 
-/// os-release(5) `KEY=value` lines; values unquoted (single or double quotes, with
-/// backslash escapes inside double quotes). Comments and malformed lines are skipped.
-pub fn parse_os_release(text: &str) -> HashMap<String, String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.starts_with('#'))
-        .filter_map(|line| line.split_once('='))
-        .filter(|(key, _)| {
-            !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        })
-        .map(|(key, value)| (key.to_owned(), unquote(value)))
-        .collect()
-}
-
-fn unquote(value: &str) -> String {
-    let value = value.trim();
-    if let Some(inner) = value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')) {
-        return inner.to_owned();
-    }
-    let Some(inner) = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) else {
-        return value.to_owned();
-    };
-    let mut out = String::with_capacity(inner.len());
-    let mut chars = inner.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => out.extend(chars.next()),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// `content_digest` of build.json, or empty.
 fn content_digest(build_json: &str) -> String {
     if build_json.is_empty() {
@@ -105,17 +72,6 @@ fn content_digest(build_json: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn os_release_values_are_unquoted() {
-        let fields = parse_os_release(
-            "# comment\nNAME=cairn\nPRETTY_NAME=\"cairn \\\"node\\\"\"\nID='cairn'\n\nbad line\n=x\n",
-        );
-        assert_eq!(fields["NAME"], "cairn");
-        assert_eq!(fields["PRETTY_NAME"], "cairn \"node\"");
-        assert_eq!(fields["ID"], "cairn");
-        assert_eq!(fields.len(), 3);
-    }
 
     #[test]
     fn files_are_read_below_the_root_and_may_be_missing() {
