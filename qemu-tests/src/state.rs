@@ -276,6 +276,34 @@ mod tests {
         assert!(state.console_log().exists());
     }
 
+    /// The launcher writes `node.json`; `dbg` reads it with its own, smaller type. Both
+    /// must agree on the file, with and without the endpoint fields.
+    #[test]
+    fn dbg_reads_the_record_the_launcher_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(&dir.path().join("node"));
+        state.prepare().unwrap();
+        let mut written = record(&state);
+        written.forwards[0].host = 41000;
+        written.forwards[1].host = 41001;
+        written.debug_endpoint = Some("http://127.0.0.1:42000".to_owned());
+        written.api_endpoint = Some("https://127.0.0.1:42001".to_owned());
+        state.write(&written).unwrap();
+        let path = state.record_file();
+        let endpoint = cairn_dbg::endpoint::from_record(&path);
+        assert_eq!(endpoint.as_deref(), Some("http://127.0.0.1:42000"));
+        let api = cairn_dbg::endpoint::api_from_record(&path);
+        assert_eq!(api.as_deref(), Some("https://127.0.0.1:42001"));
+        // Without the endpoint fields dbg falls back to the forwards.
+        written.debug_endpoint = None;
+        written.api_endpoint = None;
+        state.write(&written).unwrap();
+        let endpoint = cairn_dbg::endpoint::from_record(&path);
+        assert_eq!(endpoint.as_deref(), Some("http://127.0.0.1:41000"));
+        let api = cairn_dbg::endpoint::api_from_record(&path);
+        assert_eq!(api.as_deref(), Some("https://127.0.0.1:41001"));
+    }
+
     #[test]
     fn record_json_uses_lowercase_accel() {
         let state = StateDir::new(Path::new("/s"));
