@@ -6,14 +6,15 @@
 //! and every name derived from it survive reboots; [`EphemeralKey`] makes a new one
 //! each boot, for a node without a data disk.
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{SigningKey, VerifyingKey, SECRET_KEY_LENGTH};
 use nix::errno::Errno;
 
+use crate::atomic_write::write_atomic;
 use crate::syscall::Syscall;
 use crate::Paths;
 
@@ -100,23 +101,12 @@ fn restrict_mode(path: &Path) {
     }
 }
 
-/// Write to a temporary file created 0600, fsync, rename over, fsync the directory:
-/// a power cut leaves either no key or the whole key, never half of one.
+/// A power cut leaves either no key or the whole key, never half of one.
 fn store_key(path: &Path, secret: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("/"));
     fs::create_dir_all(dir)?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
-    let temporary = path.with_extension("new");
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temporary)?;
-    file.write_all(secret)?;
-    file.sync_all()?;
-    fs::rename(&temporary, path)?;
-    fs::File::open(dir)?.sync_all()
+    write_atomic(path, secret, 0o600)
 }
 
 /// The node's key and the node ID derived from it.
@@ -177,8 +167,12 @@ pub fn establish(
 ) -> Result<Identity, IdentityError> {
     let identity = Identity::from_key(source.signing_key()?);
     let machine_id = paths.machine_id();
-    std::fs::write(&machine_id, machine_id_contents(identity.node_id()))
-        .map_err(|e| IdentityError::WriteMachineId(machine_id, e))?;
+    write_atomic(
+        &machine_id,
+        machine_id_contents(identity.node_id()).as_bytes(),
+        0o444,
+    )
+    .map_err(|e| IdentityError::WriteMachineId(machine_id, e))?;
     let hostname = identity.node_name();
     sys.sethostname(&hostname)
         .map_err(|e| IdentityError::SetHostname(hostname, e))?;

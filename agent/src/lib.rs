@@ -15,6 +15,7 @@
 //! [`run`] and turns its outcome into a deliberate power-off or reboot: PID 1 never
 //! simply exits.
 
+pub mod atomic_write;
 pub mod conditions;
 pub mod console;
 pub mod containerd;

@@ -25,6 +25,7 @@ pub mod run;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::atomic_write::write_atomic;
 use crate::conditions::Conditions;
 use crate::console::error_chain;
 use crate::supervisor::{probe_fn, Readiness, ServiceSpec};
@@ -79,7 +80,9 @@ pub fn write_config(paths: &Paths) -> Result<(), ContainerdError> {
             std::fs::create_dir_all(dir)
                 .map_err(|e| ContainerdError::CreateDir(dir.to_owned(), e))?;
         }
-        std::fs::write(&path, text).map_err(|e| ContainerdError::Write(path.clone(), e))?;
+        // containerd's CRI watches the CNI directory: it must never see half a file.
+        write_atomic(&path, text.as_bytes(), 0o644)
+            .map_err(|e| ContainerdError::Write(path.clone(), e))?;
     }
     Ok(())
 }

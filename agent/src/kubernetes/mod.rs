@@ -212,22 +212,10 @@ fn read(path: &Path) -> Result<String, KubernetesError> {
     std::fs::read_to_string(path).map_err(|e| KubernetesError::Read(path.to_owned(), e))
 }
 
-/// Writes through a temporary file created with `mode`, then renames it into place.
 fn write_file(path: &str, text: &str, mode: u32) -> Result<(), KubernetesError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let path = Path::new(path);
-    let err = |e| KubernetesError::Write(path.to_owned(), e);
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(err)?;
-    file.write_all(text.as_bytes()).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
+    crate::atomic_write::write_atomic(path, text.as_bytes(), mode)
+        .map_err(|e| KubernetesError::Write(path.to_owned(), e))
 }
 
 #[cfg(test)]

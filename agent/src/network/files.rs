@@ -6,6 +6,7 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
+use crate::atomic_write::write_atomic;
 use crate::Paths;
 
 /// hosts(5): localhost, and the node name on the node's address (on 127.0.1.1, the
@@ -41,7 +42,7 @@ pub fn write(
     ];
     for (path, text) in files {
         let path = paths.resolve(path);
-        std::fs::write(&path, text).map_err(|e| (path, e))?;
+        write_atomic(&path, text.as_bytes(), 0o644).map_err(|e| (path, e))?;
     }
     Ok(())
 }

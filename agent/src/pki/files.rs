@@ -1,12 +1,12 @@
-//! Writing PKI files: private keys 0600, certificates 0644, each through a temporary
-//! file in the same directory and a rename, so a crash never leaves half a key.
+//! Writing PKI files: private keys 0600, certificates 0644, each with
+//! [`write_atomic`], so a crash never leaves half a key.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 
 use super::{Issued, PkiError};
+use crate::atomic_write::write_atomic;
 
 /// Creates `dir` (and parents) and makes it private even if it already existed.
 pub(super) fn create_dir(dir: &Path) -> Result<(), PkiError> {
@@ -44,20 +44,8 @@ pub(super) fn write_public(path: &Path, text: &str) -> Result<(), PkiError> {
 }
 
 fn write_atomically(path: &Path, text: &str, mode: u32) -> Result<(), PkiError> {
-    let err = |source| PkiError::Write {
+    write_atomic(path, text.as_bytes(), mode).map_err(|source| PkiError::Write {
         path: path.to_owned(),
         source,
-    };
-    let tmp = path.with_extension("tmp");
-    let _ = fs::remove_file(&tmp);
-    // The mode is set at creation, so the key is never readable by others, even briefly.
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(err)?;
-    file.write_all(text.as_bytes()).map_err(err)?;
-    file.sync_all().map_err(err)?;
-    fs::rename(&tmp, path).map_err(err)
+    })
 }
