@@ -220,9 +220,11 @@ build_kubernetes() {
 		done
 		CGO_ENABLED=0 gobuild -mod=vendor -tags "$k8s_tags" \
 			-ldflags "$ld" -o "$tmp/kube" ./cmd/kube
-		# go vet of the Go we own in its real package context; the build just
-		# compiled every dependency with these flags, so this is cached work
-		# plus two packages' analysis.
+		# go vet of the Go we own (cmd/kube, the patched mount-utils with our
+		# overlay) in its real package context, with the build's flags so the
+		# compiled dependencies are reused. vet also derives facts from every
+		# dependency: about 3 min on an empty cache (after a ~17 min cold
+		# build, 2 cores), seconds when only our packages changed.
 		CGO_ENABLED=0 nice -n 19 "$GO" vet "${common_flags[@]}" -mod=vendor -tags "$k8s_tags" \
 			./cmd/kube k8s.io/mount-utils || { echo "build.sh: go vet failed in $src" >&2; exit 1; }
 	)
