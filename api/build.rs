@@ -3,8 +3,15 @@
 
 use std::error::Error;
 
+#[cfg_attr(not(feature = "proto"), allow(dead_code))]
 const PROTO: &str = "proto/cairn/debug/v1/debug.proto";
 
+#[cfg(not(feature = "proto"))]
+fn main() -> Result<(), Box<dyn Error>> {
+    Ok(())
+}
+
+#[cfg(feature = "proto")]
 fn main() -> Result<(), Box<dyn Error>> {
     println!("cargo:rerun-if-changed={PROTO}");
     let descriptors = protox::compile([PROTO], ["proto"])?;

@@ -185,7 +185,7 @@ impl Boot<'_> {
                     "{}; Kubernetes not started: a new key would make this a new node over \
                      the stored cluster data (repair the file, or remove it for a new \
                      identity, and reboot)",
-                    console::error_chain(&err)
+                    cairn_api::error_chain(&err)
                 );
                 tracing::error!("identity: {reason}");
                 let stand_in = identity::establish(self.sys, self.paths, &EphemeralKey)?;
@@ -282,11 +282,11 @@ impl Boot<'_> {
         };
         let dir = self.paths.resolve(kubernetes::PKI_DIR);
         let created = pki::ensure(&dir, &subject, OffsetDateTime::now_utc())
-            .map_err(|err| console::error_chain(&err))
+            .map_err(|err| cairn_api::error_chain(&err))
             .and_then(|pki| {
                 kubernetes::write_configs(self.paths, &pki, node)
                     .map(|()| pki)
-                    .map_err(|err| console::error_chain(&err))
+                    .map_err(|err| cairn_api::error_chain(&err))
             });
         match created {
             Ok(pki) => {
@@ -321,7 +321,7 @@ impl Boot<'_> {
         // Config files first: the services read them as they start. Not fatal: the
         // service then fails visibly in its condition and log, the rest still boots.
         if let Err(err) = containerd::write_config(self.paths) {
-            let reason = console::error_chain(&err);
+            let reason = cairn_api::error_chain(&err);
             tracing::error!("containerd config: {reason}");
             self.conditions.set(containerd::SERVICE, false, reason);
         }
@@ -373,7 +373,7 @@ impl Boot<'_> {
         };
         tokio::spawn(async move {
             if let Err(err) = crate::debug::serve(crate::debug::DEBUG_ADDR, state).await {
-                tracing::error!("debug service: {}", console::error_chain(&err));
+                tracing::error!("debug service: {}", cairn_api::error_chain(&err));
             }
         });
     }

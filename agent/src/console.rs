@@ -7,7 +7,6 @@
 //! write(2) to a tty is not interleaved with other writers' output, which is what keeps
 //! a `CAIRN_READY` line whole.
 
-use std::error::Error;
 use std::fmt;
 use std::io::{self, Write};
 
@@ -149,36 +148,11 @@ pub fn write_line(out: &mut dyn Write, line: &str) {
     let _ = out.flush();
 }
 
-/// `err: cause: cause ...`, the whole `source()` chain on one line.
-pub fn error_chain(err: &dyn Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("failed to mount proc on /proc")]
-    struct Outer(#[source] nix::errno::Errno);
-
-    #[test]
-    fn error_chain_joins_every_cause() {
-        let err = Outer(nix::errno::Errno::ENODEV);
-        assert_eq!(
-            error_chain(&err),
-            "failed to mount proc on /proc: ENODEV: No such device"
-        );
-    }
 
     #[test]
     fn log_lines_carry_the_prefix() {

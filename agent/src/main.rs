@@ -24,7 +24,7 @@ fn main() {
     let report = match cairn_agent::run(sys.clone(), &Paths::system(), logs) {
         Ok(request) => ExitReport::requested(request.action, request.origin),
         Err(err) => {
-            let chain = console::error_chain(&err);
+            let chain = cairn_api::error_chain(&err);
             tracing::error!("fatal: {chain}");
             ExitReport::failed(FATAL_CODE, chain)
         }

@@ -9,12 +9,20 @@
 //! [`validate`] holds the limits every request must respect. The server applies them to
 //! untrusted input and answers INVALID_ARGUMENT; clients may call the same functions to
 //! refuse a bad request before sending it.
+//!
+//! Without its `proto` feature the crate is the part every cairn binary shares and no
+//! protobuf: the port, the limits, and [`error_chain`], the one way the binaries turn an
+//! error and its causes into text.
 
 #[cfg(feature = "client")]
 pub mod client;
+mod error_chain;
 pub mod validate;
 
+pub use error_chain::error_chain;
+
 /// Generated code of package `cairn.debug.v1`.
+#[cfg(feature = "proto")]
 pub mod v1 {
     #![allow(missing_docs, missing_debug_implementations, clippy::all)]
     tonic::include_proto!("cairn.debug.v1");

@@ -149,17 +149,8 @@ pub fn run(cli: Cli) -> Result<(), DbgError> {
     })
 }
 
-/// `err: cause: cause`.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+/// The commands' and `main`'s one formatter of an error and its causes.
+pub use cairn_api::error_chain;
 
 #[cfg(test)]
 mod tests {

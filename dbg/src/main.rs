@@ -10,7 +10,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             if !err.is_reported() {
-                eprintln!("dbg: {}", cairn_dbg::error_chain(&err));
+                eprintln!("dbg: {}", cairn_api::error_chain(&err));
             }
             ExitCode::from(err.exit_code())
         }

@@ -53,7 +53,10 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("cairn-image: error: {}", chain(err.as_ref()));
+            eprintln!(
+                "cairn-image: error: {}",
+                cairn_api::error_chain(err.as_ref())
+            );
             ExitCode::FAILURE
         }
     }
@@ -87,16 +90,4 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
 fn default_cache() -> PathBuf {
     let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
     PathBuf::from(home).join(".cache/cairn")
-}
-
-/// `error: cause: cause`, the whole chain on one line.
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

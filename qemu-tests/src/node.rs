@@ -375,14 +375,6 @@ impl Drop for Node {
     }
 }
 
-/// `err` and all its causes on one line, for reasons stored as text.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+/// `err` and all its causes on one line, for reasons stored as text; here for the boot
+/// tests' and the bench's `use` lines.
+pub use cairn_api::error_chain;

@@ -27,9 +27,9 @@ use std::time::Duration;
 
 use crate::atomic_write::write_atomic;
 use crate::conditions::Conditions;
-use crate::console::error_chain;
 use crate::supervisor::{probe_fn, Readiness, ServiceSpec};
 use crate::Paths;
+use cairn_api::error_chain;
 
 pub use archive::ArchiveError;
 pub use client::ClientError;

@@ -4,7 +4,7 @@
 use cairn_api::validate::InvalidArgument;
 use tonic::{Code, Status};
 
-use crate::console::error_chain;
+use cairn_api::error_chain;
 
 use super::components::SignalError;
 use crate::pki::PkiError;

@@ -40,7 +40,7 @@ pub fn collect(paths: &Paths, targets: &[Target]) -> GetProcessStatsResponse {
         .filter_map(|target| match read_process(&proc, target) {
             Ok(stats) => Some(stats),
             Err(err) => {
-                tracing::debug!("process stats: {}", crate::console::error_chain(&err));
+                tracing::debug!("process stats: {}", cairn_api::error_chain(&err));
                 None
             }
         })

@@ -31,7 +31,7 @@ use crate::conditions::Conditions;
 use crate::kube::kubeconfig;
 use crate::pki::Pki;
 use crate::supervisor::ServiceSpec;
-use crate::{console, containerd, Paths};
+use crate::{containerd, Paths};
 
 /// The multiplexer; the first argument picks the component.
 pub const KUBE: &str = "/usr/bin/kube";
@@ -191,7 +191,7 @@ async fn reconcile_when_ready(pki_dir: PathBuf, conditions: Conditions) {
     match crate::kube::client(&pki_dir, crate::kube::LOCAL_APISERVER) {
         Ok(client) => reconciler::run(client, conditions).await,
         Err(err) => {
-            let reason = console::error_chain(&err);
+            let reason = cairn_api::error_chain(&err);
             tracing::error!("reconciler: {reason}");
             conditions.set(reconciler::CONDITION, false, reason);
         }

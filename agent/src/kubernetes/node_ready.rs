@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 
 use crate::conditions::Conditions;
-use crate::console::error_chain;
+use cairn_api::error_chain;
 
 pub const CONDITION: &str = "node-ready";
 const PERIOD: Duration = Duration::from_secs(1);

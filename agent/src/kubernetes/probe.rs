@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use ::kube::Client;
 
-use crate::console::error_chain;
 use crate::supervisor::{probe_fn, Probe, Readiness};
+use cairn_api::error_chain;
 
 /// How the probe authenticates and what it trusts.
 #[derive(Debug, Clone)]

@@ -75,7 +75,7 @@ pub async fn configure(
             Some(config)
         }
         Err(err) => {
-            let reason = crate::console::error_chain(&err);
+            let reason = cairn_api::error_chain(&err);
             tracing::error!("network: {reason}; continuing with loopback only");
             conditions.set(CONDITION, false, reason);
             None

@@ -14,7 +14,7 @@ use nix::net::if_::InterfaceFlags;
 use nix::sched::{unshare, CloneFlags};
 
 use super::*;
-use crate::console::error_chain;
+use cairn_api::error_chain;
 
 const NODE: &str = "cairn-0123456789abcdef0123456789abcdef";
 /// A device wait short enough for a test that expects the device to be missing.

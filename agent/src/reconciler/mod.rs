@@ -29,7 +29,7 @@ use std::time::Duration;
 use tokio::time::MissedTickBehavior;
 
 use crate::conditions::Conditions;
-use crate::console::error_chain;
+use cairn_api::error_chain;
 
 pub use drift::{contains, first_difference};
 pub use objects::{

@@ -32,14 +32,7 @@ fn parse(text: &str) -> Result<Config, ConfigError> {
 
 /// The whole error chain, as the CLI prints it.
 fn chain(err: &ConfigError) -> String {
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    cairn_api::error_chain(err)
 }
 
 #[test]
