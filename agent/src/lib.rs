@@ -22,7 +22,6 @@ pub mod containerd;
 #[cfg(feature = "debug-service")]
 pub mod debug;
 pub mod identity;
-pub mod kube;
 pub mod kubernetes;
 pub mod logbuf;
 pub mod modules;

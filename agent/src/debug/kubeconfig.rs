@@ -13,7 +13,8 @@ use cairn_api::validate;
 use time::OffsetDateTime;
 
 use super::error::RpcError;
-use crate::kube::{kubeconfig, LOCAL_APISERVER};
+use crate::kubernetes::client::LOCAL_APISERVER;
+use crate::kubernetes::kubeconfig;
 use crate::pki::Pki;
 
 /// Validates the request and issues the kubeconfig, valid from `now`.

@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
+use super::client::LOCAL_APISERVER;
 use super::probe::{self, Access};
 use super::{etcd, Files, Node, PKI_CONDITION, SERVICE_CIDR};
-use crate::kube::LOCAL_APISERVER;
 use crate::supervisor::{Readiness, ServiceSpec};
 use crate::Paths;
 

@@ -17,8 +17,10 @@
 //! and only the apiserver (6443) and the kubelet (10250) listen beyond loopback.
 
 pub mod apiserver;
+pub mod client;
 pub mod controller_manager;
 pub mod etcd;
+pub mod kubeconfig;
 pub mod kubelet;
 pub mod node_ready;
 pub mod probe;
@@ -28,7 +30,6 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use crate::conditions::Conditions;
-use crate::kube::kubeconfig;
 use crate::pki::Pki;
 use crate::supervisor::ServiceSpec;
 use crate::{containerd, Paths};
@@ -153,13 +154,7 @@ pub fn write_configs(paths: &Paths, pki: &Pki, node: &Node) -> Result<(), Kubern
     ] {
         let cert = read(Path::new(&files.cert(leaf)))?;
         let key = read(Path::new(&files.key(leaf)))?;
-        let text = kubeconfig::render(
-            crate::kube::LOCAL_APISERVER,
-            pki.ca_pem(),
-            &cert,
-            &key,
-            user,
-        );
+        let text = kubeconfig::render(client::LOCAL_APISERVER, pki.ca_pem(), &cert, &key, user);
         write_file(&files.config(file), &text, 0o600)?;
     }
     // The kubelet also reads /etc/passwd (its user-namespace mappings); the image
@@ -188,7 +183,7 @@ async fn reconcile_when_ready(pki_dir: PathBuf, conditions: Conditions) {
     use crate::reconciler;
     conditions.set(reconciler::CONDITION, false, "waiting for kube-apiserver");
     conditions.wait_true(apiserver::SERVICE).await;
-    match crate::kube::client(&pki_dir, crate::kube::LOCAL_APISERVER) {
+    match client::client(&pki_dir, client::LOCAL_APISERVER) {
         Ok(client) => reconciler::run(client, conditions).await,
         Err(err) => {
             let reason = cairn_api::error_chain(&err);

@@ -27,7 +27,7 @@ const STEADY: Duration = Duration::from_secs(5);
 pub async fn run(pki_dir: PathBuf, node_name: String, conditions: Conditions) {
     conditions.set(CONDITION, false, "waiting for kube-apiserver");
     let boot_started = unix_now();
-    let client = match crate::kube::client(&pki_dir, crate::kube::LOCAL_APISERVER) {
+    let client = match super::client::client(&pki_dir, super::client::LOCAL_APISERVER) {
         Ok(client) => client,
         Err(err) => {
             let reason = error_chain(&err);

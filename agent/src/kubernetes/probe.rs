@@ -67,11 +67,11 @@ pub fn any_body(_: &str) -> Result<(), String> {
 fn client(access: &Access, url: &str) -> Result<Client, String> {
     let config = match access {
         Access::Agent(pki_dir) => {
-            crate::kube::config(Path::new(pki_dir), url).map_err(|e| error_chain(&e))?
+            super::client::config(Path::new(pki_dir), url).map_err(|e| error_chain(&e))?
         }
         Access::Insecure(pki_dir) => {
             let mut config =
-                crate::kube::config(Path::new(pki_dir), url).map_err(|e| error_chain(&e))?;
+                super::client::config(Path::new(pki_dir), url).map_err(|e| error_chain(&e))?;
             config.auth_info = Default::default();
             config.accept_invalid_certs = true;
             config

@@ -1,4 +1,4 @@
-//! The agent's own Kubernetes client, and kubeconfig files for everyone else.
+//! The agent's own Kubernetes client (the `kube` crate, configured from the PKI).
 //!
 //! The agent talks to its apiserver as `cairn:agent` in `system:masters` (the `agent`
 //! leaf of [`crate::pki`]): the reconciler needs to write cluster-scoped RBAC, which
@@ -11,19 +11,18 @@
 //! tests prove it against a rustls server that presents the node's apiserver
 //! certificate and requires a client certificate signed by the CA.
 //!
-//! [`kubeconfig::render`] writes the kubeconfig files the Kubernetes components read
-//! and the debug service hands out.
-
-pub mod kubeconfig;
+//! The kubeconfig files the Kubernetes components read and the debug service hands out
+//! are [`super::kubeconfig`]'s.
 
 #[cfg(test)]
+#[path = "client_tests.rs"]
 mod tests;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ::kube::config::AuthInfo;
-use ::kube::Config;
+use kube::config::AuthInfo;
+use kube::Config;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
@@ -41,7 +40,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Why no client could be made.
 #[derive(Debug, thiserror::Error)]
-pub enum KubeError {
+pub enum ClientError {
     #[error("cannot read {}", path.display())]
     Read {
         path: PathBuf,
@@ -66,7 +65,7 @@ pub enum KubeError {
     Client {
         url: String,
         #[source]
-        source: ::kube::Error,
+        source: kube::Error,
     },
 }
 
@@ -78,17 +77,17 @@ pub enum KubeError {
 /// error naming it). Needs a Tokio runtime (the client spawns its connection tasks);
 /// it does not contact the server, so it succeeds while the apiserver is still down.
 /// Clone the result freely: clones share one connection pool.
-pub fn client(pki_dir: &Path, server_url: &str) -> Result<::kube::Client, KubeError> {
+pub fn client(pki_dir: &Path, server_url: &str) -> Result<kube::Client, ClientError> {
     let config = config(pki_dir, server_url)?;
-    ::kube::Client::try_from(config).map_err(|source| KubeError::Client {
+    kube::Client::try_from(config).map_err(|source| ClientError::Client {
         url: server_url.to_owned(),
         source,
     })
 }
 
 /// The client configuration [`client`] uses: CA, client certificate and timeouts.
-pub fn config(pki_dir: &Path, server_url: &str) -> Result<Config, KubeError> {
-    let cluster_url = server_url.parse().map_err(|source| KubeError::Url {
+pub fn config(pki_dir: &Path, server_url: &str) -> Result<Config, ClientError> {
+    let cluster_url = server_url.parse().map_err(|source| ClientError::Url {
         url: server_url.to_owned(),
         source: Box::new(source),
     })?;
@@ -112,25 +111,25 @@ pub fn config(pki_dir: &Path, server_url: &str) -> Result<Config, KubeError> {
 }
 
 /// Every certificate in a PEM file, DER-encoded (what kube's `root_cert` takes).
-fn ca_certificates(path: &Path) -> Result<Vec<Vec<u8>>, KubeError> {
+fn ca_certificates(path: &Path) -> Result<Vec<Vec<u8>>, ClientError> {
     let pem = read(path)?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .map(|cert| cert.map(|der| der.to_vec()))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| KubeError::BadCertificate {
+        .map_err(|source| ClientError::BadCertificate {
             path: path.to_owned(),
             source,
         })?;
     if certs.is_empty() {
-        return Err(KubeError::NoCertificate {
+        return Err(ClientError::NoCertificate {
             path: path.to_owned(),
         });
     }
     Ok(certs)
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, KubeError> {
-    std::fs::read(path).map_err(|source| KubeError::Read {
+fn read(path: &Path) -> Result<Vec<u8>, ClientError> {
+    std::fs::read(path).map_err(|source| ClientError::Read {
         path: path.to_owned(),
         source,
     })

@@ -114,11 +114,11 @@ async fn missing_files_are_named() {
     assert!(err.to_string().contains("ca.crt"), "{err}");
     std::fs::write(dir.path().join(CA_CERT), "not pem").unwrap();
     let err = config(dir.path(), LOCAL_APISERVER).unwrap_err();
-    assert!(matches!(err, KubeError::NoCertificate { .. }), "{err}");
+    assert!(matches!(err, ClientError::NoCertificate { .. }), "{err}");
     node_pki(dir.path());
     std::fs::remove_file(dir.path().join("agent.key")).unwrap();
     let err = config(dir.path(), LOCAL_APISERVER).unwrap_err();
     assert!(err.to_string().contains("agent.key"), "{err}");
     let err = config(dir.path(), "not a url").unwrap_err();
-    assert!(matches!(err, KubeError::Url { .. }), "{err}");
+    assert!(matches!(err, ClientError::Url { .. }), "{err}");
 }
