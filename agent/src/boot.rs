@@ -366,7 +366,7 @@ impl Boot<'_> {
         let state = crate::debug::DebugState {
             conditions: self.conditions.clone(),
             logs: self.logs.clone(),
-            components: Arc::new(supervisor.clone()),
+            services: Arc::new(supervisor.clone()),
             paths: self.paths.clone(),
             pki,
             power,

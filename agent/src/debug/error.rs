@@ -6,7 +6,7 @@ use tonic::{Code, Status};
 
 use cairn_api::error_chain;
 
-use super::components::SignalError;
+use super::services::SignalError;
 use crate::pki::PkiError;
 
 /// Why a call failed. Messages name the component or condition; causes chain.
@@ -24,8 +24,8 @@ pub enum RpcError {
     ConditionStillFalse { name: String, reason: String },
     #[error("component agent is PID 1 and cannot be signalled")]
     SignalAgent,
-    #[error(transparent)]
-    Signal(#[from] SignalError),
+    #[error("cannot signal component {0}")]
+    Signal(String, #[source] SignalError),
     #[error("{0} log streams are followed already; close one first")]
     TooManyFollowers(usize),
     #[error("cannot run the container")]
@@ -45,9 +45,9 @@ impl From<RpcError> for Status {
             | RpcError::ConditionNeverAppeared(_) => Code::NotFound,
             RpcError::ConditionStillFalse { .. } => Code::DeadlineExceeded,
             RpcError::SignalAgent => Code::FailedPrecondition,
-            RpcError::Signal(SignalError::Unknown(_)) => Code::NotFound,
-            RpcError::Signal(SignalError::NotRunning(_)) => Code::FailedPrecondition,
-            RpcError::Signal(SignalError::Kill { .. }) => Code::Internal,
+            RpcError::Signal(_, SignalError::Unknown(_)) => Code::NotFound,
+            RpcError::Signal(_, SignalError::NotRunning(_)) => Code::FailedPrecondition,
+            RpcError::Signal(_, SignalError::Kill { .. }) => Code::Internal,
             RpcError::TooManyFollowers(_) => Code::ResourceExhausted,
             RpcError::PkiNotReady => Code::FailedPrecondition,
             RpcError::IssueCredentials(_) => Code::Internal,

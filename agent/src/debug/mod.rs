@@ -2,10 +2,18 @@
 //!
 //! gRPC over plain HTTP/2 on [`DEBUG_ADDR`] (port 7837, docs/interfaces.md), which the
 //! launcher forwards to 127.0.0.1 on the host. It is a read-mostly window onto the
-//! agent's registries — log buffers, conditions, the supervisor's component status —
-//! plus debug-only actions: signalling a component, which the boot tests use to make the
+//! agent's registries — log buffers, conditions, the supervisor's service status —
+//! plus debug-only actions: signalling a service, which the boot tests use to make the
 //! supervisor prove its restarts; rebooting or powering off the node; and issuing
-//! short-lived debug kubeconfigs signed by the cluster CA (see [`kubeconfig`]). The protocol lives in `cairn-api`.
+//! short-lived debug kubeconfigs signed by the cluster CA (see [`kubeconfig`]). The
+//! protocol lives in `cairn-api`.
+//!
+//! Names: the protocol (and docs/interfaces.md) says *component* for anything with a
+//! log and a status: every supervised process, plus `agent`, PID 1 itself. Inside the
+//! agent a supervised process is a *service* ([`crate::supervisor::ServiceSpec`],
+//! [`ServiceStatus`], [`SignalError`]), so a wire component is a service's name or
+//! `agent`. ListComponents reports the services and the agent; SignalComponent signals
+//! a service; `component` fields and the messages clients see keep the protocol's word.
 //!
 //! The service has no authentication of its own, so it must not be reachable from
 //! workloads: connections from the pod network ([`crate::containerd::cni::POD_SUBNET`])
@@ -22,13 +30,12 @@
 //! dependencies and the listener are simply not in it.
 
 mod build_info;
-pub mod components;
 mod error;
 mod kubeconfig;
 mod logs;
 mod process_stats;
 mod service;
-mod supervisor;
+pub mod services;
 
 #[cfg(test)]
 mod tests;
@@ -44,9 +51,9 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
-pub use components::{ComponentSource, ComponentState, ComponentStatus, LastExit, NoComponents};
 pub use error::RpcError;
 pub use service::DebugService;
+pub use services::{LastExit, NoServices, ServiceSource, ServiceState, ServiceStatus, SignalError};
 
 use crate::conditions::Conditions;
 use crate::logbuf::Logs;
@@ -77,7 +84,7 @@ pub struct DebugState {
     /// Every component's log buffer (`agent` included).
     pub logs: Logs,
     /// The supervisor.
-    pub components: Arc<dyn ComponentSource>,
+    pub services: Arc<dyn ServiceSource>,
     /// Where `/etc/os-release` and `/etc/cairn/build.json` are.
     pub paths: Paths,
     /// The cluster PKI, to sign debug kubeconfigs; `None` until (or unless) it exists,

@@ -13,11 +13,11 @@ use cairn_api::v1::{
 use cairn_api::validate;
 use tonic::{Request, Response, Status};
 
-use super::components::{ComponentState, ComponentStatus, LastExit};
 use super::error::RpcError;
 use super::kubeconfig;
 use super::logs::{self, duration_ns, FollowerSlots, LogStreamBox};
 use super::process_stats::{self, Target};
+use super::services::{LastExit, ServiceState, ServiceStatus};
 use super::DebugState;
 use crate::conditions::{self, WaitError};
 use crate::containerd;
@@ -41,8 +41,8 @@ impl DebugService {
         }
     }
 
-    fn components(&self) -> Vec<ComponentStatus> {
-        let mut list = self.state.components.list();
+    fn components(&self) -> Vec<ServiceStatus> {
+        let mut list = self.state.services.list();
         if !list.iter().any(|c| c.name == AGENT) {
             list.insert(0, agent_status());
         }
@@ -120,8 +120,10 @@ impl DebugService {
         if name == AGENT {
             return Err(RpcError::SignalAgent);
         }
-        let pid = self.state.components.signal(name, signal)?;
-        Ok(pid)
+        self.state
+            .services
+            .signal(name, signal)
+            .map_err(|err| RpcError::Signal(name.to_owned(), err))
     }
 
     fn process_stats(&self) -> GetProcessStatsResponse {
@@ -234,10 +236,10 @@ impl NodeDebugService for DebugService {
 }
 
 /// The agent itself, listed first: it has a log (`agent`) but no supervisor entry.
-fn agent_status() -> ComponentStatus {
-    ComponentStatus {
+fn agent_status() -> ServiceStatus {
+    ServiceStatus {
         name: AGENT.to_owned(),
-        state: ComponentState::Ready,
+        state: ServiceState::Ready,
         since: std::time::Duration::ZERO,
         pid: Some(1),
         restarts: 0,
@@ -257,7 +259,7 @@ fn condition(c: &conditions::Condition) -> Condition {
     }
 }
 
-fn component(c: &ComponentStatus) -> Component {
+fn component(c: &ServiceStatus) -> Component {
     let (state, detail) = state(&c.state);
     Component {
         name: c.name.clone(),
@@ -273,22 +275,22 @@ fn component(c: &ComponentStatus) -> Component {
     }
 }
 
-fn state(state: &ComponentState) -> (Proto, String) {
+fn state(state: &ServiceState) -> (Proto, String) {
     match state {
-        ComponentState::WaitingForDependencies { missing } => (
+        ServiceState::WaitingForDependencies { missing } => (
             Proto::Waiting,
             format!("waiting for {}", missing.join(", ")),
         ),
-        ComponentState::Starting => (Proto::Starting, String::new()),
-        ComponentState::Running => (Proto::Running, "not ready".to_owned()),
-        ComponentState::Ready => (Proto::Ready, String::new()),
-        ComponentState::Backoff { until } => (
+        ServiceState::Starting => (Proto::Starting, String::new()),
+        ServiceState::Running => (Proto::Running, "not ready".to_owned()),
+        ServiceState::Ready => (Proto::Ready, String::new()),
+        ServiceState::Backoff { until } => (
             Proto::Backoff,
             format!("restarts at {:.3}s", until.as_secs_f64()),
         ),
-        ComponentState::Failed { reason } => (Proto::Failed, reason.clone()),
-        ComponentState::Stopping => (Proto::Stopping, String::new()),
-        ComponentState::Stopped => (Proto::Stopped, String::new()),
+        ServiceState::Failed { reason } => (Proto::Failed, reason.clone()),
+        ServiceState::Stopping => (Proto::Stopping, String::new()),
+        ServiceState::Stopped => (Proto::Stopped, String::new()),
     }
 }
 

@@ -19,16 +19,16 @@ use super::*;
 use crate::logbuf::{Limits, Stream};
 
 #[derive(Debug, Default)]
-struct FakeSupervisor(Mutex<Vec<ComponentStatus>>);
+struct FakeSupervisor(Mutex<Vec<ServiceStatus>>);
 
-impl ComponentSource for FakeSupervisor {
-    fn list(&self) -> Vec<ComponentStatus> {
+impl ServiceSource for FakeSupervisor {
+    fn list(&self) -> Vec<ServiceStatus> {
         self.0.lock().unwrap().clone()
     }
 }
 
-fn status(name: &str, state: ComponentState, pid: Option<u32>) -> ComponentStatus {
-    ComponentStatus {
+fn status(name: &str, state: ServiceState, pid: Option<u32>) -> ServiceStatus {
+    ServiceStatus {
         name: name.to_owned(),
         state,
         since: Duration::from_secs(2),
@@ -77,7 +77,7 @@ async fn start_with(pki: Option<Arc<crate::pki::Pki>>) -> Harness {
     let state = DebugState {
         conditions: conditions.clone(),
         logs: logs.clone(),
-        components: supervisor.clone(),
+        services: supervisor.clone(),
         paths: Paths::under_root(root.path()),
         pki,
         power: requester,
@@ -184,7 +184,7 @@ async fn a_supervised_component_without_lines_has_an_empty_log() {
         .0
         .lock()
         .unwrap()
-        .push(status("kubelet", ComponentState::Starting, None));
+        .push(status("kubelet", ServiceState::Starting, None));
     assert!(collect(&mut h.client, logs_request("kubelet", None, false))
         .await
         .is_empty());
@@ -301,10 +301,10 @@ async fn disconnected_followers_free_their_slots() {
 async fn components_list_the_agent_and_the_supervised() {
     let mut h = start().await;
     h.supervisor.0.lock().unwrap().extend([
-        status("containerd", ComponentState::Ready, Some(42)),
+        status("containerd", ServiceState::Ready, Some(42)),
         status(
             "etcd",
-            ComponentState::WaitingForDependencies {
+            ServiceState::WaitingForDependencies {
                 missing: vec!["network".into()],
             },
             None,
@@ -418,8 +418,8 @@ async fn signal_kills_the_component_process_and_checks_its_input() {
         .spawn()
         .unwrap();
     h.supervisor.0.lock().unwrap().extend([
-        status("sleeper", ComponentState::Ready, Some(child.id())),
-        status("idle", ComponentState::Stopped, None),
+        status("sleeper", ServiceState::Ready, Some(child.id())),
+        status("idle", ServiceState::Stopped, None),
     ]);
     let signal = |component: &str, signal: &str| SignalComponentRequest {
         component: component.to_owned(),

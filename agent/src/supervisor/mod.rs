@@ -53,14 +53,22 @@ pub enum SupervisorError {
     Cycle(Vec<String>),
 }
 
+/// Why a signal was not delivered to a service (the debug service's SignalComponent
+/// reports it as it is).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignalError {
-    #[error("no service named {0}")]
-    UnknownService(String),
+    #[error("unknown service {0}")]
+    Unknown(String),
     #[error("service {0} has no running process")]
     NotRunning(String),
-    #[error("failed to send {1} to service {0}")]
-    Kill(String, Signal, #[source] Errno),
+    #[error("kill({pid}, {signal}) for service {service} failed")]
+    Kill {
+        service: String,
+        pid: u32,
+        signal: Signal,
+        #[source]
+        errno: Errno,
+    },
 }
 
 /// Handle to the supervisor; clones share it.
@@ -178,13 +186,21 @@ impl Supervisor {
     pub fn signal(&self, name: &str, signal: Signal) -> Result<u32, SignalError> {
         let status = self
             .service(name)
-            .ok_or_else(|| SignalError::UnknownService(name.to_owned()))?;
+            .ok_or_else(|| SignalError::Unknown(name.to_owned()))?;
         let pid = status
             .pid
             .ok_or_else(|| SignalError::NotRunning(name.to_owned()))?;
         let raw = i32::try_from(pid).map_err(|_| SignalError::NotRunning(name.to_owned()))?;
-        kill(Pid::from_raw(raw), signal)
-            .map_err(|errno| SignalError::Kill(name.to_owned(), signal, errno))?;
+        kill(Pid::from_raw(raw), signal).map_err(|errno| match errno {
+            // Exited between the status read and kill(2): as good as not running.
+            Errno::ESRCH => SignalError::NotRunning(name.to_owned()),
+            errno => SignalError::Kill {
+                service: name.to_owned(),
+                pid,
+                signal,
+                errno,
+            },
+        })?;
         tracing::info!("sent {signal} to {name} (pid {pid})");
         Ok(pid)
     }

@@ -28,7 +28,7 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// ```
 #[derive(Debug, Clone)]
 pub struct ServiceSpec {
-    /// Component name: names its log buffer and its condition.
+    /// Service name: names its log buffer (its component on the wire) and its condition.
     pub name: String,
     /// Absolute path of the executable.
     pub binary: PathBuf,

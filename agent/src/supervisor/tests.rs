@@ -351,7 +351,7 @@ async fn readiness_follows_the_probe_and_kill_restarts() {
 
     assert_eq!(
         f.supervisor.signal("nope", Signal::SIGTERM),
-        Err(SignalError::UnknownService("nope".into()))
+        Err(SignalError::Unknown("nope".into()))
     );
     f.supervisor.stop_all().await;
     assert_eq!(
