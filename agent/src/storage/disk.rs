@@ -5,15 +5,15 @@
 //! made and checked by Debian's e2fsprogs (`mke2fs`, `e2fsck`), which the image carries:
 //! no Rust crate writes ext4, and a checker must be the file system's own.
 
+use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use super::devices::DATA_LABEL;
+use crate::syscall::Syscall;
 
 /// mke2fs(8) and e2fsck(8), from the e2fsprogs package.
 pub const MKE2FS: &str = "/sbin/mke2fs";
@@ -124,13 +124,10 @@ pub fn write_partition_table(disk: &Path) -> Result<(), DiskError> {
     file.sync_all().map_err(io_fail)
 }
 
-nix::ioctl_none!(blkrrpart, 0x12, 95);
-
 /// BLKRRPART, then waits for `partition`'s device node (devtmpfs creates it).
-pub fn rescan(disk: &Path, partition: &Path) -> Result<(), DiskError> {
-    let file = File::open(disk).map_err(|e| DiskError::Read(disk.to_owned(), e))?;
-    // SAFETY: BLKRRPART takes no argument; the fd is an open block device for the call.
-    unsafe { blkrrpart(file.as_raw_fd()) }.map_err(|e| DiskError::Rescan(disk.to_owned(), e))?;
+pub fn rescan(sys: &dyn Syscall, disk: &Path, partition: &Path) -> Result<(), DiskError> {
+    sys.reread_partitions(disk)
+        .map_err(|e| DiskError::Rescan(disk.to_owned(), e))?;
     let deadline = Instant::now() + PARTITION_WAIT;
     while !partition.exists() {
         if Instant::now() >= deadline {
@@ -144,8 +141,9 @@ pub fn rescan(disk: &Path, partition: &Path) -> Result<(), DiskError> {
 /// mke2fs -t ext4, labelled [`DATA_LABEL`]. Inode tables and the journal are
 /// initialised lazily by the kernel after mount, so formatting takes a second, not
 /// minutes, on a large disk.
-pub fn make_filesystem(partition: &Path) -> Result<String, DiskError> {
+pub fn make_filesystem(sys: &dyn Syscall, partition: &Path) -> Result<String, DiskError> {
     run(
+        sys,
         "mke2fs",
         MKE2FS,
         &[
@@ -168,22 +166,25 @@ pub fn make_filesystem(partition: &Path) -> Result<String, DiskError> {
 /// e2fsck -p ("preen"): replays the journal and fixes what is safe to fix unattended.
 /// Exit codes 0-2 mean the file system is usable (e2fsck(8)); anything else is an
 /// error, and the disk is left alone for a person to look at.
-pub fn check_filesystem(partition: &Path) -> Result<String, DiskError> {
-    run("e2fsck", E2FSCK, &["-p"], partition, |code| code <= 2)
+pub fn check_filesystem(sys: &dyn Syscall, partition: &Path) -> Result<String, DiskError> {
+    run(sys, "e2fsck", E2FSCK, &["-p"], partition, |code| code <= 2)
 }
 
 fn run(
+    sys: &dyn Syscall,
     tool: &'static str,
     binary: &str,
     args: &[&str],
     device: &Path,
     ok: impl Fn(i32) -> bool,
 ) -> Result<String, DiskError> {
-    let output = Command::new(binary)
-        .args(args)
-        .arg(device)
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .output()
+    let args: Vec<&OsStr> = args
+        .iter()
+        .map(OsStr::new)
+        .chain([device.as_os_str()])
+        .collect();
+    let output = sys
+        .run_tool(Path::new(binary), &args)
         .map_err(|source| DiskError::Spawn { tool, source })?;
     let text = format!(
         "{}{}",

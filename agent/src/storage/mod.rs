@@ -105,10 +105,10 @@ fn attach_data_disk(sys: &dyn Syscall, paths: &Paths, target: &Path) -> Result<S
     let blank = |d: &BlockDevice| disk::is_blank(&d.dev_path(paths)).unwrap_or(false);
     let (partition, formatted) = match devices::choose(&devices, blank) {
         Choice::Existing(partition) => (partition.dev_path(paths), false),
-        Choice::Candidate(disk) => (partition_disk(paths, &disk).map_err(describe)?, true),
+        Choice::Candidate(disk) => (partition_disk(sys, paths, &disk).map_err(describe)?, true),
         Choice::Nothing(why) => return Err(why),
     };
-    let check = prepare_filesystem(&partition, formatted).map_err(describe)?;
+    let check = prepare_filesystem(sys, &partition, formatted).map_err(describe)?;
     sys.mount(
         Some(&partition),
         target,
@@ -130,7 +130,11 @@ fn attach_data_disk(sys: &dyn Syscall, paths: &Paths, target: &Path) -> Result<S
 }
 
 /// The GPT and the kernel's view of it; returns the partition's device node.
-fn partition_disk(paths: &Paths, disk: &BlockDevice) -> Result<PathBuf, DiskError> {
+fn partition_disk(
+    sys: &dyn Syscall,
+    paths: &Paths,
+    disk: &BlockDevice,
+) -> Result<PathBuf, DiskError> {
     let device = disk.dev_path(paths);
     let partition = device.with_file_name(partition_name(&disk.name, 1));
     tracing::info!(
@@ -139,7 +143,7 @@ fn partition_disk(paths: &Paths, disk: &BlockDevice) -> Result<PathBuf, DiskErro
         devices::DATA_LABEL
     );
     disk::write_partition_table(&device)?;
-    disk::rescan(&device, &partition)?;
+    disk::rescan(sys, &device, &partition)?;
     Ok(partition)
 }
 
@@ -147,9 +151,13 @@ fn partition_disk(paths: &Paths, disk: &BlockDevice) -> Result<PathBuf, DiskErro
 /// check. A partition without ext4 is formatted only if it is blank, i.e. the first
 /// boot was cut off between the partition table and mke2fs. Returns what the check
 /// said (empty after formatting).
-fn prepare_filesystem(partition: &Path, formatted: bool) -> Result<String, DiskError> {
+fn prepare_filesystem(
+    sys: &dyn Syscall,
+    partition: &Path,
+    formatted: bool,
+) -> Result<String, DiskError> {
     if !formatted && disk::has_ext4(partition)? {
-        let output = disk::check_filesystem(partition)?;
+        let output = disk::check_filesystem(sys, partition)?;
         tracing::info!("storage: e2fsck -p {}: {output}", partition.display());
         return Ok(output);
     }
@@ -161,7 +169,7 @@ fn prepare_filesystem(partition: &Path, formatted: bool) -> Result<String, DiskE
             output: "the partition holds something else; not formatting it".into(),
         });
     }
-    disk::make_filesystem(partition)?;
+    disk::make_filesystem(sys, partition)?;
     tracing::info!(
         "storage: made an ext4 file system on {}",
         partition.display()
@@ -227,7 +235,58 @@ mod tests {
     fn a_non_blank_partition_without_ext4_is_left_alone() {
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), vec![0xAA; 8192]).unwrap();
-        let err = prepare_filesystem(file.path(), false).unwrap_err();
+        let sys = RecordingSyscall::new();
+        let err = prepare_filesystem(&sys, file.path(), false).unwrap_err();
         assert!(error_chain(&err).contains("not formatting it"), "{err}");
+        assert_eq!(sys.calls(), []);
+    }
+
+    fn tool_runs(sys: &RecordingSyscall) -> Vec<(String, Vec<String>)> {
+        let text = |s: &std::ffi::OsStr| s.to_string_lossy().into_owned();
+        sys.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::RunTool { binary, args } => Some((
+                    text(binary.as_os_str()),
+                    args.iter().map(|a| text(a)).collect(),
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_blank_partition_gets_ext4_labelled_for_the_data_disk() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), vec![0; 8192]).unwrap();
+        let sys = RecordingSyscall::new();
+        prepare_filesystem(&sys, file.path(), false).unwrap();
+        let runs = tool_runs(&sys);
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        let (binary, args) = &runs[0];
+        assert_eq!(binary, disk::MKE2FS);
+        assert!(
+            args.windows(2).any(|w| w == ["-L", devices::DATA_LABEL]),
+            "{args:?}"
+        );
+        assert_eq!(args.last().unwrap(), &file.path().to_string_lossy());
+    }
+
+    #[test]
+    fn an_ext4_partition_is_checked_and_e2fsck_above_2_is_an_error() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let mut bytes = vec![0; 8192];
+        bytes[1080..1082].copy_from_slice(&0xEF53u16.to_le_bytes());
+        std::fs::write(file.path(), bytes).unwrap();
+        let sys = RecordingSyscall::new();
+        sys.queue_tool_exits([1, 4]);
+        prepare_filesystem(&sys, file.path(), false).unwrap();
+        let err = prepare_filesystem(&sys, file.path(), false).unwrap_err();
+        assert!(error_chain(&err).contains("e2fsck"), "{err}");
+        let runs = tool_runs(&sys);
+        assert_eq!(runs.len(), 2, "{runs:?}");
+        assert!(runs
+            .iter()
+            .all(|(binary, args)| binary == disk::E2FSCK && args[0] == "-p"));
     }
 }

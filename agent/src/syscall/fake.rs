@@ -2,9 +2,11 @@
 //! reaches the kernel, and tests choose which calls fail with which errno.
 
 use std::collections::VecDeque;
-use std::ffi::CString;
+use std::ffi::{CString, OsStr, OsString};
 use std::io;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Output};
 use std::sync::Mutex;
 
 use nix::errno::Errno;
@@ -42,6 +44,11 @@ pub enum Call {
     WaitAny,
     Unmount(PathBuf, MntFlags),
     KillAll(Signal),
+    RereadPartitions(PathBuf),
+    RunTool {
+        binary: PathBuf,
+        args: Vec<OsString>,
+    },
 }
 
 type Matcher = Box<dyn Fn(&Call) -> bool + Send>;
@@ -53,6 +60,7 @@ pub struct RecordingSyscall {
     failures: Mutex<Vec<(Matcher, Errno)>>,
     waits: Mutex<VecDeque<nix::Result<WaitStatus>>>,
     hostname: Mutex<String>,
+    tool_exits: Mutex<VecDeque<i32>>,
 }
 
 impl std::fmt::Debug for RecordingSyscall {
@@ -79,6 +87,11 @@ impl RecordingSyscall {
     /// Queues the results `wait_any` returns, in order; when empty it returns ECHILD.
     pub fn queue_waits(&self, results: impl IntoIterator<Item = nix::Result<WaitStatus>>) {
         self.waits.lock().unwrap().extend(results);
+    }
+
+    /// Queues the exit codes `run_tool` reports, in order; when empty it reports 0.
+    pub fn queue_tool_exits(&self, codes: impl IntoIterator<Item = i32>) {
+        self.tool_exits.lock().unwrap().extend(codes);
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -186,5 +199,24 @@ impl Syscall for RecordingSyscall {
 
     fn kill_all(&self, signal: Signal) -> nix::Result<()> {
         self.record(Call::KillAll(signal))
+    }
+
+    fn reread_partitions(&self, disk: &Path) -> nix::Result<()> {
+        self.record(Call::RereadPartitions(disk.to_path_buf()))
+    }
+
+    fn run_tool(&self, binary: &Path, args: &[&OsStr]) -> io::Result<Output> {
+        let args = args.iter().map(|a| a.to_os_string()).collect();
+        self.record(Call::RunTool {
+            binary: binary.to_path_buf(),
+            args,
+        })?;
+        let code = self.tool_exits.lock().unwrap().pop_front().unwrap_or(0);
+        Ok(Output {
+            // wait(2) status: the exit code sits in the second byte.
+            status: ExitStatus::from_raw(code << 8),
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+        })
     }
 }

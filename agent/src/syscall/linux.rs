@@ -1,11 +1,13 @@
 //! The real [`Syscall`] implementation: thin wrappers over `nix`.
 
-use std::ffi::{CStr, CString};
+use std::ffi::{CStr, CString, OsStr};
 use std::fs::DirBuilder;
 use std::io;
 use std::net::IpAddr;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
+use std::process::{Command, Output, Stdio};
 
 use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
@@ -123,7 +125,23 @@ impl Syscall for LinuxSyscall {
     fn kill_all(&self, signal: Signal) -> nix::Result<()> {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(-1), signal)
     }
+
+    fn reread_partitions(&self, disk: &Path) -> nix::Result<()> {
+        let file = open(disk, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
+        // SAFETY: BLKRRPART takes no argument; `file` is open for the whole call.
+        unsafe { blkrrpart(file.as_raw_fd()) }.map(drop)
+    }
+
+    fn run_tool(&self, binary: &Path, args: &[&OsStr]) -> io::Result<Output> {
+        Command::new(binary)
+            .args(args)
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .stdin(Stdio::null())
+            .output()
+    }
 }
+
+nix::ioctl_none!(blkrrpart, 0x12, 95);
 
 fn as_cstrs(strings: &[CString]) -> Vec<&CStr> {
     strings.iter().map(CString::as_c_str).collect()

@@ -1,9 +1,25 @@
-//! The system calls the agent makes, behind one small trait.
+//! The system calls of the boot steps, behind one small trait.
 //!
 //! Boot steps take a `&dyn Syscall` instead of calling `nix` directly, so unit tests can
 //! drive them with [`fake::RecordingSyscall`], which records every call in order and
 //! fails the calls a test asks it to. The shape follows youki's
 //! `libcontainer/src/syscall/{syscall,test}.rs`.
+//!
+//! What the trait covers: every kernel call of the steps that `boot.rs` runs in order
+//! and that take the `&dyn Syscall` — leaving the initramfs root, the pseudo file
+//! systems, limits, modules, storage (partition rescan, the e2fsprogs runs, mounts),
+//! the hostname — and of PID 1's loop: reaping, ending every process with kill(-1),
+//! unmounting, sync and reboot. Plain file reads and writes (device nodes, `/proc`,
+//! `/sys` and cgroupfs files included) go through [`crate::Paths`] instead, which tests
+//! point at a temporary directory, and the node key's getrandom(2) sits behind
+//! [`crate::identity::KeySource`].
+//!
+//! What it does not cover, because those parts run as tasks on the tokio runtime that
+//! are handed no `&dyn Syscall` and test against real processes or servers instead:
+//! the supervisor (fork/exec of services through `std::process::Command`, kill(2) and
+//! killpg(2) to stop them, `Supervisor::signal`), the debug service's kill(2), the
+//! network step (rtnetlink sockets, if_nametoindex(3)) and the clock of
+//! [`crate::conditions`] (clock_gettime(2)).
 
 mod linux;
 
@@ -12,10 +28,11 @@ pub mod fake;
 
 pub use linux::LinuxSyscall;
 
-use std::ffi::CString;
+use std::ffi::{CString, OsStr};
 use std::fmt;
 use std::io;
 use std::path::Path;
+use std::process::Output;
 
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
@@ -23,8 +40,8 @@ use nix::sys::reboot::RebootMode;
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 
-/// Every kernel interface a boot step touches, except plain file reads and writes
-/// under [`crate::Paths`], which tests point at a temporary directory instead.
+/// The kernel calls of the boot steps and of PID 1's loop (the module doc says which
+/// parts of the agent are outside it).
 pub trait Syscall: fmt::Debug + Send + Sync {
     /// mount(2).
     fn mount(
@@ -66,4 +83,11 @@ pub trait Syscall: fmt::Debug + Send + Sync {
     fn unmount(&self, target: &Path, flags: MntFlags) -> nix::Result<()>;
     /// kill(-1, signal): every process but PID 1 and the caller (kill(2)).
     fn kill_all(&self, signal: Signal) -> nix::Result<()>;
+    /// open(2) of the block device `disk`, then ioctl(BLKRRPART): the kernel re-reads
+    /// its partition table (and devtmpfs then creates the partitions' nodes).
+    fn reread_partitions(&self, disk: &Path) -> nix::Result<()>;
+    /// fork(2) + execve(2) of `binary` with `args`, stdin from /dev/null and a fixed
+    /// `PATH`, and wait for it: its exit status and what it wrote to stdout and stderr.
+    /// For the tools the agent does not reimplement (mke2fs(8), e2fsck(8)).
+    fn run_tool(&self, binary: &Path, args: &[&OsStr]) -> io::Result<Output>;
 }
