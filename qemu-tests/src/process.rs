@@ -183,14 +183,20 @@ fn open_log(path: &Path) -> Result<File, ProcessError> {
 fn spawn_attached(mut command: std::process::Command) -> io::Result<Child> {
     let launcher = nix::unistd::getpid();
     command.process_group(0);
-    // SAFETY: the closure runs between fork and exec and calls only prctl(2) and
-    // getppid(2), both async-signal-safe; it touches no locks and allocates nothing.
+    // SAFETY: the closure runs in the child between fork and exec, where only
+    // async-signal-safe calls are sound (another thread may have held the allocator's
+    // lock at fork time). It calls only prctl(2) and getppid(2), both async-signal-safe,
+    // and touches no locks. Its errors are raw errnos: `From<Errno> for io::Error` and
+    // `from_raw_os_error` store the number inline and allocate nothing. std then writes
+    // that errno to the parent over its close-on-exec pipe and calls _exit(2), so a
+    // message would never have reached the parent anyway.
     unsafe {
         command.pre_exec(move || {
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-            // The launcher may have died before prctl took effect.
+            // The launcher may have died before prctl took effect: ESRCH, "no such
+            // process", is what the (absent) parent would read.
             if nix::unistd::getppid() != launcher {
-                return Err(io::Error::other("launcher exited during spawn"));
+                return Err(io::Error::from(nix::errno::Errno::ESRCH));
             }
             Ok(())
         });
@@ -200,7 +206,8 @@ fn spawn_attached(mut command: std::process::Command) -> io::Result<Child> {
 
 fn spawn_detached(mut command: std::process::Command) -> io::Result<Child> {
     // SAFETY: the closure runs between fork and exec and calls only setsid(2), which is
-    // async-signal-safe; it touches no locks and allocates nothing.
+    // async-signal-safe; it touches no locks, and its error (an errno converted by
+    // `From<Errno> for io::Error`) is stored inline, so it allocates nothing.
     unsafe {
         command.pre_exec(|| {
             nix::unistd::setsid()?;
