@@ -167,7 +167,10 @@ mod tests {
         let absolute = remap_flags_for(Path::new("/w"), None, Some("/cache/target".into()));
         assert_eq!(
             absolute,
-            ["--remap-path-prefix=/w=/cairn", "--remap-path-prefix=/cache/target=/target"]
+            [
+                "--remap-path-prefix=/w=/cairn",
+                "--remap-path-prefix=/cache/target=/target"
+            ]
         );
     }
 
