@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use cairn_api::names::condition;
+
 use crate::conditions::Conditions;
 use crate::identity::{self, DiskKey, EphemeralKey, Identity, IdentityError, KeySource};
 use crate::kubernetes::{self, Node};
@@ -125,7 +127,7 @@ impl Boot<'_> {
             Err(err) => tracing::warn!("cannot enable cgroup controllers for children: {err}"),
         }
         tracing::info!("{reason}");
-        self.conditions.set("mounts", true, reason);
+        self.conditions.set(condition::MOUNTS, true, reason);
         Ok(())
     }
 
@@ -146,7 +148,7 @@ impl Boot<'_> {
             summary.loaded, summary.already_loaded
         );
         tracing::info!("{reason}");
-        self.conditions.set("modules", true, reason);
+        self.conditions.set(condition::MODULES, true, reason);
         Ok(())
     }
 
@@ -160,7 +162,7 @@ impl Boot<'_> {
             false => tracing::warn!("storage: {reason}"),
         }
         self.conditions
-            .set("storage", storage.is_persistent(), reason);
+            .set(condition::STORAGE, storage.is_persistent(), reason);
         Ok(storage)
     }
 
@@ -189,7 +191,7 @@ impl Boot<'_> {
                 );
                 tracing::error!("identity: {reason}");
                 let stand_in = identity::establish(self.sys, self.paths, &EphemeralKey)?;
-                self.conditions.set("identity", false, reason);
+                self.conditions.set(condition::IDENTITY, false, reason);
                 return Ok((stand_in, Trust::KeyUnreadable));
             }
             Err(err) => return Err(err.into()),
@@ -204,7 +206,7 @@ impl Boot<'_> {
             identity.node_name()
         );
         tracing::info!("{reason}");
-        self.conditions.set("identity", true, reason);
+        self.conditions.set(condition::IDENTITY, true, reason);
         Ok((identity, Trust::Established))
     }
 

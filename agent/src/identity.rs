@@ -1,4 +1,4 @@
-//! Step 5: the node's identity — an ed25519 key, the node ID derived from it, and the
+//! Boot step: the node's identity — an ed25519 key, the node ID derived from it, and the
 //! names derived from the node ID (`/etc/machine-id`, hostname, Kubernetes node name).
 //!
 //! The key comes from a [`KeySource`]: [`DiskKey`] loads it from the data disk, or

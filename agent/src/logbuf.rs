@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use crate::conditions::since_boot;
 
 /// Component name of the agent's own log (docs/interfaces.md "Components").
-pub const AGENT: &str = "agent";
+pub const AGENT: &str = cairn_api::names::service::AGENT;
 /// Default line limit per buffer.
 pub const MAX_LINES: usize = 8192;
 /// Default byte limit per buffer (sum of entry texts).

@@ -1,4 +1,4 @@
-//! Step 4: load the kernel modules the image builder listed.
+//! Boot step: load the kernel modules the image builder listed.
 //!
 //! `/etc/cairn/modules.load` holds one absolute `.ko` path per line, dependencies first
 //! (the builder resolves the order from each module's `.modinfo`; Debian ships no

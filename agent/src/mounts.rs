@@ -1,4 +1,4 @@
-//! Step 2: mount the kernel's pseudo file systems, by syscall (mount(2)), never by exec.
+//! Boot step: mount the kernel's pseudo file systems, by syscall (mount(2)), never by exec.
 //!
 //! One table, mounted in order: a parent before anything below it (`/dev` before
 //! `/dev/pts`, `/sys` before `/sys/fs/cgroup`), because devtmpfs and sysfs replace the

@@ -1,4 +1,4 @@
-//! Step 6: the `CAIRN_READY` line (docs/interfaces.md), printed once when boot is done.
+//! Boot step: the `CAIRN_READY` line (docs/interfaces.md), printed once when boot is done.
 //!
 //! Every value is read back from where the rest of the system reads it — the
 //! machine-id file, the kernel's hostname, `/proc/modules`, the interfaces' addresses

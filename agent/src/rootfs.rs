@@ -1,4 +1,4 @@
-//! Step 1: leave the initramfs root.
+//! Boot step: leave the initramfs root.
 //!
 //! The kernel unpacks the initramfs into *rootfs*, the namespace's root mount, which can
 //! never be unmounted or pivoted away from. runc's pivot_root(2) therefore fails with

@@ -13,3 +13,22 @@ pub fn services(paths: &Paths, node: &Node) -> Vec<ServiceSpec> {
     specs.extend(kubernetes::services(paths, node));
     specs
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The services the agent supervises are the ones every client knows by name.
+    #[test]
+    fn the_services_are_the_shared_vocabulary() {
+        let node = Node {
+            name: "cairn-test".to_owned(),
+            ip: Some(std::net::Ipv4Addr::new(10, 0, 2, 15)),
+        };
+        let names: Vec<String> = services(&Paths::under_root("/"), &node)
+            .into_iter()
+            .map(|spec| spec.name)
+            .collect();
+        assert_eq!(names, cairn_api::names::service::ALL);
+    }
+}

@@ -17,6 +17,7 @@
 #[cfg(feature = "client")]
 pub mod client;
 mod error_chain;
+pub mod names;
 pub mod validate;
 
 pub use error_chain::error_chain;
@@ -29,7 +30,7 @@ pub mod v1 {
 }
 
 /// The TCP port the agent serves on (docs/interfaces.md).
-pub const DEBUG_PORT: u16 = 7837;
+pub const DEBUG_PORT: u16 = names::port::DEBUG;
 
 #[cfg(feature = "client")]
 pub use client::{connect, connect_within, Client, ConnectError};

@@ -20,7 +20,7 @@ use crate::node::{self, Bench};
 use crate::report::{self, Machine};
 
 pub const NAME: &str = "footprint";
-const UNTIL: &str = "node-ready";
+const UNTIL: &str = cairn_api::names::condition::NODE_READY;
 const UNTIL_TIMEOUT: Duration = Duration::from_secs(600);
 const SAMPLE_EVERY: Duration = Duration::from_secs(60);
 

@@ -18,6 +18,8 @@ use cairn_api::Client;
 use cairn_qemu::{ForwardRequest, Node, NodeConfig};
 use serde::{Deserialize, Serialize};
 
+use cairn_api::names::service;
+
 use crate::error::Error;
 use crate::node::{self, Bench, Booted};
 use crate::report::{self, Machine};
@@ -25,12 +27,12 @@ use crate::report::{self, Machine};
 pub const NAME: &str = "recovery";
 /// In the order the fault test kills them.
 const COMPONENTS: [&str; 6] = [
-    "etcd",
-    "kube-apiserver",
-    "controller-manager",
-    "scheduler",
-    "containerd",
-    "kubelet",
+    service::ETCD,
+    service::KUBE_APISERVER,
+    service::CONTROLLER_MANAGER,
+    service::SCHEDULER,
+    service::CONTAINERD,
+    service::KUBELET,
 ];
 const READY_TIMEOUT: Duration = Duration::from_secs(600);
 /// Between two looks at what offers no wait (the component list, a rebooting node).

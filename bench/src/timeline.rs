@@ -11,6 +11,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use cairn_api::names::{condition, service};
 use cairn_api::v1::{ListConditionsRequest, WaitConditionRequest};
 use cairn_qemu::{Accel, Image};
 use serde::{Deserialize, Serialize};
@@ -28,11 +29,11 @@ pub const NAME: &str = "boot-timeline";
 const UNTIL_TIMEOUT: Duration = Duration::from_secs(600);
 /// The milestones, in boot order: (row label, timeline key).
 pub const MILESTONES: [(&str, &str); 6] = [
-    ("kernel -> PID 1", "mounts"),
-    ("-> containerd", "containerd"),
-    ("-> etcd", "etcd"),
-    ("-> kube-apiserver", "kube-apiserver"),
-    ("-> node Ready", "node-ready"),
+    ("kernel -> PID 1", condition::MOUNTS),
+    ("-> containerd", service::CONTAINERD),
+    ("-> etcd", service::ETCD),
+    ("-> kube-apiserver", service::KUBE_APISERVER),
+    ("-> node Ready", condition::NODE_READY),
     ("-> first pod Running", "first-pod-running"),
 ];
 pub const FLOOR_INIT: &str = "floor: kernel -> /init";

@@ -22,11 +22,11 @@ pub const DEFAULT_CPUS: u32 = 2;
 /// expects (docs/interfaces.md): 10.0.2.15/24, gateway 10.0.2.2, DNS 10.0.2.3.
 pub const USER_NET_IP_PARAM: &str = "ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off:10.0.2.3";
 /// Guest port of the NodeDebugService (docs/interfaces.md "Network ports").
-pub const DEBUG_PORT: u16 = 7837;
+pub const DEBUG_PORT: u16 = cairn_api::names::port::DEBUG;
 /// Guest port of kube-apiserver (docs/interfaces.md "Network ports").
-pub const APISERVER_PORT: u16 = 6443;
+pub const APISERVER_PORT: u16 = cairn_api::names::port::APISERVER;
 /// Guest port of the kubelet's API (docs/interfaces.md "Network ports").
-pub const KUBELET_PORT: u16 = 10250;
+pub const KUBELET_PORT: u16 = cairn_api::names::port::KUBELET;
 
 /// An accelerator QEMU runs the guest with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

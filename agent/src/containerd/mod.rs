@@ -37,9 +37,9 @@ pub use import::{ImportError, Imported};
 pub use run::{RunError, RunOutput, RunSpec};
 
 /// The service's name: its component (log buffer) and its condition.
-pub const SERVICE: &str = "containerd";
+pub const SERVICE: &str = cairn_api::names::service::CONTAINERD;
 /// Set once every preloaded image is imported.
-pub const IMAGES_CONDITION: &str = "images";
+pub const IMAGES_CONDITION: &str = cairn_api::names::condition::IMAGES;
 pub const BINARY: &str = "/usr/bin/containerd";
 pub const CONFIG: &str = "/etc/containerd/config.toml";
 pub const SOCKET: &str = "/run/containerd/containerd.sock";

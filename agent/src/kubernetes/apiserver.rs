@@ -11,8 +11,8 @@ use super::{etcd, Files, Node, PKI_CONDITION, SERVICE_CIDR};
 use crate::supervisor::{Readiness, ServiceSpec};
 use crate::Paths;
 
-pub const SERVICE: &str = "kube-apiserver";
-pub const PORT: u16 = 6443;
+pub const SERVICE: &str = cairn_api::names::service::KUBE_APISERVER;
+pub const PORT: u16 = cairn_api::names::port::APISERVER;
 /// The AdmissionConfiguration file in the config dir.
 pub const ADMISSION_CONFIG: &str = "admission.json";
 /// Bound service-account tokens name this issuer (and audience).

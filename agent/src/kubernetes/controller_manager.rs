@@ -7,7 +7,7 @@ use super::{apiserver, Files, SERVICE_CIDR};
 use crate::supervisor::ServiceSpec;
 use crate::Paths;
 
-pub const SERVICE: &str = "controller-manager";
+pub const SERVICE: &str = cairn_api::names::service::CONTROLLER_MANAGER;
 pub const KUBECONFIG: &str = "controller-manager.kubeconfig";
 pub const LEAF: &str = "controller-manager";
 pub const USER: &str = "system:kube-controller-manager";

@@ -9,7 +9,7 @@ use super::{Files, Node, PKI_CONDITION};
 use crate::supervisor::{Readiness, ServiceSpec};
 use crate::Paths;
 
-pub const SERVICE: &str = "etcd";
+pub const SERVICE: &str = cairn_api::names::service::ETCD;
 pub const CLIENT_URL: &str = "https://127.0.0.1:2379";
 pub const PEER_URL: &str = "https://127.0.0.1:2380";
 /// Its serving (and peer) certificate.

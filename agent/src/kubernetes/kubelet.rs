@@ -16,7 +16,7 @@ use crate::containerd;
 use crate::supervisor::ServiceSpec;
 use crate::Paths;
 
-pub const SERVICE: &str = "kubelet";
+pub const SERVICE: &str = cairn_api::names::service::KUBELET;
 pub const CONFIG: &str = "kubelet.json";
 pub const KUBECONFIG: &str = "kubelet.kubeconfig";
 pub const LEAF: &str = "kubelet-client";

@@ -47,7 +47,7 @@ pub const SERVICE_CIDR: &str = "10.96.0.0/12";
 pub const SERVICE_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 96, 0, 1));
 pub const CLUSTER_DOMAIN: &str = "cluster.local";
 /// The PKI step's condition.
-pub const PKI_CONDITION: &str = "pki";
+pub const PKI_CONDITION: &str = cairn_api::names::condition::PKI;
 
 /// What the components need to know about the node.
 #[derive(Debug, Clone, PartialEq, Eq)]

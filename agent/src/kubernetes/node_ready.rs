@@ -18,7 +18,7 @@ use kube::Api;
 use crate::conditions::Conditions;
 use cairn_api::error_chain;
 
-pub const CONDITION: &str = "node-ready";
+pub const CONDITION: &str = cairn_api::names::condition::NODE_READY;
 const PERIOD: Duration = Duration::from_secs(1);
 /// Between two reads while the node is Ready.
 const STEADY: Duration = Duration::from_secs(5);

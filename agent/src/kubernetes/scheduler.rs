@@ -5,7 +5,7 @@ use super::{apiserver, Files};
 use crate::supervisor::ServiceSpec;
 use crate::Paths;
 
-pub const SERVICE: &str = "scheduler";
+pub const SERVICE: &str = cairn_api::names::service::SCHEDULER;
 pub const KUBECONFIG: &str = "scheduler.kubeconfig";
 pub const LEAF: &str = "scheduler";
 pub const USER: &str = "system:kube-scheduler";

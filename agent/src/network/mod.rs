@@ -1,4 +1,4 @@
-//! Step: the node's network, from the kernel command line (docs/interfaces.md).
+//! Boot step: the node's network, from the kernel command line (docs/interfaces.md).
 //!
 //! `lo` always comes up. The device named by `ip=` (virtio-net, whose driver the
 //! module step loaded; the device may still be probing) gets the static address,
@@ -25,7 +25,7 @@ use crate::conditions::Conditions;
 use crate::Paths;
 
 /// Condition name (docs/interfaces.md).
-pub const CONDITION: &str = "network";
+pub const CONDITION: &str = cairn_api::names::condition::NETWORK;
 /// How long the device named by `ip=` may take to appear after its driver loaded.
 pub const DEVICE_WAIT: Duration = Duration::from_secs(10);
 /// How often to look for it meanwhile.

@@ -39,7 +39,7 @@ pub use pod_security::{namespace_labels, pod_security_admission_config};
 pub use store::{KubeStore, Store, StoreError, FIELD_MANAGER};
 
 /// The condition this module publishes.
-pub const CONDITION: &str = "builtin-objects";
+pub const CONDITION: &str = cairn_api::names::condition::BUILTIN_OBJECTS;
 /// Time between passes (the seed's and Metropolis' period).
 pub const PERIOD: Duration = Duration::from_secs(10);
 

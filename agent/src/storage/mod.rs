@@ -1,4 +1,4 @@
-//! Step 5: storage. The node's state (identity key, PKI, etcd data, containerd and
+//! Boot step: storage. The node's state (identity key, PKI, etcd data, containerd and
 //! kubelet state, pod logs) lives under `/var`, and `/var` is the data disk's ext4
 //! partition when there is one.
 //!

@@ -17,7 +17,7 @@ use crate::endpoint::find_record;
 use crate::DbgError;
 
 /// The apiserver's port inside the node (docs/interfaces.md).
-pub const APISERVER_PORT: u16 = 6443;
+pub const APISERVER_PORT: u16 = cairn_api::names::port::APISERVER;
 /// The user a debug kubeconfig names unless told otherwise.
 pub const DEFAULT_USER: &str = "cairn-debug";
 /// The groups unless told otherwise: cluster administrators.

@@ -1,0 +1,89 @@
+//! The node's vocabulary, defined once: the conditions the agent publishes (in boot
+//! order), the services it supervises, and the well-known ports. The agent sets and
+//! serves these names; `dbg`, the launcher, the boot tests and the benchmarks ask for
+//! them. docs/interfaces.md describes each; agent/src/boot.rs is the order.
+
+/// Condition names.
+pub mod condition {
+    pub const MOUNTS: &str = "mounts";
+    pub const MODULES: &str = "modules";
+    pub const STORAGE: &str = "storage";
+    pub const IDENTITY: &str = "identity";
+    pub const NETWORK: &str = "network";
+    pub const PKI: &str = "pki";
+    /// Preloaded images imported into containerd.
+    pub const IMAGES: &str = "images";
+    /// The reconciler's objects (RBAC, Pod Security) are in place.
+    pub const BUILTIN_OBJECTS: &str = "builtin-objects";
+    /// The Node object reports Ready.
+    pub const NODE_READY: &str = "node-ready";
+
+    /// Every condition a control-plane node sets, in the order a boot makes them true:
+    /// the boot steps, then each service (a service's condition has its name) and the
+    /// steps that follow them.
+    pub const BOOT_ORDER: [&str; 15] = [
+        MOUNTS,
+        MODULES,
+        STORAGE,
+        IDENTITY,
+        NETWORK,
+        PKI,
+        super::service::CONTAINERD,
+        IMAGES,
+        super::service::ETCD,
+        super::service::KUBE_APISERVER,
+        super::service::CONTROLLER_MANAGER,
+        super::service::SCHEDULER,
+        BUILTIN_OBJECTS,
+        super::service::KUBELET,
+        NODE_READY,
+    ];
+}
+
+/// Supervised services; each also names its condition and its log.
+pub mod service {
+    pub const CONTAINERD: &str = "containerd";
+    pub const ETCD: &str = "etcd";
+    pub const KUBE_APISERVER: &str = "kube-apiserver";
+    pub const CONTROLLER_MANAGER: &str = "controller-manager";
+    pub const SCHEDULER: &str = "scheduler";
+    pub const KUBELET: &str = "kubelet";
+    /// The agent's own log (it is listed with the services but not supervised).
+    pub const AGENT: &str = "agent";
+
+    /// Every supervised service, in start order.
+    pub const ALL: [&str; 6] = [
+        CONTAINERD,
+        ETCD,
+        KUBE_APISERVER,
+        CONTROLLER_MANAGER,
+        SCHEDULER,
+        KUBELET,
+    ];
+}
+
+/// Ports the node listens on beyond loopback.
+pub mod port {
+    /// The NodeDebugService (debug images only).
+    pub const DEBUG: u16 = 7837;
+    /// kube-apiserver (HTTPS).
+    pub const APISERVER: u16 = 6443;
+    /// The kubelet API (HTTPS, client certificates only).
+    pub const KUBELET: u16 = 10250;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_is_listed_once() {
+        let mut names = condition::BOOT_ORDER.to_vec();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), condition::BOOT_ORDER.len());
+        for service in service::ALL {
+            assert!(condition::BOOT_ORDER.contains(&service), "{service}");
+        }
+    }
+}
