@@ -4,7 +4,10 @@
 //! emptyDir (and the projected service-account token) volumes reads them all, on an
 //! image with no `mount` binary (the kubelet's syscall mounter); and the kubelet's
 //! stats summary, read through the apiserver's node proxy, reports those volumes'
-//! usage (the metrics patch).
+//! usage (the metrics patch). The built `dbg` binary itself reads the node's logs and
+//! conditions and runs kubectl, with exact output and exit codes. The toolbox image is a
+//! whole busybox: every applet of its binary linked, `kubectl cp` (tar) works both ways
+//! and `/tmp` takes writes.
 //!
 //! One node for the file (`common/kubernetes.rs`): the tests use pods of their own
 //! names and never change the node, so they share it. Every wait has a deadline: the
@@ -18,6 +21,9 @@
 #[allow(dead_code)]
 mod common;
 
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
 use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -41,6 +47,10 @@ const TOOLBOX: &str = "localhost/cairn/toolbox:1";
 const REPORTED: &[&str] = &["kubelet", "containerd", "kube-apiserver", "scheduler"];
 /// What the volumes pod writes to its emptyDir, so its usage cannot be a rounding error.
 const BLOB_BYTES: u64 = 1 << 20;
+/// Names the `dbg` binary to run instead of the one built next to this test.
+const DBG_ENV: &str = "CAIRN_DBG";
+/// Deadline of a `dbg` run that waits for nothing longer than its own `--timeout`.
+const DBG_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A session on the file's node once the node is Ready and pods are admitted. The
 /// first test waits for `node-ready`; the others share its outcome, so a node that
@@ -224,6 +234,259 @@ fn exec_returns_output_stdin_and_exit_code() {
     assert_eq!(output.status.code(), Some(7), "{}", describe(&output));
 }
 
+/// The built `dbg`: `CAIRN_DBG`, else `dbg` in this test's profile directory
+/// (`<target>/release/dbg`), which `cargo build --release -p cairn-dbg` writes. Cargo
+/// gives a test the binaries of its own package only, so the Makefile builds it first.
+fn dbg_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os(DBG_ENV).filter(|p| !p.is_empty()) {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("the test's own path");
+    // <target>/<profile>/deps/<test>-<hash>
+    let profile = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("a deps directory");
+    profile.join("dbg")
+}
+
+/// Runs the built `dbg ARGS` against the file's node (`--endpoint`, and the apiserver
+/// forward for `dbg kubectl`), killed after [`DBG_TIMEOUT`]. Its temporary files go to
+/// `tmp`, so a test can see that none stay behind.
+fn run_dbg(session: &Session, tmp: &Path, args: &[&str]) -> Output {
+    let program = dbg_binary();
+    if !program.is_file() {
+        panic!(
+            "no dbg binary at {}: run `cargo build --release --locked -p cairn-dbg` (the \
+             Makefile's boot-test does) or set {DBG_ENV}",
+            program.display()
+        );
+    }
+    // Built inside the runtime: a tokio child registers with its reactor.
+    let run = async {
+        tokio::process::Command::new(&program)
+            .args(["--endpoint", &session.cluster.debug_endpoint])
+            .args(args)
+            .env("CAIRN_API_ENDPOINT", &session.cluster.api_endpoint)
+            .env("TMPDIR", tmp)
+            .env_remove("CAIRN_STATE_DIR")
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output()
+            .await
+    };
+    match (session.runtime).block_on(async { tokio::time::timeout(DBG_TIMEOUT, run).await }) {
+        Ok(Ok(output)) => output,
+        Ok(Err(err)) => session.fail(format!("cannot run {}: {err}", program.display())),
+        Err(_) => session.fail(format!("dbg {args:?} still running after {DBG_TIMEOUT:?}")),
+    }
+}
+
+/// `dbg ARGS` that must exit with `code`; its stdout and stderr.
+fn dbg_exits(session: &Session, tmp: &Path, args: &[&str], code: i32) -> (String, String) {
+    let output = run_dbg(session, tmp, args);
+    if output.status.code() != Some(code) {
+        session.fail(format!(
+            "dbg {args:?}: expected exit code {code}, got {}",
+            describe(&output)
+        ));
+    }
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (text(&output.stdout), text(&output.stderr))
+}
+
+/// Whether `line` is one `dbg logs` line: `<seconds>.<micros> <stream> <text>`.
+fn is_log_line(line: &str) -> bool {
+    let mut fields = line.split_whitespace();
+    let time_ok = fields
+        .next()
+        .and_then(|t| t.split_once('.'))
+        .is_some_and(|(s, us)| {
+            s.chars().all(|c| c.is_ascii_digit())
+                && us.len() == 6
+                && us.chars().all(|c| c.is_ascii_digit())
+        });
+    time_ok && matches!(fields.next(), Some("stdout" | "stderr" | "agent"))
+}
+
+/// The cells of a `dbg conditions` row (its reason may hold spaces: left out).
+fn condition_row(line: &str) -> Vec<&str> {
+    line.split_whitespace().take(2).collect()
+}
+
+#[test]
+#[ignore = "boots a node; run by `make test`"]
+fn the_dbg_binary_reads_logs_and_conditions_and_runs_kubectl() {
+    let session = session();
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let tmp = tmp.path();
+
+    let (logs, _) = dbg_exits(&session, tmp, &["logs", "kubelet", "-n", "5"], 0);
+    let lines: Vec<&str> = logs.lines().collect();
+    assert_eq!(lines.len(), 5, "dbg logs kubelet -n 5 printed {logs:?}");
+    assert!(
+        lines.iter().all(|l| is_log_line(l)),
+        "not dbg log lines: {logs:?}"
+    );
+    let (raw, _) = dbg_exits(&session, tmp, &["logs", "kubelet", "-n", "3", "--raw"], 0);
+    assert_eq!(
+        raw.lines().count(),
+        3,
+        "dbg logs kubelet -n 3 --raw printed {raw:?}"
+    );
+    // NOT_FOUND is exit code 10 + 5.
+    let (out, err) = dbg_exits(&session, tmp, &["logs", "no-such-component", "-n", "1"], 15);
+    assert_eq!(out, "");
+    assert!(
+        err.contains("unknown component no-such-component"),
+        "dbg logs of an unknown component said {err:?}"
+    );
+
+    let (all, _) = dbg_exits(&session, tmp, &["conditions"], 0);
+    let header = all.lines().next().unwrap_or_default();
+    assert_eq!(condition_row(header), ["NAME", "STATUS"], "{all}");
+    let rows: Vec<Vec<&str>> = all.lines().skip(1).map(condition_row).collect();
+    assert!(rows.contains(&vec!["node-ready", "true"]), "{all}");
+    let (one, _) = dbg_exits(&session, tmp, &["conditions", "node-ready"], 0);
+    let rows: Vec<Vec<&str>> = one.lines().skip(1).map(condition_row).collect();
+    assert_eq!(rows, [["node-ready", "true"]], "{one}");
+    let wait = ["conditions", "--wait", "node-ready", "--timeout", "10"];
+    let (waited, _) = dbg_exits(&session, tmp, &wait, 0);
+    let rows: Vec<Vec<&str>> = waited.lines().skip(1).map(condition_row).collect();
+    assert_eq!(rows, [["node-ready", "true"]], "{waited}");
+    let wait = [
+        "conditions",
+        "--wait",
+        "no-such-condition",
+        "--timeout",
+        "1",
+    ];
+    let (_, err) = dbg_exits(&session, tmp, &wait, 15);
+    assert!(
+        err.contains("condition no-such-condition does not exist"),
+        "dbg conditions --wait on an unknown condition said {err:?}"
+    );
+
+    let node = node_name(&session);
+    let (nodes, _) = dbg_exits(&session, tmp, &["kubectl", "get", "nodes", "-o", "name"], 0);
+    assert_eq!(nodes, format!("node/{node}\n"));
+    // kubectl's own status and message come through.
+    let missing = ["kubectl", "get", "pod", "no-such-pod", "-n", NAMESPACE];
+    let (_, err) = dbg_exits(&session, tmp, &missing, 1);
+    assert!(err.contains("\"no-such-pod\" not found"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(tmp)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        left,
+        Vec::<PathBuf>::new(),
+        "dbg kubectl left credentials behind"
+    );
+}
+
+/// A toolbox pod that only sleeps, for `kubectl exec` and `kubectl cp`, created once.
+fn idle_toolbox_pod(session: &Session) -> &'static str {
+    static CREATED: OnceLock<()> = OnceLock::new();
+    let pod = "toolbox-idle";
+    CREATED.get_or_init(|| {
+        apply(session, &toolbox_pod(pod, "exec sleep 100000", "", ""));
+        wait_pod(session, pod, "--for=condition=Ready");
+    });
+    pod
+}
+
+/// `sh -c SCRIPT` in `pod`, which must succeed; its stdout.
+fn exec_ok(session: &Session, pod: &str, script: &str) -> String {
+    let output = session.kubectl(
+        &["exec", pod, "-n", NAMESPACE, "--", "sh", "-c", script],
+        "",
+    );
+    if !output.status.success() {
+        fail_pod(
+            session,
+            pod,
+            format!("kubectl exec {script:?}: {}", describe(&output)),
+        );
+    }
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+#[ignore = "boots a node; run by `make test`"]
+fn kubectl_cp_copies_both_ways_and_tmp_takes_writes() {
+    let session = session();
+    let pod = idle_toolbox_pod(&session);
+    let written = exec_ok(
+        &session,
+        pod,
+        "echo tmp-$((6 * 7)) > /tmp/probe && cat /tmp/probe && stat -c %a /tmp",
+    );
+    assert_eq!(written, "tmp-42\n1777\n", "a write to /tmp in the toolbox");
+
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let local = dir.path().join("to-pod.txt");
+    let content = "copied into the pod\nsecond line\n";
+    std::fs::write(&local, content).expect("a local file");
+    let remote = format!("{NAMESPACE}/{pod}:/tmp/from-host.txt");
+    let local_arg = local.to_str().expect("a UTF-8 path");
+    session.kubectl_ok(&["cp", local_arg, &remote]);
+    assert_eq!(exec_ok(&session, pod, "cat /tmp/from-host.txt"), content);
+
+    let back = dir.path().join("from-pod.txt");
+    let remote = format!("{NAMESPACE}/{pod}:/tmp/probe");
+    session.kubectl_ok(&["cp", &remote, back.to_str().expect("a UTF-8 path")]);
+    let copied = std::fs::read_to_string(&back).unwrap_or_default();
+    assert_eq!(copied, "tmp-42\n", "kubectl cp out of the pod");
+}
+
+/// `ls -l /bin`: the names of the symlinks to `busybox`, and every other entry's name.
+fn bin_entries(listing: &str) -> (BTreeSet<String>, Vec<String>) {
+    let (mut links, mut others) = (BTreeSet::new(), Vec::new());
+    for line in listing.lines().filter(|l| !l.starts_with("total ")) {
+        let (left, target) = line
+            .split_once(" -> ")
+            .map_or((line, None), |(l, t)| (l, Some(t)));
+        let name = left
+            .split_whitespace()
+            .last()
+            .unwrap_or_default()
+            .to_owned();
+        if target == Some("busybox") {
+            links.insert(name);
+        } else {
+            others.push(name);
+        }
+    }
+    (links, others)
+}
+
+#[test]
+#[ignore = "boots a node; run by `make test`"]
+fn the_toolbox_links_every_applet_of_its_busybox() {
+    let session = session();
+    let pod = idle_toolbox_pod(&session);
+    // Against the shipped binary's own list: a link for each applet, nothing else.
+    let applets: BTreeSet<String> = exec_ok(&session, pod, "busybox --list")
+        .lines()
+        .filter(|a| *a != "busybox")
+        .map(str::to_owned)
+        .collect();
+    assert!(applets.len() > 200, "busybox --list: {applets:?}");
+    let (links, others) = bin_entries(&exec_ok(&session, pod, "ls -l /bin"));
+    let missing: Vec<_> = applets.difference(&links).collect();
+    let extra: Vec<_> = links.difference(&applets).collect();
+    assert_eq!(
+        (missing, extra),
+        (vec![], vec![]),
+        "/bin against busybox --list"
+    );
+    assert_eq!(
+        others,
+        ["busybox"],
+        "/bin holds more than busybox and its links"
+    );
+}
+
 /// The secret, configMap and volumes pod, created once for the tests that read it.
 fn volumes_pod(session: &Session) -> &'static str {
     static CREATED: OnceLock<()> = OnceLock::new();
@@ -381,7 +644,7 @@ fn the_stats_summary_reports_volume_usage() {
 }
 
 #[test]
-fn pod_manifests_quote_scripts_and_stats_are_read_by_name() {
+fn pod_manifests_quote_scripts_stats_are_read_by_name_and_dbg_lines_parse() {
     let manifest = toolbox_pod("p", "echo \"a\"\ncat x", "", "");
     assert!(
         manifest.contains(r#"command: ["sh", "-c", "echo \"a\"\ncat x"]"#),
@@ -402,6 +665,20 @@ fn pod_manifests_quote_scripts_and_stats_are_read_by_name() {
             {"name": "pending"}
         ]}
     ]});
+    assert!(is_log_line("     3.500000 stderr I1206 kubelet.go:1] x"));
+    assert!(is_log_line("12.000001 agent  started"));
+    assert!(!is_log_line("I1206 kubelet.go:1] x"));
+    assert!(!is_log_line("3.5 stdout x"));
+    assert_eq!(
+        condition_row("node-ready  true  9.1s  node x is Ready"),
+        ["node-ready", "true"]
+    );
+    let listing = "total 1\n-rwxr-xr-x 1 0 0 9 Jan  1  1970 busybox\n\
+        lrwxrwxrwx 1 0 0 7 Jan  1  1970 [ -> busybox\nlrwxrwxrwx 1 0 0 3 Jan  1  1970 x -> y\n";
+    let (links, others) = bin_entries(listing);
+    assert_eq!(links.into_iter().collect::<Vec<_>>(), ["["]);
+    assert_eq!(others, ["busybox", "x"]);
+
     let usage = volume_usage(&summary, "v");
     assert_eq!(usage.len(), 4);
     assert!(usage_complete(&usage));
