@@ -15,6 +15,8 @@ declare -A wanted=(
   # third_party/build.sh: runc is built with cgo against libseccomp.
   [pkg-config]=pkg-config
   [gcc]=gcc
+  # Boot tests edit a stopped node's data disk (qemu-tests/tests/boot.rs).
+  [debugfs]=e2fsprogs
 )
 
 missing=()
