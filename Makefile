@@ -70,8 +70,10 @@ unit-test: setup
 test-repro: setup
 	scripts/test-repro.sh
 
-# Boot-level tests (ignored by plain `cargo test`) need the image built first.
+# Boot-level tests (ignored by plain `cargo test`) need the image built first, and
+# the `dbg` binary they run (qemu-tests/tests/kubernetes_pods.rs).
 boot-test: image production-image
+	$(CARGO) build --release --locked -p cairn-dbg
 	CAIRN_IMAGE_DIR=$(abspath $(IMAGE_DIR)) CAIRN_CONFIG=$(abspath $(CONFIG)) \
 	  CAIRN_PRODUCTION_IMAGE_DIR=$(abspath $(PRODUCTION_DIR)) \
 	  $(CARGO) test --release --locked -p cairn-image -p cairn-qemu -- --ignored
