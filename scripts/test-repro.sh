@@ -8,7 +8,7 @@
 # usage: scripts/test-repro.sh [WORK_DIR]     (default: a new directory under /tmp)
 #
 # Slow: everything is built twice from nothing (Go ~7 min, Cargo ~4 min a side on
-# 2 cores). `make test-repro` runs it; CI runs it when its time budget allows.
+# 2 cores). `make test-repro` runs it; .ci/run does with CAIRN_CI_REPRO=1.
 # Uncommitted changes are not part of the test: it builds HEAD.
 set -euo pipefail
 
