@@ -102,9 +102,9 @@ fuzz:
 	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 || exit 1; \
 	done
 
-# cargo-deny: bans, licenses and sources (docs/supply-chain.md); setup-host installs it.
-lint:
-	@command -v cargo-deny >/dev/null || scripts/setup-host.sh
+# cargo-deny: bans, licenses and sources (docs/supply-chain.md). setup-host installs
+# it, and names the pinned Rust toolchain before any cargo call reads rust-toolchain.toml.
+lint: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	$(CARGO) clippy --workspace --all-targets --all-features --locked -- -D warnings

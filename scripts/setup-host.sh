@@ -52,8 +52,19 @@ if ! command -v rustup >/dev/null 2>&1; then
   exit 1
 fi
 if ! rustup toolchain list | grep "^$rust-" >/dev/null; then
-  echo "setup-host: installing Rust $rust (rust-toolchain.toml)"
-  (cd "$root" && rustup toolchain install --no-self-update </dev/null)
+  # Offline hosts often have the same release as `stable` only: name it, don't fetch
+  # it (`rustup toolchain link` refuses names like 1.95.0, so the link is made by hand,
+  # in rustup's own layout).
+  stable=$(cd / && rustup run stable rustc --version 2>/dev/null | awk '{print $2}')
+  if [ "$stable" = "$rust" ]; then
+    host=$(cd / && rustup run stable rustc -vV | sed -n 's/^host: //p')
+    sysroot=$(cd / && rustup run stable rustc --print sysroot)
+    echo "setup-host: Rust $rust is the installed stable toolchain; naming it $rust-$host"
+    ln -sfn "$sysroot" "${RUSTUP_HOME:-$HOME/.rustup}/toolchains/$rust-$host"
+  else
+    echo "setup-host: installing Rust $rust (rust-toolchain.toml)"
+    (cd "$root" && rustup toolchain install --no-self-update </dev/null)
+  fi
 fi
 
 # `make lint` checks licenses, bans and sources of the dependencies (deny.toml); the
