@@ -229,7 +229,7 @@ impl Boot<'_> {
                 pki
             }
             Trust::KeyUnreadable => {
-                self.hold_services(&node);
+                self.hold_services();
                 None
             }
         };
@@ -345,13 +345,13 @@ impl Boot<'_> {
     /// Instead of the PKI and the services when the node key is unreadable: the PKI
     /// would issue certificates for the stand-in name over the stored CA's cluster.
     /// Their conditions say why they are absent, so a wait on them fails with a reason.
-    fn hold_services(&self, node: &Node) {
+    fn hold_services(&self) {
         let reason = "not started: the node key is unreadable (see identity)";
         tracing::warn!("pki and services {reason}");
         self.conditions
             .set(kubernetes::PKI_CONDITION, false, reason.to_owned());
-        for spec in services::services(self.paths, node) {
-            self.conditions.set(&spec.name, false, reason.to_owned());
+        for name in cairn_api::names::service::ALL {
+            self.conditions.set(name, false, reason.to_owned());
         }
     }
 

@@ -6,6 +6,7 @@
 //! rather than repeating what the agent meant to do.
 
 use std::io;
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use nix::errno::Errno;
@@ -78,10 +79,13 @@ impl ReadyReport {
 }
 
 /// The routes of `/proc/net/route` (proc(5)): a header line, then per route the
-/// interface, destination, gateway, flags, ..., mask, with addresses as little-endian
-/// hex words. Lines that do not parse are skipped.
+/// interface, destination, gateway, flags, ..., mask. The kernel prints each address's
+/// network-order bytes as one host-order hex word. Lines that do not parse are skipped.
 pub fn ipv4_routes(text: &str) -> Vec<String> {
-    let word = |hex: &str| u32::from_str_radix(hex, 16).ok().map(u32::from_be);
+    let word = |hex: &str| {
+        let host_order = u32::from_str_radix(hex, 16).ok()?;
+        Some(Ipv4Addr::from(host_order.to_ne_bytes()))
+    };
     text.lines()
         .skip(1)
         .filter_map(|line| {
@@ -92,17 +96,14 @@ pub fn ipv4_routes(text: &str) -> Vec<String> {
                 word(fields.get(2)?)?,
                 word(fields.get(7)?)?,
             );
-            let via = match gateway {
-                0 => String::new(),
-                gw => format!(" via {}", std::net::Ipv4Addr::from(gw)),
+            let via = match gateway.is_unspecified() {
+                true => String::new(),
+                false => format!(" via {gateway}"),
             };
-            Some(match (destination, mask) {
-                (0, 0) => format!("default{via} dev {interface}"),
-                _ => format!(
-                    "{}/{}{via} dev {interface}",
-                    std::net::Ipv4Addr::from(destination),
-                    mask.count_ones()
-                ),
+            let prefix = u32::from(mask).count_ones();
+            Some(match (destination.is_unspecified(), prefix) {
+                (true, 0) => format!("default{via} dev {interface}"),
+                _ => format!("{destination}/{prefix}{via} dev {interface}"),
             })
         })
         .collect()

@@ -18,9 +18,10 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::MsFlags;
 
+use cairn_api::error_chain;
+
 use crate::syscall::Syscall;
 use crate::Paths;
-use cairn_api::error_chain;
 use devices::{BlockDevice, Choice};
 use disk::DiskError;
 
