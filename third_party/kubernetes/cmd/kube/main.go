@@ -31,6 +31,7 @@ import (
 	kubectlutil "k8s.io/kubectl/pkg/cmd/util"
 	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	proxy "k8s.io/kubernetes/cmd/kube-proxy/app"
 	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
 	kubelet "k8s.io/kubernetes/cmd/kubelet/app"
 
@@ -43,6 +44,7 @@ var commands = map[string]func() int{
 	"kube-controller-manager": func() int {
 		return cli.Run(controllermanager.NewControllerManagerCommand())
 	},
+	"kube-proxy":     func() int { return cli.Run(proxy.NewProxyCommand()) },
 	"kube-scheduler": func() int { return cli.Run(scheduler.NewSchedulerCommand()) },
 	"kubelet": func() int {
 		return cli.Run(kubelet.NewKubeletCommand(context.Background()))
