@@ -1,20 +1,20 @@
 #!/usr/bin/env bash
 # Build the upstream Go components cairn ships (containerd, runc, CNI plugins,
-# and the Kubernetes + etcd multiplexer `kube`) from the pinned modules in
-# third_party/<family>/go.mod.
+# CoreDNS, and the Kubernetes + etcd multiplexer `kube`) from the pinned
+# modules in third_party/<family>/go.mod.
 #
 # usage: third_party/build.sh [OUT_DIR]        (default: $HOME/.cache/cairn/go-out)
 #
 # Output:
-#   OUT_DIR/bin/{containerd,containerd-shim-runc-v2,ctr,runc,kube}
+#   OUT_DIR/bin/{containerd,containerd-shim-runc-v2,ctr,runc,coredns,kube}
 #   OUT_DIR/cni/bin/{bridge,host-local,loopback,portmap}
 #   OUT_DIR/.stamps/<family>.stamp     input hash of the last successful build
 #   OUT_DIR/.src/kubernetes            patched, vendored build tree (scratch)
 #
 # A family is rebuilt only when its stamp (go.mod, go.sum, this script, Go
-# version, target, C toolchain for cgo families, kubernetes' cmd/, patches
-# and overlay) changed or an output is missing. Environment knobs: GO (go binary),
-# GOARCH (default: host), CC.
+# version, target, C toolchain for cgo families, coredns' and kubernetes'
+# cmd/, kubernetes' patches and overlay) changed or an output is missing.
+# Environment knobs: GO (go binary), GOARCH (default: host), CC.
 # Go caches stay where Go puts them (GOMODCACHE/GOCACHE), never in the repo.
 set -euo pipefail
 
@@ -145,6 +145,22 @@ libseccomp: $(pkg-config --modversion libseccomp)"
 run_family runc "$runc_extra" "$out/bin" runc -- build_runc
 
 run_family cni-plugins "" "$out/cni/bin" bridge host-local loopback portmap -- build_cni
+
+# --- coredns: our own main package (coredns/cmd/coredns) with only the
+# plugins cluster DNS needs, instead of upstream's root package with all of
+# plugin.cfg (static, CGO off).
+build_coredns() {
+	local tmp="$1"
+	# Upstream's Makefile: CGO_ENABLED=0, tag grpcnotrace, and -X of
+	# coremain.GitCommit, a git hash a module download does not carry, so it
+	# stays empty. The version (1.15.0) is a constant in coremain.
+	CGO_ENABLED=0 gobuild -tags grpcnotrace \
+		-ldflags "$common_ldflags -X github.com/coredns/coredns/coremain.GitCommit=" \
+		-o "$tmp/coredns" ./cmd/coredns
+}
+
+coredns_extra="$(cd "$here/coredns" && find cmd -type f | LC_ALL=C sort | xargs sha256sum)"
+run_family coredns "$coredns_extra" "$out/bin" coredns -- build_coredns
 
 # --- kubernetes: one static multiplexer `kube` (apiserver, controller-manager,
 # scheduler, kubelet, kubectl, etcd), built from a vendored copy with our

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks of the Go code cairn writes itself in third_party/ (not upstream's):
-# kubernetes/cmd/kube/main.go and the files under kubernetes/overlay/.
+# kubernetes/cmd/kube/main.go, the files under kubernetes/overlay/ and
+# coredns/cmd/coredns/main.go.
 #
 # usage: third_party/check.sh lint    gofmt -l (must print nothing) + go vet
 #        third_party/check.sh test    go test of the overlay packages
@@ -17,12 +18,16 @@
 # The real package context is checked by every build.sh run, which compiles
 # the overlay together with the patched upstream files and then runs go vet
 # on that package and on cmd/kube in the vendored tree.
+# coredns/cmd/coredns is vetted in place (its module is small and has no
+# vendored tree or patches), with build.sh's CGO_ENABLED and tags so the
+# build's compiled dependencies are reused.
 # Environment knobs as in build.sh: GO (go binary). Go caches stay where Go
 # puts them, never in the repo.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 k8s="$here/kubernetes"
+coredns="$here/coredns"
 
 if [[ -z "${GO:-}" ]]; then
 	GO="$(command -v go || true)"
@@ -34,6 +39,9 @@ export GOTOOLCHAIN=local GOWORK=off GOFLAGS=-mod=readonly GOOS=linux
 # Our Go files: cmd/ and everything in the overlay (tests included).
 own_go_files() {
 	(cd "$k8s" && find cmd overlay -type f -name '*.go' | LC_ALL=C sort)
+}
+coredns_go_files() {
+	(cd "$coredns" && find cmd -type f -name '*.go' | LC_ALL=C sort)
 }
 
 # Scratch module with the overlay packages; prints its directory.
@@ -61,9 +69,16 @@ lint)
 		echo "$unformatted" >&2
 		exit 1
 	fi
+	unformatted="$(cd "$coredns" && coredns_go_files | xargs "$gofmt" -l)"
+	if [[ -n "$unformatted" ]]; then
+		echo "check.sh: not gofmt-formatted (run gofmt -w on them), in third_party/coredns:" >&2
+		echo "$unformatted" >&2
+		exit 1
+	fi
 	make_scratch
 	(cd "$scratch" && nice -n 19 "$GO" vet ./...)
-	echo "check.sh: gofmt and go vet clean ($(own_go_files | wc -l) files)"
+	(cd "$coredns" && CGO_ENABLED=0 nice -n 19 "$GO" vet -tags grpcnotrace ./cmd/...)
+	echo "check.sh: gofmt and go vet clean ($(($(own_go_files | wc -l) + $(coredns_go_files | wc -l))) files)"
 	;;
 test)
 	make_scratch
