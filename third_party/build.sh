@@ -163,7 +163,7 @@ coredns_extra="$(cd "$here/coredns" && find cmd -type f | LC_ALL=C sort | xargs 
 run_family coredns "$coredns_extra" "$out/bin" coredns -- build_coredns
 
 # --- kubernetes: one static multiplexer `kube` (apiserver, controller-manager,
-# scheduler, kubelet, kubectl, etcd), built from a vendored copy with our
+# scheduler, kubelet, kube-proxy, kubectl, etcd), built from a vendored copy with our
 # patches (kubernetes/patches/*.patch) applied, then our own files
 # (kubernetes/overlay/, same layout as the build tree) added. The copy lives
 # outside the repository, under OUT_DIR/.src; the family dir itself is never

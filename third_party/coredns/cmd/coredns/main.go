@@ -14,7 +14,8 @@
 //
 // The list covers the Corefile kubeadm writes for cluster DNS (errors,
 // health, ready, kubernetes, prometheus, forward, cache, loop, reload,
-// loadbalance), plus log (query logging) and hosts (static names, e.g. node
+// loadbalance), plus bind (cairn's node service listens on the node's
+// address only), log (query logging) and hosts (static names, e.g. node
 // names). Four more plugins are linked because these import them, and
 // `coredns -plugins` lists them too: debug and dnstap (imported by forward),
 // metadata (by cache, forward, kubernetes and log) and transfer (by
@@ -35,6 +36,7 @@ import (
 	_ "github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/coremain"
 
+	_ "github.com/coredns/coredns/plugin/bind"        // bind: the addresses to listen on
 	_ "github.com/coredns/coredns/plugin/cache"       // cache: caches answers
 	_ "github.com/coredns/coredns/plugin/errors"      // errors: logs errors
 	_ "github.com/coredns/coredns/plugin/forward"     // forward: upstream resolvers (/etc/resolv.conf)
