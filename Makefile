@@ -14,6 +14,8 @@ PRODUCTION_CONFIG ?= image/production.toml
 PRODUCTION_DIR ?= build/production
 STATE_DIR ?= build/node
 ACCEL ?= auto
+# `make start` forwards this host port to this NodePort (README: "An application").
+NODE_PORT_FORWARD ?= 30080:30080
 # The last condition a benchmarked boot waits for.
 BENCH_UNTIL ?= node-ready
 CARGO ?= cargo
@@ -53,7 +55,8 @@ run: image
 	$(QEMU_TOOL) run --image-dir $(IMAGE_DIR) --state-dir $(STATE_DIR) --accel $(ACCEL)
 
 start: image
-	$(QEMU_TOOL) run --detach --image-dir $(IMAGE_DIR) --state-dir $(STATE_DIR) --accel $(ACCEL)
+	$(QEMU_TOOL) run --detach --image-dir $(IMAGE_DIR) --state-dir $(STATE_DIR) --accel $(ACCEL) \
+	  --forward $(NODE_PORT_FORWARD)
 
 stop:
 	$(QEMU_TOOL) stop --state-dir $(STATE_DIR)

@@ -21,7 +21,7 @@ pub mod condition {
     /// Every condition a control-plane node sets, in the order a boot makes them true:
     /// the boot steps, then each service (a service's condition has its name) and the
     /// steps that follow them.
-    pub const BOOT_ORDER: [&str; 15] = [
+    pub const BOOT_ORDER: [&str; 17] = [
         MOUNTS,
         MODULES,
         STORAGE,
@@ -35,6 +35,8 @@ pub mod condition {
         super::service::CONTROLLER_MANAGER,
         super::service::SCHEDULER,
         BUILTIN_OBJECTS,
+        super::service::KUBE_PROXY,
+        super::service::CLUSTER_DNS,
         super::service::KUBELET,
         NODE_READY,
     ];
@@ -48,16 +50,22 @@ pub mod service {
     pub const CONTROLLER_MANAGER: &str = "controller-manager";
     pub const SCHEDULER: &str = "scheduler";
     pub const KUBELET: &str = "kubelet";
+    /// kube-proxy (Service routing, nftables mode).
+    pub const KUBE_PROXY: &str = "kube-proxy";
+    /// CoreDNS serving `cluster.local` behind the `kube-dns` Service.
+    pub const CLUSTER_DNS: &str = "cluster-dns";
     /// The agent's own log (it is listed with the services but not supervised).
     pub const AGENT: &str = "agent";
 
     /// Every supervised service, in start order.
-    pub const ALL: [&str; 6] = [
+    pub const ALL: [&str; 8] = [
         CONTAINERD,
         ETCD,
         KUBE_APISERVER,
         CONTROLLER_MANAGER,
         SCHEDULER,
+        KUBE_PROXY,
+        CLUSTER_DNS,
         KUBELET,
     ];
 }
@@ -70,6 +78,8 @@ pub mod port {
     pub const APISERVER: u16 = 6443;
     /// The kubelet API (HTTPS, client certificates only).
     pub const KUBELET: u16 = 10250;
+    /// Cluster DNS (UDP and TCP) on the node's address, behind the `kube-dns` Service.
+    pub const DNS: u16 = 53;
 }
 
 #[cfg(test)]

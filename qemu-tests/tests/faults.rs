@@ -30,11 +30,13 @@ const POD_TIMEOUT: Duration = Duration::from_secs(240);
 /// Between two looks at the component list (the supervisor offers no watch).
 const POLL: Duration = Duration::from_millis(200);
 /// Killed in this order: the control plane's store first, the node agent last.
-const COMPONENTS: [&str; 6] = [
+const COMPONENTS: [&str; 8] = [
     "etcd",
     "kube-apiserver",
     "controller-manager",
     "scheduler",
+    "kube-proxy",
+    "cluster-dns",
     "containerd",
     "kubelet",
 ];

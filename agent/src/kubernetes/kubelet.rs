@@ -11,7 +11,7 @@
 use serde_json::json;
 
 use super::probe;
-use super::{apiserver, Files, Node, CLUSTER_DOMAIN};
+use super::{apiserver, cluster_dns, Files, Node, CLUSTER_DOMAIN};
 use crate::containerd;
 use crate::supervisor::ServiceSpec;
 use crate::Paths;
@@ -66,8 +66,11 @@ pub fn config(files: &Files) -> String {
         "tlsMinVersion": "VersionTLS13",
         "rotateCertificates": false,
         "serverTLSBootstrap": false,
-        "resolvConf": "/etc/resolv.conf",
-        // No DNS add-on: pods get the node's resolvers, no cluster DNS server.
+        // Pods with dnsPolicy Default get the node's resolvers; ClusterFirst pods
+        // (the default) get the cluster DNS Service and the search path of their
+        // namespace.
+        "resolvConf": cluster_dns::RESOLV_CONF,
+        "clusterDNS": [cluster_dns::SERVICE_IP.to_string()],
         "clusterDomain": CLUSTER_DOMAIN,
         "protectKernelDefaults": false,
         // The seed's setting: nothing in the node relies on the KUBE-* util chains.

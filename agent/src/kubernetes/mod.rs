@@ -18,12 +18,14 @@
 
 pub mod apiserver;
 pub mod client;
+pub mod cluster_dns;
 pub mod controller_manager;
 pub mod etcd;
 pub mod kubeconfig;
 pub mod kubelet;
 pub mod node_ready;
 pub mod probe;
+pub mod proxy;
 pub mod scheduler;
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -42,7 +44,8 @@ pub const STATE_DIR: &str = "/var/lib/cairn";
 pub const PKI_DIR: &str = "/var/lib/cairn/pki";
 /// Config files and kubeconfigs, rewritten at every boot.
 pub const CONFIG_DIR: &str = "/etc/kubernetes";
-/// The Service CIDR; its first address is the `kubernetes` Service.
+/// The Service CIDR; its first address is the `kubernetes` Service, its tenth the
+/// cluster DNS ([`cluster_dns::SERVICE_IP`]).
 pub const SERVICE_CIDR: &str = "10.96.0.0/12";
 pub const SERVICE_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 96, 0, 1));
 pub const CLUSTER_DOMAIN: &str = "cluster.local";
@@ -125,6 +128,8 @@ pub fn services(paths: &Paths, node: &Node) -> Vec<ServiceSpec> {
         apiserver::service(paths, &files, node),
         controller_manager::service(paths, &files),
         scheduler::service(paths, &files),
+        proxy::service(paths, &files),
+        cluster_dns::service(paths, &files),
         kubelet::service(paths, &files, node),
     ]
 }
@@ -146,6 +151,12 @@ pub fn write_configs(paths: &Paths, pki: &Pki, node: &Node) -> Result<(), Kubern
             controller_manager::USER,
         ),
         (scheduler::KUBECONFIG, scheduler::LEAF, scheduler::USER),
+        (proxy::KUBECONFIG, proxy::LEAF, proxy::USER),
+        (
+            cluster_dns::KUBECONFIG,
+            cluster_dns::LEAF,
+            cluster_dns::USER,
+        ),
         (
             kubelet::KUBECONFIG,
             kubelet::LEAF,
@@ -163,6 +174,22 @@ pub fn write_configs(paths: &Paths, pki: &Pki, node: &Node) -> Result<(), Kubern
         &files.config(kubelet::CONFIG),
         &kubelet::config(&files),
         0o644,
+    )?;
+    write_file(
+        &files.config(proxy::CONFIG),
+        &proxy::config(&files, node),
+        0o644,
+    )?;
+    // The network step wrote resolv.conf before this; no name server there means
+    // CoreDNS answers cluster names only.
+    let resolv_conf = paths.resolve(cluster_dns::RESOLV_CONF);
+    let upstream = std::fs::read_to_string(&resolv_conf)
+        .map(|text| cluster_dns::has_nameserver(&text))
+        .unwrap_or(false);
+    write_file(
+        &files.config(cluster_dns::COREFILE),
+        &cluster_dns::corefile(&files, node, upstream),
+        0o644,
     )
 }
 
@@ -175,16 +202,28 @@ pub fn spawn_followers(paths: &Paths, node: &Node, conditions: &Conditions) {
         node.name.clone(),
         conditions.clone(),
     ));
-    tokio::spawn(reconcile_when_ready(pki_dir, conditions.clone()));
+    tokio::spawn(reconcile_when_ready(
+        pki_dir,
+        node.clone(),
+        conditions.clone(),
+    ));
+}
+
+/// Every object the reconciler keeps for this node: the built-in ones and the
+/// cluster DNS Service with its endpoints.
+pub fn declared_objects(node: &Node) -> Vec<crate::reconciler::Declared> {
+    let mut objects = crate::reconciler::builtin_objects();
+    objects.extend(cluster_dns::objects(node));
+    objects
 }
 
 /// Waits for `kube-apiserver`, then runs the reconciler for good.
-async fn reconcile_when_ready(pki_dir: PathBuf, conditions: Conditions) {
+async fn reconcile_when_ready(pki_dir: PathBuf, node: Node, conditions: Conditions) {
     use crate::reconciler;
     conditions.set(reconciler::CONDITION, false, "waiting for kube-apiserver");
     conditions.wait_true(apiserver::SERVICE).await;
     match client::client(&pki_dir, client::LOCAL_APISERVER) {
-        Ok(client) => reconciler::run(client, conditions).await,
+        Ok(client) => reconciler::run(client, conditions, declared_objects(&node)).await,
         Err(err) => {
             let reason = cairn_api::error_chain(&err);
             tracing::error!("reconciler: {reason}");

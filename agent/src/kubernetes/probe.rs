@@ -49,10 +49,16 @@ pub fn get(
 /// second: controller-manager, scheduler and kubelet, whose health paths need no
 /// credentials.
 pub fn healthz(pki_dir: &Path, url: &str) -> Readiness {
+    local(pki_dir, url, "/healthz")
+}
+
+/// Readiness of a loopback endpoint `url` + `path` that needs no credentials (any
+/// 2xx), checked every second.
+pub fn local(pki_dir: &Path, url: &str, path: &'static str) -> Readiness {
     Readiness::new(get(
         Access::Insecure(pki_dir.to_owned()),
         url,
-        "/healthz",
+        path,
         any_body,
     ))
     .interval(Duration::from_secs(1))

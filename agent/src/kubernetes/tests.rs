@@ -25,10 +25,13 @@ fn every_component_runs_the_multiplexer_with_its_name_first() {
             "kube-apiserver",
             "controller-manager",
             "scheduler",
+            "kube-proxy",
+            "cluster-dns",
             "kubelet"
         ]
     );
-    let first: Vec<&str> = specs.iter().map(|s| s.args[0].as_str()).collect();
+    let kube: Vec<&ServiceSpec> = specs.iter().filter(|s| s.name != "cluster-dns").collect();
+    let first: Vec<&str> = kube.iter().map(|s| s.args[0].as_str()).collect();
     assert_eq!(
         first,
         [
@@ -36,11 +39,14 @@ fn every_component_runs_the_multiplexer_with_its_name_first() {
             "kube-apiserver",
             "kube-controller-manager",
             "kube-scheduler",
+            "kube-proxy",
             "kubelet"
         ]
     );
-    for spec in &specs {
+    for spec in kube {
         assert_eq!(spec.binary, Path::new(KUBE));
+    }
+    for spec in &specs {
         assert!(spec.readiness.is_some(), "{}", spec.name);
     }
 }
@@ -56,6 +62,8 @@ fn dependencies_give_the_documented_start_order() {
     assert!(deps("kube-apiserver").contains(&"etcd".to_owned()));
     assert_eq!(deps("controller-manager"), ["kube-apiserver"]);
     assert_eq!(deps("scheduler"), ["kube-apiserver"]);
+    assert_eq!(deps("kube-proxy"), ["kube-apiserver"]);
+    assert_eq!(deps("cluster-dns"), ["kube-apiserver"]);
     assert_eq!(deps("kubelet"), ["containerd", "images", "kube-apiserver"]);
 }
 
@@ -106,6 +114,8 @@ fn configs_and_kubeconfigs_are_written_from_the_pki() {
             "controller-manager.kubeconfig",
             "system:kube-controller-manager".to_owned(),
         ),
+        ("kube-proxy.kubeconfig", "system:kube-proxy".to_owned()),
+        ("cluster-dns.kubeconfig", "cairn:cluster-dns".to_owned()),
     ] {
         let path = config.join(file);
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
@@ -124,6 +134,18 @@ fn configs_and_kubeconfigs_are_written_from_the_pki() {
     );
     assert_eq!(kubelet["authentication"]["anonymous"]["enabled"], false);
     assert_eq!(kubelet["authorization"]["mode"], "Webhook");
+    assert_eq!(kubelet["clusterDNS"][0], "10.96.0.10");
+    assert_eq!(kubelet["clusterDomain"], "cluster.local");
+    let proxy: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(config.join("kube-proxy.json")).unwrap())
+            .unwrap();
+    assert_eq!(proxy["mode"], "nftables");
+    assert_eq!(proxy["hostnameOverride"], node().name.as_str());
+    assert_eq!(proxy["clusterCIDR"], "10.88.0.0/16");
+    // No resolv.conf under the fixture root: cluster names only.
+    let corefile = std::fs::read_to_string(config.join("cluster-dns.Corefile")).unwrap();
+    assert!(corefile.contains("bind 10.0.2.15"), "{corefile}");
+    assert!(!corefile.contains("forward"), "{corefile}");
     let admission = std::fs::read_to_string(config.join("admission.json")).unwrap();
     assert!(admission.contains("PodSecurityConfiguration"));
 }

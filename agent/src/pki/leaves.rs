@@ -94,6 +94,22 @@ pub const LEAVES: &[Leaf] = &[
         Usage::Client,
         Sans::None,
     ),
+    // Bound to system:node-proxier by Kubernetes' bootstrap policy.
+    leaf(
+        "kube-proxy",
+        "system:kube-proxy",
+        None,
+        Usage::Client,
+        Sans::None,
+    ),
+    // CoreDNS's watch of Services and endpoints (the reconciler's ClusterRole).
+    leaf(
+        "cluster-dns",
+        "cairn:cluster-dns",
+        None,
+        Usage::Client,
+        Sans::None,
+    ),
     // The agent's own client (reconciler, debug credentials' checks): cluster admin.
     leaf(
         "agent",

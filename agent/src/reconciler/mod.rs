@@ -35,6 +35,7 @@ pub use drift::{contains, first_difference};
 pub use objects::{
     builtin_objects, Declared, APISERVER_KUBELET_CLIENT, KUBELET_API_BINDING, MANAGED_BY,
 };
+pub(crate) use objects::{declare, metadata, RBAC_GROUP};
 pub use pod_security::{namespace_labels, pod_security_admission_config};
 pub use store::{KubeStore, Store, StoreError, FIELD_MANAGER};
 
@@ -71,16 +72,16 @@ pub struct PassOutcome {
     pub failed: Vec<ReconcileError>,
 }
 
-/// The reconciler against the apiserver `client` reaches, publishing `builtin-objects`
-/// in `conditions`. Never returns; spawn it once `kube-apiserver` is ready (a pass
-/// before that only fails and is retried).
-pub fn run(client: ::kube::Client, conditions: Conditions) -> impl Future<Output = ()> + Send {
-    run_with(
-        KubeStore::new(client),
-        conditions,
-        builtin_objects(),
-        PERIOD,
-    )
+/// The reconciler against the apiserver `client` reaches, keeping `objects` (the
+/// [`builtin_objects`] and what the node's components add) and publishing
+/// `builtin-objects` in `conditions`. Never returns; spawn it once `kube-apiserver` is
+/// ready (a pass before that only fails and is retried).
+pub fn run(
+    client: ::kube::Client,
+    conditions: Conditions,
+    objects: Vec<Declared>,
+) -> impl Future<Output = ()> + Send {
+    run_with(KubeStore::new(client), conditions, objects, PERIOD)
 }
 
 /// [`run`] over any store, declaration and period (the unit tests' entry).

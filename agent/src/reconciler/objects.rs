@@ -20,7 +20,7 @@ pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "cairn");
 pub const APISERVER_KUBELET_CLIENT: &str = "kube-apiserver-kubelet-client";
 /// Name of the binding that lets the apiserver use the kubelet API.
 pub const KUBELET_API_BINDING: &str = "cairn:apiserver-kubelet-client";
-const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+pub(crate) const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 
 /// One object as the agent wants it: the fields it owns, nothing else.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,7 +79,7 @@ fn default_namespace_pod_security() -> Declared {
     })
 }
 
-fn metadata(name: &str, mut labels: BTreeMap<String, String>) -> ObjectMeta {
+pub(crate) fn metadata(name: &str, mut labels: BTreeMap<String, String>) -> ObjectMeta {
     labels.insert(MANAGED_BY.0.into(), MANAGED_BY.1.into());
     ObjectMeta {
         name: Some(name.into()),
@@ -88,7 +88,7 @@ fn metadata(name: &str, mut labels: BTreeMap<String, String>) -> ObjectMeta {
     }
 }
 
-fn declare<K>(object: K) -> Declared
+pub(crate) fn declare<K>(object: K) -> Declared
 where
     K: Resource<DynamicType = ()> + Serialize,
 {

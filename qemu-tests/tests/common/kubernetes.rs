@@ -64,8 +64,25 @@ pub fn cluster() -> &'static Cluster {
     }
 }
 
+/// The NodePort every Kubernetes test node has forwarded to a free host port
+/// ([`Cluster::host_port`]), as `make start` forwards it to host port 30080.
+pub const NODE_PORT: u16 = 30080;
+
+impl Cluster {
+    /// The host port forwarded to guest port `guest`, if any.
+    pub fn host_port(&self, guest: u16) -> Option<u16> {
+        let node = self.node.lock().unwrap_or_else(|p| p.into_inner());
+        let forwards = &node.record().forwards;
+        forwards.iter().find(|f| f.guest == guest).map(|f| f.host)
+    }
+}
+
 fn boot() -> Result<Cluster, String> {
-    let config = super::fresh_config(env!("CARGO_CRATE_NAME"));
+    let mut config = super::fresh_config(env!("CARGO_CRATE_NAME"));
+    config.forwards.push(cairn_qemu::ForwardRequest {
+        host: None,
+        guest: NODE_PORT,
+    });
     let mut node = Node::start(&config).map_err(|e| error_chain(&e))?;
     let ready = node
         .wait_ready(super::READY_TIMEOUT)
