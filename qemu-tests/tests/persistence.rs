@@ -18,8 +18,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use cairn_api::v1::{BuildInfo, GetBuildInfoRequest, ShutdownRequest};
+
 use cairn_qemu::{ForwardRequest, Node};
-use common::kubernetes::{Session, KUBECTL_TIMEOUT};
+use common::kubernetes::{Session, KUBECTL_TIMEOUT, NODE_PORT};
 
 /// etcd, the control plane, the kubelet and node registration under TCG.
 const NODE_READY_TIMEOUT: Duration = Duration::from_secs(300);
@@ -32,7 +33,17 @@ const POD_TIMEOUT: Duration = Duration::from_secs(240);
 const POLL: Duration = Duration::from_secs(1);
 const DEPLOYMENT: &str = "survivor";
 const NAMESPACE: &str = "default";
-const REPORTED: &[&str] = &["agent", "kubelet", "containerd", "kube-apiserver", "etcd"];
+/// From the pod Ready to its Service answering (kube-proxy's and CoreDNS's first sync).
+const SERVICE_TIMEOUT: Duration = Duration::from_secs(120);
+const REPORTED: &[&str] = &[
+    "agent",
+    "kubelet",
+    "containerd",
+    "kube-apiserver",
+    "etcd",
+    "kube-proxy",
+    "cluster-dns",
+];
 
 /// What must be the same after every boot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,7 +75,19 @@ spec:
       - name: main
         image: localhost/cairn/toolbox:1
         imagePullPolicy: Never
-        command: [\"sleep\", \"1000000\"]
+        command: [\"sh\", \"-c\", \"mkdir -p /www && echo {DEPLOYMENT} > /www/index.html && exec httpd -f -p 80 -h /www\"]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {DEPLOYMENT}
+  namespace: {NAMESPACE}
+spec:
+  type: NodePort
+  selector: {{app: {DEPLOYMENT}}}
+  ports:
+  - port: 80
+    nodePort: {NODE_PORT}
 "
     )
 }
@@ -83,6 +106,7 @@ fn the_node_survives_reboots_and_a_power_cut() {
     session.wait_for_default_service_account(NAMESPACE);
     session.kubectl_ok_within(&["apply", "-f", "-"], &deployment(), KUBECTL_TIMEOUT);
     let mut container = wait_pod_running(&session, None);
+    check_service(&session, "the first boot");
     let before = persistent(&session);
     let mut boot_id = build_info(&session).boot_id;
 
@@ -97,6 +121,7 @@ fn the_node_survives_reboots_and_a_power_cut() {
     );
     check_same(&session, &before, "a reboot through the debug service");
     container = wait_pod_running(&session, Some(&container));
+    check_service(&session, "a reboot through the debug service");
     // A clean shutdown leaves a clean file system: e2fsck -p says "clean".
     let storage = session.condition("storage");
     if !storage.0 || storage.1.contains("formatted") || !storage.1.contains("clean,") {
@@ -120,6 +145,7 @@ fn the_node_survives_reboots_and_a_power_cut() {
     );
     check_same(&session, &before, "a reboot through ctrl-alt-delete");
     container = wait_pod_running(&session, Some(&container));
+    check_service(&session, "a reboot through ctrl-alt-delete");
 
     // 3. Hard power-off: QEMU killed, then the same state dir and disk booted again.
     let started = Instant::now();
@@ -128,6 +154,51 @@ fn the_node_survives_reboots_and_a_power_cut() {
     eprintln!("power cut -> node Ready: {:.1?}", started.elapsed());
     check_same(&session, &before, "a hard power-off");
     wait_pod_running(&session, Some(&container));
+    check_service(&session, "a hard power-off");
+}
+
+/// The Deployment's Service answers in this boot: its name resolves to its ClusterIP
+/// through cluster DNS (asked from the pod itself), and its NodePort returns the page
+/// on the host, both within [`SERVICE_TIMEOUT`].
+fn check_service(session: &Session, after_what: &str) {
+    let cluster_ip = session.kubectl_ok(&[
+        "get",
+        "service",
+        DEPLOYMENT,
+        "-n",
+        NAMESPACE,
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
+    let host_port = (session.cluster.host_port(NODE_PORT))
+        .unwrap_or_else(|| session.fail(format!("guest port {NODE_PORT} is not forwarded")));
+    let target = format!("deployment/{DEPLOYMENT}");
+    let deadline = Instant::now() + SERVICE_TIMEOUT;
+    loop {
+        let lookup = session.kubectl(
+            &[
+                "exec", &target, "-n", NAMESPACE, "--", "nslookup", "-type=a", DEPLOYMENT,
+            ],
+            "",
+        );
+        let lookup = String::from_utf8_lossy(&lookup.stdout).into_owned();
+        let resolved = lookup
+            .lines()
+            .skip_while(|line| !line.starts_with("Name:"))
+            .any(|line| line.strip_prefix("Address:").map(str::trim) == Some(&cluster_ip));
+        let page = common::http_get(host_port);
+        if resolved && page.as_deref().map(str::trim) == Ok(DEPLOYMENT) {
+            return;
+        }
+        if Instant::now() >= deadline {
+            session.fail(format!(
+                "after {after_what} the {DEPLOYMENT} Service does not answer within \
+                 {SERVICE_TIMEOUT:?}: nslookup {DEPLOYMENT} (want {cluster_ip}):\n{lookup}\n\
+                 NodePort {NODE_PORT} on host port {host_port}: {page:?}"
+            ));
+        }
+        thread::sleep(POLL);
+    }
 }
 
 fn wait_ready(session: &Session) {

@@ -1,8 +1,8 @@
 //! Boot-level tests of the node's security defaults (SECURITY.md names the test that
 //! proves each one): private keys are mode 0600 and owned by root; etcd listens on
 //! loopback only and refuses clients without a certificate; nothing but the
-//! apiserver, the kubelet and (debug images) the debug service listens beyond
-//! loopback; the kubelet's API refuses anonymous requests. Plus one bad-input test:
+//! apiserver, the kubelet, cluster DNS and (debug images) the debug service listens
+//! beyond loopback; the kubelet's API refuses anonymous requests. Plus one bad-input test:
 //! a malformed `ip=` on the kernel command line gives a console message and a node on
 //! loopback only (its addresses and routes as the kernel reports them), not a panic.
 //!
@@ -68,8 +68,13 @@ const REPORTED: &[&str] = &["kubelet", "containerd", "etcd", "kube-apiserver"];
 
 const ETCD_CLIENT_PORT: u16 = 2379;
 const ETCD_PEER_PORT: u16 = 2380;
-/// The only ports that may listen beyond loopback.
-const EXPOSED_PORTS: &[u16] = &[APISERVER_PORT, KUBELET_PORT, DEBUG_PORT];
+/// The only ports that may listen beyond loopback (TCP; cluster DNS also serves UDP).
+const EXPOSED_PORTS: &[u16] = &[
+    APISERVER_PORT,
+    KUBELET_PORT,
+    DEBUG_PORT,
+    cairn_api::names::port::DNS,
+];
 
 /// Every private key the node writes (agent/src/pki, the identity step) and the
 /// kubeconfigs that embed one (agent/src/kubernetes).
@@ -373,7 +378,7 @@ fn etcd_listens_on_loopback_only() {
 
 #[test]
 #[ignore = "boots a node; run by `make test`"]
-fn only_the_apiserver_kubelet_and_debug_service_listen_beyond_loopback() {
+fn only_the_apiserver_kubelet_dns_and_debug_service_listen_beyond_loopback() {
     let _node = shared_node();
     let session = inspected();
     let (found, text) = node_listeners(&session);

@@ -20,8 +20,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpStream};
 use std::sync::{OnceLock, RwLock, RwLockReadGuard};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -395,7 +393,7 @@ spec:
         .unwrap_or_else(|| session.fail(format!("guest port {NODE_PORT} is not forwarded")));
     let deadline = Instant::now() + CONVERGE_TIMEOUT;
     loop {
-        match http_get(host_port) {
+        match common::http_get(host_port) {
             Ok(body) if body.trim() == pod => return,
             Ok(body) => session.fail(format!("the NodePort answered {body:?}, not {pod}")),
             Err(err) if Instant::now() >= deadline => session.fail(format!(
@@ -512,28 +510,4 @@ fn wait_restarted(session: &Session, component: &str, before: u32) {
         }
         thread::sleep(Duration::from_millis(200));
     }
-}
-
-/// GET / on 127.0.0.1:`port`; the body of a 200 answer.
-fn http_get(port: u16) -> Result<String, String> {
-    let timeout = Duration::from_secs(10);
-    let address = (Ipv4Addr::LOCALHOST, port).into();
-    let mut stream = TcpStream::connect_timeout(&address, timeout).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    stream
-        .write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .map_err(|e| e.to_string())?;
-    let mut reply = String::new();
-    stream
-        .read_to_string(&mut reply)
-        .map_err(|e| e.to_string())?;
-    let (head, body) = reply
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("no HTTP answer: {reply:?}"))?;
-    if !head.starts_with("HTTP/1.") || !head.contains(" 200 ") {
-        return Err(format!("not 200: {head}"));
-    }
-    Ok(body.to_owned())
 }

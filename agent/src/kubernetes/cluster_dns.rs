@@ -86,7 +86,9 @@ pub fn corefile(files: &Files, node: &Node, forward_upstream: bool) -> String {
     if forward_upstream {
         let _ = writeln!(text, "    forward . {RESOLV_CONF}");
     }
-    text.push_str("    cache 30\n    loadbalance\n}\n");
+    // Denials are kept 5 s at most: a name asked for a moment before its Service
+    // was created must not stay unknown for the full 30 s.
+    text.push_str("    cache 30 {\n        denial 9984 5\n    }\n    loadbalance\n}\n");
     text
 }
 
@@ -226,6 +228,10 @@ mod tests {
         assert!(text.contains("kubeconfig /etc/kubernetes/cluster-dns.kubeconfig"));
         assert!(text.contains("forward . /etc/resolv.conf\n"));
         assert!(!text.contains("loop"), "loop stops the server: {text}");
+        assert!(
+            text.contains("cache 30 {\n        denial 9984 5\n    }\n"),
+            "{text}"
+        );
         let without = corefile(&files, &node(), false);
         assert!(!without.contains("forward"), "{without}");
     }
