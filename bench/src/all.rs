@@ -9,7 +9,8 @@ use std::time::Duration;
 use crate::error::{chain, Error};
 use crate::node::Bench;
 use crate::{
-    assembly, debug_api, footprint, go_build, image_size, rebuild, recovery, summary, timeline,
+    assembly, debug_api, footprint, go_build, image_size, rebuild, recovery, services, summary,
+    timeline,
 };
 
 /// The knobs `make bench` passes (`BENCH_*`).
@@ -54,6 +55,7 @@ pub fn run(bench: &Bench, options: &Options) -> Result<PathBuf, Error> {
             Box::new(|| footprint::run(bench, options.soak)),
         ),
         (recovery::NAME, Box::new(|| recovery::run(bench))),
+        (services::NAME, Box::new(|| services::run(bench, 5))),
     ];
     let mut failures = Vec::new();
     for (name, step) in steps {

@@ -4,7 +4,6 @@
 //! `dbg kubectl` runs it.
 
 use std::ffi::OsString;
-use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio::process::Command;
 
@@ -34,80 +33,100 @@ pub struct FirstPod {
 /// Creates a pod once pods are admitted and times it to Ready.
 pub async fn create_to_running(booted: &mut Booted) -> Result<FirstPod, Error> {
     let called = Instant::now();
-    let request = GetDebugKubeconfigRequest {
-        user: kubeconfig::DEFAULT_USER.to_owned(),
-        groups: kubeconfig::DEFAULT_GROUPS
-            .iter()
-            .map(|g| (*g).to_owned())
-            .collect(),
-        validity_seconds: None,
-    };
-    let request = booted.client.get_debug_kubeconfig(request);
-    let reply = node::call(
-        &booted.name,
-        "GetDebugKubeconfig",
-        node::CALL_TIMEOUT,
-        request,
-    )
-    .await?;
-    let server = booted.node.api_endpoint().ok_or_else(|| {
-        Error::Unmeasurable(format!("node `{}` has no apiserver forward", booted.name))
-    })?;
-    let file = temp_file(&kubeconfig::rewrite_server(&reply.kubeconfig, server))?;
-    let home = std::env::var_os("HOME");
-    let cache = std::env::var_os("CAIRN_CACHE");
-    let found = kubectl::locate(
-        std::env::var_os("CAIRN_KUBECTL").as_deref(),
-        cache.as_deref(),
-        home.as_deref(),
-    )
-    .map_err(|e| Error::Unmeasurable(format!("no kubectl for the first pod: {e}")))?;
-    let kubeconfig = file.path();
+    let admin = Admin::new(booted).await?;
     let wait_sa = format!("--timeout={}s", POD_TIMEOUT.as_secs());
-    run(
-        &found,
-        kubeconfig,
-        &["wait", "--for=create", "serviceaccount/default", &wait_sa],
-    )
-    .await?;
-    let manifest = temp_file(POD)?;
-    let path = manifest.path().display().to_string();
+    admin
+        .run(&["wait", "--for=create", "serviceaccount/default", &wait_sa])
+        .await?;
     let started = Instant::now();
-    run(&found, kubeconfig, &["create", "-f", &path]).await?;
+    admin.apply(POD).await?;
     let ready = [
         "wait",
         "--for=condition=Ready",
         "pod/bench-first-pod",
         &wait_sa,
     ];
-    run(&found, kubeconfig, &ready).await?;
+    admin.run(&ready).await?;
     Ok(FirstPod {
         since_call: called.elapsed().as_secs_f64(),
         create_to_running: started.elapsed().as_secs_f64(),
     })
 }
 
-/// Runs kubectl with `args` against the node; asynchronously, so the runtime keeps
-/// answering the debug connection's keepalive pings (the waits take minutes under TCG).
-async fn run(found: &kubectl::Kubectl, kubeconfig: &Path, args: &[&str]) -> Result<(), Error> {
-    let args: Vec<OsString> = args.iter().map(OsString::from).collect();
-    let line = kubectl::command_line(found, kubeconfig, &args);
-    let output = Command::new(&found.program)
-        .args(line)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|source| Error::Spawn {
-            program: found.program.display().to_string(),
-            source,
+/// kubectl as cluster admin on a booted node: the project-built kubectl (found as
+/// `dbg kubectl` finds it) with a debug kubeconfig pointed at the forwarded apiserver.
+#[derive(Debug)]
+pub struct Admin {
+    kubectl: kubectl::Kubectl,
+    kubeconfig: tempfile::NamedTempFile,
+}
+
+impl Admin {
+    pub async fn new(booted: &mut Booted) -> Result<Self, Error> {
+        let request = GetDebugKubeconfigRequest {
+            user: kubeconfig::DEFAULT_USER.to_owned(),
+            groups: kubeconfig::DEFAULT_GROUPS
+                .iter()
+                .map(|g| (*g).to_owned())
+                .collect(),
+            validity_seconds: None,
+        };
+        let request = booted.client.get_debug_kubeconfig(request);
+        let reply = node::call(
+            &booted.name,
+            "GetDebugKubeconfig",
+            node::CALL_TIMEOUT,
+            request,
+        )
+        .await?;
+        let server = booted.node.api_endpoint().ok_or_else(|| {
+            Error::Unmeasurable(format!("node `{}` has no apiserver forward", booted.name))
         })?;
-    if output.status.success() {
-        return Ok(());
+        let kubeconfig = temp_file(&kubeconfig::rewrite_server(&reply.kubeconfig, server))?;
+        let home = std::env::var_os("HOME");
+        let cache = std::env::var_os("CAIRN_CACHE");
+        let kubectl = kubectl::locate(
+            std::env::var_os("CAIRN_KUBECTL").as_deref(),
+            cache.as_deref(),
+            home.as_deref(),
+        )
+        .map_err(|e| Error::Unmeasurable(format!("no kubectl: {e}")))?;
+        Ok(Admin {
+            kubectl,
+            kubeconfig,
+        })
     }
-    Err(Error::Kubectl {
-        args: format!("{args:?}"),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    })
+
+    /// Runs kubectl with `args`; its stdout. Asynchronously, so the runtime keeps
+    /// answering the debug connection's keepalive pings (the waits take minutes
+    /// under TCG).
+    pub async fn run(&self, args: &[&str]) -> Result<String, Error> {
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        let line = kubectl::command_line(&self.kubectl, self.kubeconfig.path(), &args);
+        let output = Command::new(&self.kubectl.program)
+            .args(line)
+            .kill_on_drop(true)
+            .output()
+            .await
+            .map_err(|source| Error::Spawn {
+                program: self.kubectl.program.display().to_string(),
+                source,
+            })?;
+        if output.status.success() {
+            return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
+        }
+        Err(Error::Kubectl {
+            args: format!("{args:?}"),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        })
+    }
+
+    /// `kubectl apply` of `manifest` (YAML or JSON).
+    pub async fn apply(&self, manifest: &str) -> Result<(), Error> {
+        let file = temp_file(manifest)?;
+        let path = file.path().display().to_string();
+        self.run(&["apply", "-f", &path]).await.map(drop)
+    }
 }
 
 /// A private temporary file holding `text`.

@@ -35,6 +35,7 @@ pub mod node;
 pub mod rebuild;
 pub mod recovery;
 pub mod report;
+pub mod services;
 pub mod stats;
 pub mod summary;
 pub mod svg;

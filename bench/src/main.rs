@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use cairn_bench::{
-    all, assembly, debug_api, error, go_build, image_size, rebuild, recovery, summary, timeline,
-    Bench,
+    all, assembly, debug_api, error, go_build, image_size, rebuild, recovery, services, summary,
+    timeline, Bench,
 };
 use clap::{Parser, Subcommand};
 
@@ -100,6 +100,11 @@ enum Command {
     /// Time back to node Ready after each component's SIGKILL, a clean reboot and a
     /// hard power-off.
     Recovery,
+    /// A new Service: `kubectl apply` to the first request a pod gets answered by name.
+    Services {
+        #[arg(long, default_value_t = 5)]
+        services: usize,
+    },
     /// Regenerate RESULTS.md from the results directory.
     Summary,
 }
@@ -142,6 +147,7 @@ fn main() -> ExitCode {
         Command::GoBuild { cold } => go_build::run(&bench, cold),
         Command::DebugApi { rounds } => debug_api::run(&bench, rounds),
         Command::Recovery => recovery::run(&bench),
+        Command::Services { services: count } => services::run(&bench, count),
         Command::Summary => summary::write(&bench.results, &[]),
     };
     match result {

@@ -26,11 +26,13 @@ use crate::report::{self, Machine};
 
 pub const NAME: &str = "recovery";
 /// In the order the fault test kills them.
-const COMPONENTS: [&str; 6] = [
+const COMPONENTS: [&str; 8] = [
     service::ETCD,
     service::KUBE_APISERVER,
     service::CONTROLLER_MANAGER,
     service::SCHEDULER,
+    service::KUBE_PROXY,
+    service::CLUSTER_DNS,
     service::CONTAINERD,
     service::KUBELET,
 ];

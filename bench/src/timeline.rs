@@ -28,11 +28,13 @@ pub const NAME: &str = "boot-timeline";
 /// How long one boot may take to reach the final condition under TCG.
 const UNTIL_TIMEOUT: Duration = Duration::from_secs(600);
 /// The milestones, in boot order: (row label, timeline key).
-pub const MILESTONES: [(&str, &str); 6] = [
+pub const MILESTONES: [(&str, &str); 8] = [
     ("kernel -> PID 1", condition::MOUNTS),
     ("-> containerd", service::CONTAINERD),
     ("-> etcd", service::ETCD),
     ("-> kube-apiserver", service::KUBE_APISERVER),
+    ("-> kube-proxy", service::KUBE_PROXY),
+    ("-> cluster-dns", service::CLUSTER_DNS),
     ("-> node Ready", condition::NODE_READY),
     ("-> first pod Running", "first-pod-running"),
 ];

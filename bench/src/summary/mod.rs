@@ -16,7 +16,7 @@ use crate::footprint;
 use crate::image_size;
 use crate::report::{self, mb, num, ratio, Machine};
 use crate::timeline;
-use crate::{debug_api, go_build, rebuild, recovery};
+use crate::{debug_api, go_build, rebuild, recovery, services};
 
 /// A peer's published figure: what, how much, and the caveat of comparing.
 #[derive(Debug, Clone, Copy)]
@@ -73,6 +73,7 @@ pub struct All {
     pub debug_api: Option<debug_api::Results>,
     pub go_build: Option<go_build::Results>,
     pub recovery: Option<recovery::Results>,
+    pub services: Option<services::Results>,
 }
 
 impl All {
@@ -87,6 +88,7 @@ impl All {
             debug_api: tolerant(dir, debug_api::NAME, &mut unreadable),
             go_build: tolerant(dir, go_build::NAME, &mut unreadable),
             recovery: tolerant(dir, recovery::NAME, &mut unreadable),
+            services: tolerant(dir, services::NAME, &mut unreadable),
             unreadable,
         }
     }
@@ -472,6 +474,7 @@ fn unmeasured(all: &All, failures: &[(String, String)]) -> String {
         (debug_api::NAME, all.debug_api.is_some()),
         (go_build::NAME, all.go_build.is_some()),
         (recovery::NAME, all.recovery.is_some()),
+        (services::NAME, all.services.is_some()),
     ];
     for (name, there) in present {
         let explained = failures

@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 
 use super::All;
 use crate::report::Machine;
-use crate::{assembly, debug_api, footprint, go_build, image_size, rebuild, recovery, timeline};
+use crate::{
+    assembly, debug_api, footprint, go_build, image_size, rebuild, recovery, services, timeline,
+};
 
 pub fn render(all: &All) -> String {
     let mut text = String::new();
@@ -25,6 +27,10 @@ pub fn render(all: &All) -> String {
     if let Some(r) = &all.recovery {
         section(&mut text, "Recovery", recovery::NAME, &r.machine);
         text.push_str(&recovery::body(r));
+    }
+    if let Some(r) = &all.services {
+        section(&mut text, "Services", services::NAME, &r.machine);
+        text.push_str(&services::body(r));
     }
     if let Some(r) = &all.footprint {
         section(&mut text, "Footprint", footprint::NAME, &r.machine);
