@@ -549,7 +549,7 @@ mod tests {
     fn nothing_measured_says_so_for_every_benchmark() {
         let text = render(&All::default(), &Machine::describe("none"), &[]);
         assert!(text.starts_with("# cairn benchmark results"));
-        assert_eq!(text.matches("no results yet").count(), 8, "{text}");
+        assert_eq!(text.matches("no results yet").count(), 9, "{text}");
         assert!(text.contains("NOT measured here"));
     }
 
