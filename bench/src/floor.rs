@@ -52,11 +52,17 @@ pub fn build(image: &Image, work: &Path) -> Result<Image, Error> {
     Image::open(&image_dir).map_err(|e| Error::Image(image_dir, Box::new(e)))
 }
 
-/// `rustc` straight to a static executable: no crates, so no Cargo and no wait.
+/// The floor's `/init`.
 fn compile_init(dir: &Path) -> Result<PathBuf, Error> {
-    let source = dir.join("init.rs");
-    fs::write(&source, INIT_SOURCE).map_err(Error::write(&source))?;
-    let out = dir.join("init");
+    compile_static(dir, "init", INIT_SOURCE)
+}
+
+/// `rustc` straight from `text` to a static executable `dir/name`: no crates, so no
+/// Cargo and no wait.
+pub fn compile_static(dir: &Path, name: &str, text: &str) -> Result<PathBuf, Error> {
+    let source = dir.join(format!("{name}.rs"));
+    fs::write(&source, text).map_err(Error::write(&source))?;
+    let out = dir.join(name);
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let mut command = Command::new(rustc);
     command
@@ -72,7 +78,7 @@ fn compile_init(dir: &Path) -> Result<PathBuf, Error> {
         .args(["--target", cairn_image::cargo::STATIC_TARGET, "-o"])
         .arg(&out)
         .arg(&source);
-    measure::run(&mut command, "rustc (the floor's /init)")?;
+    measure::run(&mut command, &format!("rustc ({name})"))?;
     Ok(out)
 }
 

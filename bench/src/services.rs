@@ -4,7 +4,15 @@
 //! lie on that path), repeated for several Services. The client is a toolbox pod that
 //! retries `wget http://NAME/` until it is answered; the time includes one
 //! `kubectl exec`, so the same exec running `true` is measured too and reported
-//! beside it. Host clock. Writes `services.{md,json}`.
+//! beside it. Host clock.
+//!
+//! Then DNS latency from that pod: `fixtures/dns-probe.rs` (std only, compiled here
+//! statically and copied in with `kubectl cp`, since busybox has no sub-second clock)
+//! sends [`DNS_QUERIES`] queries one at a time to the `kube-dns` Service for a cluster
+//! name and for a name outside the cluster (NXDOMAIN here, no internet; CoreDNS caches
+//! the denial for 5 s, so one query in every 5 s goes to the node's resolver), timing
+//! each on the pod's clock.
+//! Writes `services.{md,json}`.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -27,6 +35,17 @@ const POD_TIMEOUT: &str = "--timeout=300s";
 const NAMESPACE: &str = "bench-services";
 /// How long the client retries one new Service (seconds, inside the pod).
 const FIRST_REQUEST_TIMEOUT: u32 = 120;
+/// Queries per name, and the names: a Service's and one outside the cluster.
+const DNS_QUERIES: usize = 1000;
+const DNS_NAMES: [(&str, &str); 2] = [
+    ("cluster name", "kubernetes.default.svc.cluster.local"),
+    (
+        "outside name (NXDOMAIN, denials cached 5 s)",
+        "cairn-bench.invalid",
+    ),
+];
+const DNS_SERVER: &str = "10.96.0.10";
+const PROBE: &str = include_str!("../fixtures/dns-probe.rs");
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Results {
@@ -38,6 +57,59 @@ pub struct Results {
     /// Seconds of `kubectl exec client -- true`, the part of each figure that is exec.
     pub exec_baseline_s: Vec<f64>,
     pub exec_baseline: Option<Summary>,
+    /// Per name queried from the pod: microsecond quantiles and failures.
+    pub dns: Vec<DnsLatency>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DnsLatency {
+    pub what: String,
+    pub name: String,
+    pub queries: usize,
+    /// Answered queries' round trips, microseconds (nearest rank).
+    pub p50_us: Option<u64>,
+    pub p99_us: Option<u64>,
+    pub max_us: Option<u64>,
+    /// Queries with no answer within 2 s.
+    pub timeouts: usize,
+    /// RCODE -> answers with it.
+    pub rcodes: std::collections::BTreeMap<u8, usize>,
+}
+
+impl DnsLatency {
+    /// From the probe's output lines (`MICROS RCODE` or `timeout`).
+    pub fn parse(what: &str, name: &str, output: &str) -> Self {
+        let mut micros = Vec::new();
+        let mut timeouts = 0;
+        let mut rcodes = std::collections::BTreeMap::new();
+        for line in output.lines() {
+            let mut words = line.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some("timeout"), _) => timeouts += 1,
+                (Some(us), Some(rcode)) => {
+                    if let (Ok(us), Ok(rcode)) = (us.parse::<u64>(), rcode.parse::<u8>()) {
+                        micros.push(us);
+                        *rcodes.entry(rcode).or_insert(0) += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        micros.sort_unstable();
+        let rank = |q: f64| {
+            (!micros.is_empty()).then(|| micros[((micros.len() - 1) as f64 * q).round() as usize])
+        };
+        DnsLatency {
+            what: what.to_owned(),
+            name: name.to_owned(),
+            queries: micros.len() + timeouts,
+            p50_us: rank(0.5),
+            p99_us: rank(0.99),
+            max_us: micros.last().copied(),
+            timeouts,
+            rcodes,
+        }
+    }
 }
 
 pub fn run(bench: &Bench, services: usize) -> Result<PathBuf, Error> {
@@ -63,8 +135,19 @@ pub fn run(bench: &Bench, services: usize) -> Result<PathBuf, Error> {
             .await?;
         }
         let admin = Admin::new(&mut booted).await?;
-        admin.apply(&setup()).await?;
+        let namespace =
+            format!("apiVersion: v1\nkind: Namespace\nmetadata: {{ name: {NAMESPACE} }}\n");
+        admin.apply(&namespace).await?;
         let ns = ["-n", NAMESPACE];
+        // Admission needs the namespace's `default` service account for every pod.
+        let account = [
+            "wait",
+            "--for=create",
+            "serviceaccount/default",
+            POD_TIMEOUT,
+        ];
+        admin.run(&[&account[..], &ns[..]].concat()).await?;
+        admin.apply(&setup()).await?;
         let rollout = ["rollout", "status", "deployment/backend", POD_TIMEOUT];
         admin.run(&[&rollout[..], &ns[..]].concat()).await?;
         let ready = ["wait", "--for=condition=Ready", "pod/client", POD_TIMEOUT];
@@ -94,8 +177,10 @@ pub fn run(bench: &Bench, services: usize) -> Result<PathBuf, Error> {
             eprintln!("cairn-bench: services: {name} answered {took:.2}s after apply");
             create_to_first_request_s.push(took);
         }
+        let dns = dns_latency(bench, &admin).await?;
         let results = Results {
             machine: Machine::describe(&accel.to_string()),
+            dns,
             create_to_first_request: Summary::of(&create_to_first_request_s),
             create_to_first_request_s,
             exec_baseline: Summary::of(&exec_baseline_s),
@@ -105,15 +190,38 @@ pub fn run(bench: &Bench, services: usize) -> Result<PathBuf, Error> {
     })
 }
 
-/// The namespace, a one-replica busybox httpd Deployment (`app: backend`) and an idle
-/// client pod.
+/// The probe compiled, copied into the client pod and run for each name.
+async fn dns_latency(bench: &Bench, admin: &Admin) -> Result<Vec<DnsLatency>, Error> {
+    let dir = bench.work.join("dns-probe");
+    std::fs::create_dir_all(&dir).map_err(Error::write(&dir))?;
+    let probe = crate::floor::compile_static(&dir, "dns-probe", PROBE)?;
+    let target = format!("{NAMESPACE}/client:/tmp/dns-probe");
+    admin
+        .run(&["cp", &probe.display().to_string(), &target])
+        .await?;
+    let exec = ["exec", "client", "-n", NAMESPACE, "--"];
+    admin
+        .run(&[&exec[..], &["chmod", "755", "/tmp/dns-probe"]].concat())
+        .await?;
+    let mut list = Vec::new();
+    for (what, name) in DNS_NAMES {
+        let count = DNS_QUERIES.to_string();
+        let probe = ["/tmp/dns-probe", DNS_SERVER, &count, name];
+        let output = admin.run(&[&exec[..], &probe[..]].concat()).await?;
+        let latency = DnsLatency::parse(what, name, &output);
+        eprintln!(
+            "cairn-bench: services: DNS {name}: p50 {:?} us, p99 {:?} us, {} timeouts",
+            latency.p50_us, latency.p99_us, latency.timeouts
+        );
+        list.push(latency);
+    }
+    Ok(list)
+}
+
+/// A one-replica busybox httpd Deployment (`app: backend`) and an idle client pod.
 fn setup() -> String {
     format!(
-        "apiVersion: v1
-kind: Namespace
-metadata: {{ name: {NAMESPACE} }}
----
-apiVersion: apps/v1
+        "apiVersion: apps/v1
 kind: Deployment
 metadata: {{ name: backend, namespace: {NAMESPACE} }}
 spec:
@@ -189,5 +297,47 @@ pub fn body(results: &Results) -> String {
             }
         }
     }
+    body.push_str(&format!(
+        "\nDNS from the pod to the `kube-dns` Service ({DNS_SERVER}), {DNS_QUERIES} \
+         queries per name one at a time, round trip on the pod's clock, microseconds.\n\n\
+         | name | queries | p50 | p99 | max | timeouts | answers by RCODE |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | --- |\n"
+    ));
+    for d in &results.dns {
+        let us = |v: Option<u64>| v.map_or_else(|| "n/a".to_owned(), |v| v.to_string());
+        let rcodes: Vec<String> = d.rcodes.iter().map(|(r, n)| format!("{r}: {n}")).collect();
+        let _ = writeln!(
+            body,
+            "| {} `{}` | {} | {} | {} | {} | {} | {} |",
+            d.what,
+            d.name,
+            d.queries,
+            us(d.p50_us),
+            us(d.p99_us),
+            us(d.max_us),
+            d.timeouts,
+            rcodes.join(", ")
+        );
+    }
     body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_output_gives_quantiles_timeouts_and_rcodes() {
+        let mut text: String = (1..=100).map(|us| format!("{us} 0\n")).collect();
+        text.push_str("timeout\n7 3\ngarbage\n");
+        let d = DnsLatency::parse("x", "n", &text);
+        assert_eq!(d.queries, 102);
+        assert_eq!(d.timeouts, 1);
+        assert_eq!(d.p50_us, Some(50));
+        assert_eq!(d.p99_us, Some(99));
+        assert_eq!(d.max_us, Some(100));
+        assert_eq!(d.rcodes.get(&0), Some(&100));
+        assert_eq!(d.rcodes.get(&3), Some(&1));
+        assert_eq!(DnsLatency::parse("x", "n", "").p50_us, None);
+    }
 }

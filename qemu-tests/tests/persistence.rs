@@ -186,7 +186,7 @@ fn check_service(session: &Session, after_what: &str) {
             .lines()
             .skip_while(|line| !line.starts_with("Name:"))
             .any(|line| line.strip_prefix("Address:").map(str::trim) == Some(&cluster_ip));
-        let page = common::http_get(host_port);
+        let page = common::kubernetes::http_get(host_port);
         if resolved && page.as_deref().map(str::trim) == Ok(DEPLOYMENT) {
             return;
         }

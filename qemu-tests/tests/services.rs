@@ -393,7 +393,7 @@ spec:
         .unwrap_or_else(|| session.fail(format!("guest port {NODE_PORT} is not forwarded")));
     let deadline = Instant::now() + CONVERGE_TIMEOUT;
     loop {
-        match common::http_get(host_port) {
+        match common::kubernetes::http_get(host_port) {
             Ok(body) if body.trim() == pod => return,
             Ok(body) => session.fail(format!("the NodePort answered {body:?}, not {pod}")),
             Err(err) if Instant::now() >= deadline => session.fail(format!(

@@ -190,28 +190,3 @@ pub fn ca_roots(ca_pem: &[u8]) -> Result<rustls::RootCertStore, String> {
     }
     Ok(roots)
 }
-
-/// GET / on 127.0.0.1:`port` (a forwarded guest port); the body of a 200 answer.
-pub fn http_get(port: u16) -> Result<String, String> {
-    use std::io::{Read, Write};
-    let timeout = Duration::from_secs(10);
-    let address = (std::net::Ipv4Addr::LOCALHOST, port).into();
-    let mut stream =
-        std::net::TcpStream::connect_timeout(&address, timeout).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    stream
-        .write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .map_err(|e| e.to_string())?;
-    let mut reply = String::new();
-    stream
-        .read_to_string(&mut reply)
-        .map_err(|e| e.to_string())?;
-    match reply.split_once("\r\n\r\n") {
-        Some((head, body)) if head.starts_with("HTTP/1.") && head.contains(" 200 ") => {
-            Ok(body.to_owned())
-        }
-        _ => Err(format!("no 200 answer: {reply:?}")),
-    }
-}
