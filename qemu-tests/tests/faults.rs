@@ -17,10 +17,7 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use cairn_api::v1::{
-    get_logs_response::Kind, Component, ComponentState, GetLogsRequest, ListComponentsRequest,
-    SignalComponentRequest,
-};
+use cairn_api::v1::{get_logs_response::Kind, Component, ComponentState, GetLogsRequest};
 use common::kubernetes::{Session, KUBECTL_TIMEOUT};
 
 const NODE_READY_TIMEOUT: Duration = Duration::from_secs(300);
@@ -76,10 +73,10 @@ fn every_component_recovers_from_sigkill() {
     let pod = start_pod(&session);
     let mut recoveries = Vec::new();
     for name in COMPONENTS {
-        let before = component(&session, name);
+        let before = session.component(name);
         let last_line = last_log_line(&session, name);
         let started = Instant::now();
-        signal(&session, name, "SIGKILL");
+        session.signal(name, "SIGKILL");
         let after = wait_restarted(&session, &before);
         session.wait_true(name, RECOVERY_TIMEOUT);
         session.wait_true("node-ready", NODE_READY_TIMEOUT);
@@ -110,7 +107,7 @@ fn a_crash_loop_backs_off_to_the_cap_and_spares_the_others() {
     let victim = "scheduler";
     let others: Vec<Component> = ["etcd", "kube-apiserver", "containerd", "kubelet"]
         .iter()
-        .map(|name| component(&session, name))
+        .map(|name| session.component(name))
         .collect();
     let mut running = wait_running(&session, victim, None);
     if running.restart_count > 0 {
@@ -118,7 +115,7 @@ fn a_crash_loop_backs_off_to_the_cap_and_spares_the_others() {
     }
     let mut gaps = Vec::new();
     for exit in 1..=EXITS {
-        signal(&session, victim, "SIGKILL");
+        session.signal(victim, "SIGKILL");
         if exit == EXITS {
             check_crash_loop_report(&session, victim, &others);
         }
@@ -213,42 +210,13 @@ fn check_crash_loop_report(session: &Session, victim: &str, others: &[Component]
         ));
     }
     for before in others {
-        let now = component(session, &before.name);
+        let now = session.component(&before.name);
         if now.restart_count != before.restart_count || now.state != ComponentState::Ready as i32 {
             session.fail(format!(
                 "{} was disturbed by {victim}'s crash loop: before {before:?}, now {now:?}",
                 before.name
             ));
         }
-    }
-}
-
-fn components(session: &Session) -> Vec<Component> {
-    let mut client = session.client.clone();
-    match session
-        .runtime
-        .block_on(client.list_components(ListComponentsRequest {}))
-    {
-        Ok(list) => list.into_inner().components,
-        Err(status) => session.fail(format!("ListComponents: {status}")),
-    }
-}
-
-fn component(session: &Session, name: &str) -> Component {
-    components(session)
-        .into_iter()
-        .find(|c| c.name == name)
-        .unwrap_or_else(|| session.fail(format!("no component {name}")))
-}
-
-fn signal(session: &Session, name: &str, signal: &str) {
-    let mut client = session.client.clone();
-    let request = SignalComponentRequest {
-        component: name.to_owned(),
-        signal: signal.to_owned(),
-    };
-    if let Err(status) = session.runtime.block_on(client.signal_component(request)) {
-        session.fail(format!("SignalComponent {name} {signal}: {status}"));
     }
 }
 
@@ -261,7 +229,7 @@ fn wait_state(
 ) -> Component {
     let deadline = Instant::now() + RECOVERY_TIMEOUT;
     loop {
-        let now = component(session, name);
+        let now = session.component(name);
         if check(&now) {
             return now;
         }
@@ -288,7 +256,7 @@ fn wait_healthy_run(session: &Session, running: Component) -> Component {
     );
     while Instant::now() < until {
         thread::sleep(POLL);
-        let now = component(session, &running.name);
+        let now = session.component(&running.name);
         if now.pid != running.pid {
             session.fail(format!(
                 "{} restarted while waiting for a healthy run: {now:?}",
@@ -296,7 +264,7 @@ fn wait_healthy_run(session: &Session, running: Component) -> Component {
             ));
         }
     }
-    component(session, &running.name)
+    session.component(&running.name)
 }
 
 /// Restarted (a new process, a higher restart count) and ready.

@@ -182,10 +182,7 @@ fn check_service(session: &Session, after_what: &str) {
             "",
         );
         let lookup = String::from_utf8_lossy(&lookup.stdout).into_owned();
-        let resolved = lookup
-            .lines()
-            .skip_while(|line| !line.starts_with("Name:"))
-            .any(|line| line.strip_prefix("Address:").map(str::trim) == Some(&cluster_ip));
+        let resolved = common::kubernetes::nslookup_addresses(&lookup).contains(&cluster_ip);
         let page = common::kubernetes::http_get(host_port);
         if resolved && page.as_deref().map(str::trim) == Ok(DEPLOYMENT) {
             return;

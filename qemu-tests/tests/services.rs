@@ -24,8 +24,7 @@ use std::sync::{OnceLock, RwLock, RwLockReadGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use cairn_api::v1::{ListComponentsRequest, SignalComponentRequest};
-use common::kubernetes::{describe, Session, CALL_TIMEOUT, KUBECTL_TIMEOUT, NODE_PORT};
+use common::kubernetes::{describe, nslookup_addresses, Session, KUBECTL_TIMEOUT, NODE_PORT};
 use serde_json::Value;
 
 const NODE_READY_TIMEOUT: Duration = Duration::from_secs(300);
@@ -224,16 +223,7 @@ fn fetch_many(session: &Session, ns: &str, url: &str, count: usize) -> Vec<Strin
 /// the `Name:` line; the server's own address comes before it).
 fn resolve(session: &Session, ns: &str, name: &str) -> (BTreeSet<String>, String) {
     let out = in_client(session, ns, &format!("nslookup -type=a {name} 2>&1"));
-    (addresses(&out), out)
-}
-
-fn addresses(nslookup: &str) -> BTreeSet<String> {
-    nslookup
-        .lines()
-        .skip_while(|line| !line.starts_with("Name:"))
-        .filter_map(|line| line.strip_prefix("Address:"))
-        .map(|ip| ip.trim().to_owned())
-        .collect()
+    (nslookup_addresses(&out), out)
 }
 
 #[test]
@@ -357,7 +347,7 @@ fn a_name_outside_the_cluster_gets_an_answer_not_a_timeout() {
         &format!("nslookup -type=a -timeout=2 -retry=1 {name} 2>&1"),
     );
     let nxdomain = out.contains(&format!("can't find {name}: NXDOMAIN"));
-    if !nxdomain && addresses(&out).is_empty() {
+    if !nxdomain && nslookup_addresses(&out).is_empty() {
         session.fail(format!(
             "{name} got neither NXDOMAIN nor an address within 2 s:\n{out}"
         ));
@@ -436,7 +426,7 @@ fn services_keep_answering_while_the_proxy_and_dns_restart() {
     let _turn = SERVICES_UP.write().unwrap_or_else(|p| p.into_inner());
     for component in ["kube-proxy", "cluster-dns"] {
         let before = restarts(&session, component);
-        signal(&session, component, "SIGKILL");
+        session.signal(component, "SIGKILL");
         // ... and by its address right after kube-proxy dies: the rules stay in the
         // kernel, nothing removes them with the process.
         if component == "kube-proxy" {
@@ -470,33 +460,9 @@ fn wait_answers(session: &Session, ns: &str, url: &str, pod: &str) {
     }
 }
 
-fn signal(session: &Session, component: &str, signal: &str) {
-    let mut client = session.client.clone();
-    let request = SignalComponentRequest {
-        component: component.to_owned(),
-        signal: signal.to_owned(),
-    };
-    let call = client.signal_component(request);
-    match (session.runtime).block_on(async { tokio::time::timeout(CALL_TIMEOUT, call).await }) {
-        Ok(Ok(_)) => {}
-        other => session.fail(format!("SignalComponent {component} {signal}: {other:?}")),
-    }
-}
-
 /// How often the supervisor has restarted `component`.
 fn restarts(session: &Session, component: &str) -> u32 {
-    let mut client = session.client.clone();
-    let call = client.list_components(ListComponentsRequest {});
-    let list = match (session.runtime)
-        .block_on(async { tokio::time::timeout(CALL_TIMEOUT, call).await })
-    {
-        Ok(Ok(list)) => list.into_inner().components,
-        other => session.fail(format!("ListComponents: {other:?}")),
-    };
-    list.iter()
-        .find(|c| c.name == component)
-        .map(|c| c.restart_count)
-        .unwrap_or_else(|| session.fail(format!("no component {component}")))
+    session.component(component).restart_count
 }
 
 /// Waits until the supervisor has restarted `component` after `before` restarts.

@@ -17,7 +17,8 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use cairn_api::v1::{
-    Condition, GetDebugKubeconfigRequest, ListConditionsRequest, WaitConditionRequest,
+    Component, Condition, GetDebugKubeconfigRequest, ListComponentsRequest, ListConditionsRequest,
+    SignalComponentRequest, WaitConditionRequest,
 };
 use cairn_api::Client;
 use cairn_dbg::commands::kubeconfig::rewrite_server;
@@ -195,6 +196,39 @@ impl Session {
         }
     }
 
+    /// Every supervised component as the agent reports it now.
+    pub fn components(&self) -> Vec<Component> {
+        let mut client = self.client.clone();
+        let call = client.list_components(ListComponentsRequest {});
+        match (self.runtime).block_on(async { tokio::time::timeout(CALL_TIMEOUT, call).await }) {
+            Ok(Ok(list)) => list.into_inner().components,
+            Ok(Err(status)) => self.fail(format!("ListComponents: {status}")),
+            Err(_) => self.fail("ListComponents did not answer"),
+        }
+    }
+
+    /// Component `name` as the agent reports it now.
+    pub fn component(&self, name: &str) -> Component {
+        (self.components().into_iter())
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| self.fail(format!("no component {name}")))
+    }
+
+    /// Sends `signal` (e.g. `SIGKILL`) to component `name` through the debug service.
+    pub fn signal(&self, name: &str, signal: &str) {
+        let mut client = self.client.clone();
+        let request = SignalComponentRequest {
+            component: name.to_owned(),
+            signal: signal.to_owned(),
+        };
+        let call = client.signal_component(request);
+        match (self.runtime).block_on(async { tokio::time::timeout(CALL_TIMEOUT, call).await }) {
+            Ok(Ok(_)) => {}
+            Ok(Err(status)) => self.fail(format!("SignalComponent {name} {signal}: {status}")),
+            Err(_) => self.fail(format!("SignalComponent {name} {signal} did not answer")),
+        }
+    }
+
     /// Waits (in the agent) for condition `name` to be true.
     pub fn wait_true(&self, name: &str, timeout: Duration) -> Condition {
         self.try_wait_true(name, timeout)
@@ -365,4 +399,15 @@ pub fn http_get(port: u16) -> Result<String, String> {
         }
         _ => Err(format!("no 200 answer: {reply:?}")),
     }
+}
+
+/// The addresses busybox `nslookup` printed for the name: the `Address:` lines after
+/// its `Name:` line (the server's own address comes before it).
+pub fn nslookup_addresses(output: &str) -> std::collections::BTreeSet<String> {
+    output
+        .lines()
+        .skip_while(|line| !line.starts_with("Name:"))
+        .filter_map(|line| line.strip_prefix("Address:"))
+        .map(|ip| ip.trim().to_owned())
+        .collect()
 }
