@@ -1,13 +1,23 @@
 #!/usr/bin/env bash
 # Build the upstream Go components cairn ships (containerd, runc, CNI plugins,
 # CoreDNS, and the Kubernetes + etcd multiplexer `kube`) from the pinned
-# modules in third_party/<family>/go.mod.
+# modules in third_party/<family>/go.mod, and, only when named, two host-side
+# tools the test harness runs on the build host (never put in an image): the
+# CNCF registry server and crane.
 #
-# usage: third_party/build.sh [OUT_DIR]        (default: $HOME/.cache/cairn/go-out)
+# usage: third_party/build.sh [OUT_DIR] [FAMILY...]
+#   OUT_DIR   default: $HOME/.cache/cairn/go-out ("" also means the default);
+#             must be outside the repository
+#   FAMILY    node families: containerd runc cni-plugins coredns kubernetes
+#             host tools:    distribution crane
+#             Without FAMILY, exactly the node families are built (what the
+#             image builder, image/src/gobuild.rs, needs). Named families are
+#             built in the order listed above; an unknown name is an error.
 #
 # Output:
 #   OUT_DIR/bin/{containerd,containerd-shim-runc-v2,ctr,runc,coredns,kube}
 #   OUT_DIR/cni/bin/{bridge,host-local,loopback,portmap}
+#   OUT_DIR/bin/{registry,crane}           (families distribution, crane)
 #   OUT_DIR/.stamps/<family>.stamp     input hash of the last successful build
 #   OUT_DIR/.src/kubernetes            patched, vendored build tree (scratch)
 #
@@ -20,7 +30,32 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 script="$here/$(basename "${BASH_SOURCE[0]}")"
-out="$(realpath -m -- "${1:-${HOME}/.cache/cairn/go-out}")"
+
+node_families=(containerd runc cni-plugins coredns kubernetes)
+host_families=(distribution crane)
+all_families=("${node_families[@]}" "${host_families[@]}")
+in_list() { # word, list... -> whether word is in the list
+	local w="$1" x; shift
+	for x in "$@"; do [[ "$x" == "$w" ]] && return 0; done
+	return 1
+}
+
+out_arg="${1:-}"
+(($# == 0)) || shift
+if in_list "$out_arg" "${all_families[@]}"; then
+	echo "build.sh: the first argument is OUT_DIR, not a family ('$out_arg'); usage: build.sh [OUT_DIR] [FAMILY...] (\"\" for the default OUT_DIR)" >&2
+	exit 2
+fi
+if (($#)); then requested=("$@"); else requested=("${node_families[@]}"); fi
+for f in "${requested[@]}"; do
+	if ! in_list "$f" "${all_families[@]}"; then
+		echo "build.sh: unknown family '$f'; valid: ${all_families[*]}" >&2
+		exit 2
+	fi
+done
+selected() { in_list "$1" "${requested[@]}"; }
+
+out="$(realpath -m -- "${out_arg:-${HOME}/.cache/cairn/go-out}")"
 
 case "$out/" in
 "$here"/* | "$(dirname "$here")"/*)
@@ -33,7 +68,7 @@ mkdir -p "$out"
 # The kube build needs our patches: an empty patches/ would silently build an
 # unpatched kubelet (one that execs mount(8), absent from the image).
 k8s_patches=("$here"/kubernetes/patches/*.patch)
-if [[ ! -f "${k8s_patches[0]}" ]]; then
+if selected kubernetes && [[ ! -f "${k8s_patches[0]}" ]]; then
 	echo "build.sh: no patches in $here/kubernetes/patches/*.patch; the kube build needs them (third_party/README.md)" >&2
 	exit 1
 fi
@@ -133,18 +168,27 @@ build_cni() {
 		"$cni_pkg/plugins/main/loopback" "$cni_pkg/plugins/meta/portmap"
 }
 
-run_family containerd "" "$out/bin" containerd containerd-shim-runc-v2 ctr -- build_containerd
+# One function per family, fam_<family> ('-' as '_'), run at the end of the
+# script for the selected families.
+fam_containerd() {
+	run_family containerd "" "$out/bin" containerd containerd-shim-runc-v2 ctr -- build_containerd
+}
 
-cc="${CC:-gcc}"
-if ! pkg-config --exists libseccomp 2>/dev/null; then
-	echo "build.sh: runc needs libseccomp headers (Debian: apt-get install libseccomp-dev pkg-config)" >&2
-	exit 1
-fi
-runc_extra="cc: $("$cc" --version | head -n1)
+fam_runc() {
+	local cc="${CC:-gcc}"
+	if ! pkg-config --exists libseccomp 2>/dev/null; then
+		echo "build.sh: runc needs libseccomp headers (Debian: apt-get install libseccomp-dev pkg-config)" >&2
+		exit 1
+	fi
+	local extra
+	extra="cc: $("$cc" --version | head -n1)
 libseccomp: $(pkg-config --modversion libseccomp)"
-run_family runc "$runc_extra" "$out/bin" runc -- build_runc
+	run_family runc "$extra" "$out/bin" runc -- build_runc
+}
 
-run_family cni-plugins "" "$out/cni/bin" bridge host-local loopback portmap -- build_cni
+fam_cni_plugins() {
+	run_family cni-plugins "" "$out/cni/bin" bridge host-local loopback portmap -- build_cni
+}
 
 # --- coredns: our own main package (coredns/cmd/coredns) with only the
 # plugins cluster DNS needs, instead of upstream's root package with all of
@@ -159,8 +203,10 @@ build_coredns() {
 		-o "$tmp/coredns" ./cmd/coredns
 }
 
-coredns_extra="$(cd "$here/coredns" && find cmd -type f | LC_ALL=C sort | xargs sha256sum)"
-run_family coredns "$coredns_extra" "$out/bin" coredns -- build_coredns
+fam_coredns() {
+	local extra; extra="$(cd "$here/coredns" && find cmd -type f | LC_ALL=C sort | xargs sha256sum)"
+	run_family coredns "$extra" "$out/bin" coredns -- build_coredns
+}
 
 # --- kubernetes: one static multiplexer `kube` (apiserver, controller-manager,
 # scheduler, kubelet, kube-proxy, kubectl, etcd), built from a vendored copy with our
@@ -246,6 +292,49 @@ build_kubernetes() {
 	)
 }
 
-k8s_extra="$(cd "$here/kubernetes" && find cmd patches overlay -type f | LC_ALL=C sort | xargs sha256sum)
+fam_kubernetes() {
+	local extra; extra="$(cd "$here/kubernetes" && find cmd patches overlay -type f | LC_ALL=C sort | xargs sha256sum)
 patch: $(patch --version | head -n1)"
-run_family kubernetes "$k8s_extra" "$out/bin" kube -- build_kubernetes
+	run_family kubernetes "$extra" "$out/bin" kube -- build_kubernetes
+}
+
+# --- host tools: built only when named, never part of an image. The test
+# harness runs the registry on the host and pushes images to it with crane.
+
+# distribution: the CNCF registry server `registry` (static, CGO off).
+dist_pkg=github.com/distribution/distribution/v3
+build_distribution() {
+	local tmp="$1" v; v="$(mod_version "$dist_pkg" go.mod)"
+	# As upstream's release build (its Dockerfile): CGO_ENABLED=0, no tags,
+	# -X of version.version (the tag without its "v"), version.revision (a
+	# git hash a module download does not carry, so empty) and
+	# version.mainpkg. `registry --version` prints the version.
+	local ld="$common_ldflags -X $dist_pkg/version.version=${v#v} -X $dist_pkg/version.revision= -X $dist_pkg/version.mainpkg=$dist_pkg"
+	CGO_ENABLED=0 gobuild -ldflags "$ld" -o "$tmp/registry" "$dist_pkg/cmd/registry"
+}
+fam_distribution() {
+	run_family distribution "" "$out/bin" registry -- build_distribution
+}
+
+# crane: go-containerregistry's registry client (static, CGO off).
+ggcr_pkg=github.com/google/go-containerregistry
+build_crane() {
+	local tmp="$1" v; v="$(mod_version "$ggcr_pkg" go.mod)"
+	# As upstream's .goreleaser.yml: CGO_ENABLED=0, -X of the version (the tag
+	# without its "v") for `crane version` and for the User-Agent.
+	local ld="$common_ldflags -X $ggcr_pkg/cmd/crane/cmd.Version=${v#v} -X $ggcr_pkg/pkg/v1/remote/transport.Version=${v#v}"
+	CGO_ENABLED=0 gobuild -ldflags "$ld" -o "$tmp/crane" "$ggcr_pkg/cmd/crane"
+}
+fam_crane() {
+	run_family crane "" "$out/bin" crane -- build_crane
+}
+
+# --- run the selected families, in the order of all_families ---------------
+run=()
+for f in "${all_families[@]}"; do
+	if selected "$f"; then run+=("$f"); fi
+done
+echo "build.sh: building ${run[*]} into $out"
+for f in "${run[@]}"; do
+	"fam_${f//-/_}"
+done
