@@ -10,6 +10,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use cairn_api::names::condition;
+use cairn_api::node_config::NodeConfig;
 
 use crate::conditions::Conditions;
 use crate::identity::{self, DiskKey, EphemeralKey, Identity, IdentityError, KeySource};
@@ -25,7 +26,7 @@ use crate::rootfs::{self, RootError, RootState};
 use crate::storage::{self, Storage, StorageError};
 use crate::supervisor::{Supervisor, SupervisorError};
 use crate::syscall::Syscall;
-use crate::{console, containerd, network, services, Paths};
+use crate::{console, containerd, network, node_config, services, Paths};
 
 /// RLIMIT_NOFILE for the agent and everything it starts (containerd, etcd and the
 /// kubelet each want far more than the kernel's default 1024). Equal to the default
@@ -81,11 +82,12 @@ pub fn run(sys: Arc<dyn Syscall>, paths: &Paths, logs: Logs) -> Result<ShutdownR
     boot.mount_filesystems()?;
     boot.raise_limits();
     boot.load_modules()?;
+    let settings = boot.read_node_config();
     let storage = boot.prepare_storage()?;
     let (identity, trust) = boot.establish_identity(&storage)?;
     // The synchronous steps are done; the rest shares one runtime with the PID 1 loop.
     let runtime = pid1::runtime()?;
-    let request = runtime.block_on(boot.serve(sys.clone(), &identity, trust));
+    let request = runtime.block_on(boot.serve(sys.clone(), &identity, trust, &settings));
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
     request
 }
@@ -150,6 +152,19 @@ impl Boot<'_> {
         tracing::info!("{reason}");
         self.conditions.set(condition::MODULES, true, reason);
         Ok(())
+    }
+
+    /// After the modules (`qemu_fw_cfg` shows the launcher's item in sysfs) and before
+    /// anything configured by it. Never fatal: see [`node_config`].
+    fn read_node_config(&self) -> NodeConfig {
+        let loaded = node_config::load(self.paths);
+        match loaded.ok {
+            true => tracing::info!("node config: {}", loaded.reason),
+            false => tracing::error!("node config: {}", loaded.reason),
+        }
+        self.conditions
+            .set(condition::NODE_CONFIG, loaded.ok, loaded.reason);
+        loaded.config
     }
 
     /// After the modules (virtio_blk) and before identity, whose key lives on the
@@ -217,6 +232,7 @@ impl Boot<'_> {
         sys: Arc<dyn Syscall>,
         identity: &Identity,
         trust: Trust,
+        settings: &NodeConfig,
     ) -> Result<ShutdownRequest, BootError> {
         let reaper = Arc::new(Mutex::new(Reaper::default()));
         let mut pid1 = Pid1::start(sys, reaper.clone())?;
@@ -225,7 +241,7 @@ impl Boot<'_> {
         let pki = match trust {
             Trust::Established => {
                 let pki = self.create_pki(&node);
-                self.start_services(&supervisor, &node, pki.is_some())?;
+                self.start_services(&supervisor, &node, pki.is_some(), settings)?;
                 pki
             }
             Trust::KeyUnreadable => {
@@ -319,10 +335,11 @@ impl Boot<'_> {
         supervisor: &Supervisor,
         node: &Node,
         have_pki: bool,
+        settings: &NodeConfig,
     ) -> Result<(), BootError> {
         // Config files first: the services read them as they start. Not fatal: the
         // service then fails visibly in its condition and log, the rest still boots.
-        if let Err(err) = containerd::write_config(self.paths) {
+        if let Err(err) = containerd::write_config(self.paths, settings) {
             let reason = cairn_api::error_chain(&err);
             tracing::error!("containerd config: {reason}");
             self.conditions.set(containerd::SERVICE, false, reason);

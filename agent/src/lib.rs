@@ -27,6 +27,7 @@ pub mod logbuf;
 pub mod modules;
 pub mod mounts;
 pub mod network;
+pub mod node_config;
 pub mod os_release;
 pub mod paths;
 pub mod pid1;

@@ -18,6 +18,8 @@
 pub mod client;
 mod error_chain;
 pub mod names;
+#[cfg(feature = "node-config")]
+pub mod node_config;
 pub mod validate;
 
 pub use error_chain::error_chain;

@@ -7,6 +7,8 @@
 pub mod condition {
     pub const MOUNTS: &str = "mounts";
     pub const MODULES: &str = "modules";
+    /// The per-node config was read (or none was given); false names what was wrong.
+    pub const NODE_CONFIG: &str = "node-config";
     pub const STORAGE: &str = "storage";
     pub const IDENTITY: &str = "identity";
     pub const NETWORK: &str = "network";
@@ -21,9 +23,10 @@ pub mod condition {
     /// Every condition a control-plane node sets, in the order a boot makes them true:
     /// the boot steps, then each service (a service's condition has its name) and the
     /// steps that follow them.
-    pub const BOOT_ORDER: [&str; 17] = [
+    pub const BOOT_ORDER: [&str; 18] = [
         MOUNTS,
         MODULES,
+        NODE_CONFIG,
         STORAGE,
         IDENTITY,
         NETWORK,

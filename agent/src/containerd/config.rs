@@ -6,9 +6,10 @@
 //! listener from `[grpc]` into the `io.containerd.server.v1.grpc` plugin. The CRI
 //! sections are the same in both. Only what differs from containerd's defaults or what cairn relies on is
 //! written, each with its reason. Nothing here names a registry: the sandbox image is
-//! preloaded ([`super::import`]) and `registry.config_path` is empty, so containerd
-//! has no mirror or host configuration to contact.
+//! preloaded ([`super::import`]), and registries are configured per host in
+//! `registry.config_path` ([`super::registries`]).
 
+use super::registries::HOSTS_DIR;
 use super::{CNI_BIN_DIR, CNI_CONF_DIR, ROOT, SANDBOX_IMAGE, SOCKET, STATE};
 
 /// The runc binary the shim executes (the image installs it there).
@@ -43,8 +44,9 @@ disabled_plugins = [
     sandbox = "{SANDBOX_IMAGE}"
 
   [plugins.'io.containerd.cri.v1.images'.registry]
-    # No hosts.toml directory: no mirrors, no registry configuration at all.
-    config_path = ""
+    # One hosts.toml per declared registry (mirrors, CA, client certificate), written
+    # by the agent at every boot from the image's and the node config's settings.
+    config_path = "{HOSTS_DIR}"
 
 [plugins.'io.containerd.cri.v1.runtime']
   enable_selinux = false
@@ -93,7 +95,10 @@ mod tests {
         assert_eq!(config.get("BinaryName"), Some("\"/usr/bin/runc\""));
         assert_eq!(config.get("bin_dirs"), Some("[\"/opt/cni/bin\"]"));
         assert_eq!(config.get("conf_dir"), Some("\"/etc/cni/net.d\""));
-        assert_eq!(config.get("config_path"), Some("\"\""));
+        assert_eq!(
+            config.get("config_path"),
+            Some("\"/etc/containerd/certs.d\"")
+        );
         // The CRI plugin is on: it is never listed as disabled.
         assert!(!text.contains("io.containerd.grpc.v1.cri\""));
         let settings: Vec<&str> = text

@@ -20,6 +20,7 @@ mod client;
 pub mod cni;
 pub mod config;
 pub mod import;
+pub mod registries;
 pub mod run;
 
 use std::path::PathBuf;
@@ -30,6 +31,7 @@ use crate::conditions::Conditions;
 use crate::supervisor::{probe_fn, Readiness, ServiceSpec};
 use crate::Paths;
 use cairn_api::error_chain;
+use cairn_api::node_config::NodeConfig;
 
 pub use archive::ArchiveError;
 pub use client::ClientError;
@@ -65,23 +67,31 @@ pub enum ContainerdError {
     Write(PathBuf, #[source] std::io::Error),
 }
 
-/// Writes containerd's config and the CNI conflist under `paths`' root. Run before the
-/// supervisor starts the service; rewritten at every boot, so the image decides.
-pub fn write_config(paths: &Paths) -> Result<(), ContainerdError> {
-    let files = [
-        (paths.resolve(CONFIG), config::render()),
+/// Writes containerd's config, its registry hosts directory (from `registries`) and the
+/// CNI conflist under `paths`' root. Run before the supervisor starts the service;
+/// rewritten at every boot, so the image and the node config decide.
+pub fn write_config(paths: &Paths, registries: &NodeConfig) -> Result<(), ContainerdError> {
+    let hosts_dir = paths.resolve(registries::HOSTS_DIR);
+    let mut files = vec![
+        (paths.resolve(CONFIG), config::render(), 0o644),
         (
             paths.resolve(CNI_CONF_DIR).join(cni::CONFLIST),
             cni::render(),
+            0o644,
         ),
     ];
-    for (path, text) in files {
+    files.extend(
+        registries::render(registries)
+            .into_iter()
+            .map(|file| (hosts_dir.join(file.path), file.contents, file.mode)),
+    );
+    for (path, text, mode) in files {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
                 .map_err(|e| ContainerdError::CreateDir(dir.to_owned(), e))?;
         }
         // containerd's CRI watches the CNI directory: it must never see half a file.
-        write_atomic(&path, text.as_bytes(), 0o644)
+        write_atomic(&path, text.as_bytes(), mode)
             .map_err(|e| ContainerdError::Write(path.clone(), e))?;
     }
     Ok(())
@@ -174,7 +184,7 @@ mod tests {
     fn writes_config_and_conflist_under_the_root() {
         let dir = tempfile::tempdir().unwrap();
         let paths = Paths::under_root(dir.path());
-        write_config(&paths).unwrap();
+        write_config(&paths, &NodeConfig::default()).unwrap();
         let config = std::fs::read_to_string(dir.path().join("etc/containerd/config.toml"));
         assert!(config.unwrap().contains("version = 4"));
         let conflist = dir.path().join("etc/cni/net.d/10-cairn.conflist");

@@ -132,6 +132,7 @@ pub fn build(options: &Options) -> Result<Manifest, BuildError> {
     debs.resolve_ahead(deb_specs(&config));
     let mut plan = Plan::default();
     plan::add_base(&mut plan, &config, &info)?;
+    plan::add_registries(&mut plan, &config, &options.config)?;
 
     progress.step("fetching the kernel");
     let kernel = fetch_kernel(&debs, &config, &mut plan)?;

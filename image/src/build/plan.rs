@@ -154,6 +154,68 @@ pub(super) fn add_base(
     )
 }
 
+/// `/etc/cairn/registries.toml` (cairn_api's per-node config format, registries only)
+/// when the config declares any: each CA file is read, relative to `config_dir`, and
+/// checked as the agent will check it. Without registries there is no file, so an
+/// image that declares none is the same image as before the table existed.
+pub(super) fn add_registries(
+    plan: &mut Plan,
+    config: &Validated,
+    config_path: &Path,
+) -> Result<(), BuildError> {
+    use cairn_api::node_config::{NodeConfig, Registry, IMAGE_REGISTRIES_PATH};
+    if config.registries.is_empty() {
+        return Ok(());
+    }
+    let config_dir = config_path.parent().unwrap_or(Path::new("."));
+    let mut settings = NodeConfig::default();
+    for (i, registry) in config.registries.iter().enumerate() {
+        let ca = match &registry.ca_file {
+            Some(file) => {
+                let bytes = read(&config_dir.join(file), "registries")?;
+                let text =
+                    String::from_utf8(bytes).map_err(|_| crate::config::ConfigError::Field {
+                        path: config_path.to_owned(),
+                        field: format!("registry[{i}].ca_file"),
+                        problem: format!("{} is not UTF-8 PEM", file.display()),
+                    })?;
+                Some(text)
+            }
+            None => None,
+        };
+        settings.registries.push(Registry {
+            host: registry.host.clone(),
+            mirrors: registry.mirrors.clone(),
+            ca,
+            plain_http: registry.plain_http,
+            ..Default::default()
+        });
+    }
+    settings.validate().map_err(|err| {
+        let (field, problem) = match err {
+            cairn_api::node_config::NodeConfigError::Field { field, problem } => {
+                (field.replace(".ca", ".ca_file"), problem)
+            }
+            other => ("registry".to_owned(), other.to_string()),
+        };
+        crate::config::ConfigError::Field {
+            path: config_path.to_owned(),
+            field,
+            problem,
+        }
+    })?;
+    let text = format!(
+        "# The image's registries (image config [[registry]]), read by the agent at boot.\n{}",
+        settings.to_toml()
+    );
+    plan.add(
+        IMAGE_REGISTRIES_PATH,
+        0o644,
+        Content::File(text.into_bytes()),
+        "registries",
+    )
+}
+
 /// `/etc/cairn/build.json`: the os-release version fields and a digest over every
 /// other initramfs entry, so the running node can name exactly what it booted (the
 /// same value is in manifest.json). Added last, after everything it covers.

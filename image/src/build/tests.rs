@@ -223,3 +223,56 @@ fn every_debian_package_is_resolved_ahead() {
         ]
     );
 }
+
+fn registries_plan(dir: &Path, table: &str) -> Result<Plan, BuildError> {
+    let text = format!(
+        "[os_release]\nname = \"c\"\nid = \"c\"\npretty_name = \"c\"\nimage_id = \"c\"\n\
+         home_url = \"https://x.invalid\"\n[initramfs]\ncompression = \"none\"\n\
+         [kernel]\npackage = \"linux-image-x\"\ncmdline = \"c\"\n[libraries]\npackages = [\"libc6\"]\n\
+         [[component]]\nname = \"agent\"\ninstall = \"/init\"\nfile = \"init\"\n{table}"
+    );
+    let config_path = dir.join("image.toml");
+    let config = crate::config::Validated::parse(&config_path, &text).unwrap();
+    let mut plan = Plan::default();
+    super::plan::add_registries(&mut plan, &config, &config_path)?;
+    Ok(plan)
+}
+
+#[test]
+fn declared_registries_are_written_for_the_agent_with_their_ca() {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let ca = rcgen::CertificateParams::new(vec!["ca.test".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap()
+        .pem();
+    let dir = fixture_dir(&[("ca.pem", ca.as_bytes())]);
+    let none = registries_plan(dir.path(), "").unwrap();
+    assert!(none.entries.is_empty(), "no registries, no file");
+    let table = "[[registry]]\nhost = \"reg.test:5000\"\nmirrors = [\"https://m.test\"]\nca_file = \"ca.pem\"\n";
+    let plan = registries_plan(dir.path(), table).unwrap();
+    let Content::File(bytes) = &plan.entries["/etc/cairn/registries.toml"].content else {
+        panic!("not a file");
+    };
+    let written =
+        cairn_api::node_config::NodeConfig::parse(std::str::from_utf8(bytes).unwrap()).unwrap();
+    assert_eq!(written.registries.len(), 1);
+    assert_eq!(written.registries[0].host, "reg.test:5000");
+    assert_eq!(written.registries[0].mirrors, ["https://m.test"]);
+    assert_eq!(written.registries[0].ca.as_deref(), Some(ca.as_str()));
+}
+
+#[test]
+fn a_registry_ca_that_is_no_certificate_is_named() {
+    let dir = fixture_dir(&[("ca.pem", b"not a certificate\n")]);
+    let table = "[[registry]]\nhost = \"reg.test\"\nca_file = \"ca.pem\"\n";
+    let message = cairn_api::error_chain(&registries_plan(dir.path(), table).unwrap_err());
+    assert!(message.contains("image.toml"), "{message}");
+    assert!(
+        message.contains("field `registry[0].ca_file`: holds no PEM certificate"),
+        "{message}"
+    );
+    let missing = "[[registry]]\nhost = \"reg.test\"\nca_file = \"gone.pem\"\n";
+    let message = cairn_api::error_chain(&registries_plan(dir.path(), missing).unwrap_err());
+    assert!(message.contains("gone.pem"), "{message}");
+}

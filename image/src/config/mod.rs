@@ -58,6 +58,28 @@ pub struct Config {
     /// OCI images written as archives into the initramfs, for the agent to import.
     #[serde(rename = "container_image", default)]
     pub container_images: Vec<ContainerImageConfig>,
+    /// Container registries every node of the image may pull from (mirrors, CA), written
+    /// to `/etc/cairn/registries.toml`; a node's own config can add or replace them.
+    #[serde(rename = "registry", default)]
+    pub registries: Vec<RegistryConfig>,
+}
+
+/// A `[[registry]]` table: the per-node config's registry (docs/interfaces.md), with
+/// the CA as a file. No client key: a key in an image is every node's key and anyone's
+/// who holds the image, so client certificates are per-node settings only.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// `host` or `host:port` as in image references.
+    pub host: String,
+    /// `https://…` endpoints tried before the host itself.
+    #[serde(default)]
+    pub mirrors: Vec<String>,
+    /// PEM CA bundle, relative to the config file's directory.
+    pub ca_file: Option<PathBuf>,
+    /// Allow plain HTTP to the registry and `http://` mirrors.
+    #[serde(default)]
+    pub plain_http: bool,
 }
 
 /// The fixed os-release fields; the version fields are derived at build time.
@@ -155,6 +177,7 @@ pub struct Validated {
     pub libraries: LibrariesConfig,
     pub components: Vec<Component>,
     pub container_images: Vec<ContainerImage>,
+    pub registries: Vec<RegistryConfig>,
 }
 
 impl Validated {
@@ -277,7 +300,37 @@ impl Config {
             libraries: self.libraries.clone(),
             components,
             container_images: self.validate_container_images()?,
+            registries: self.validate_registries()?,
         })
+    }
+
+    fn validate_registries(&self) -> Result<Vec<RegistryConfig>, (String, String)> {
+        let mut hosts = BTreeSet::new();
+        for (i, registry) in self.registries.iter().enumerate() {
+            let path = format!("registry[{i}]");
+            let as_node = cairn_api::node_config::Registry {
+                host: registry.host.clone(),
+                mirrors: registry.mirrors.clone(),
+                plain_http: registry.plain_http,
+                ..Default::default()
+            };
+            as_node.validate(&path).map_err(|err| match err {
+                cairn_api::node_config::NodeConfigError::Field { field, problem } => {
+                    (field, problem)
+                }
+                other => (path.clone(), other.to_string()),
+            })?;
+            if let Some(ca) = &registry.ca_file {
+                check_relative_path(&format!("{path}.ca_file"), &ca.to_string_lossy())?;
+            }
+            if !hosts.insert(registry.host.as_str()) {
+                return Err(field(
+                    &format!("{path}.host"),
+                    &format!("{:?} is declared twice", registry.host),
+                ));
+            }
+        }
+        Ok(self.registries.clone())
     }
 
     fn validate_initramfs(&self) -> Result<(), (String, String)> {

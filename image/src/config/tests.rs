@@ -577,3 +577,40 @@ fn an_image_without_init_or_with_a_host_file_is_refused() {
         );
     }
 }
+
+#[test]
+fn registries_are_checked_field_by_field() {
+    let with = |table: &str| format!("{GOOD}\n{table}");
+    let good = with(
+        "[[registry]]\nhost = \"10.0.2.2:5000\"\nmirrors = [\"https://m:5443\"]\nca_file = \"ca.pem\"\n",
+    );
+    let config = Validated::parse(Path::new("image/test.toml"), &good).unwrap();
+    assert_eq!(
+        config.registries[0].ca_file.as_deref(),
+        Some(Path::new("ca.pem"))
+    );
+    let cases = [
+        ("host = \"https://x\"\n", "field `registry[0].host`"),
+        (
+            "host = \"x\"\nmirrors = [\"http://m\"]\n",
+            "field `registry[0].mirrors[0]`: \"http://m\" is plain HTTP",
+        ),
+        (
+            "host = \"x\"\nca_file = \"../ca.pem\"\n",
+            "field `registry[0].ca_file`",
+        ),
+        (
+            "host = \"x\"\nclient_key = \"k.pem\"\n",
+            "unknown field `client_key`",
+        ),
+    ];
+    for (table, expected) in cases {
+        let err = parse(&with(&format!("[[registry]]\n{table}"))).unwrap_err();
+        let message = chain(&err);
+        assert!(message.contains("image/test.toml"), "{message}");
+        assert!(message.contains(expected), "{table}: {message}");
+    }
+    let twice = with("[[registry]]\nhost = \"x\"\n[[registry]]\nhost = \"x\"\n");
+    assert!(chain(&parse(&twice).unwrap_err())
+        .contains("field `registry[1].host`: \"x\" is declared twice"));
+}

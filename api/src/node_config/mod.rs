@@ -1,0 +1,270 @@
+//! The per-node config: settings one node gets at boot without a new image.
+//!
+//! A small TOML file (`version = 1`, unknown keys are errors) that the launcher hands
+//! to the node as the QEMU firmware config item [`FW_CFG_NAME`] and the agent reads
+//! from [`FW_CFG_PATH`] (docs/interfaces.md "Per-node config"). The image config's
+//! `[[registry]]` tables are written into the image in the same format
+//! ([`IMAGE_REGISTRIES_PATH`]), so one parser and one validator serve both.
+//!
+//! Parsing ([`NodeConfig::parse`]) is serde's job; [`NodeConfig::validate`] then
+//! checks what types cannot say and names the field by its path (`registry[1].ca`).
+
+use serde::{Deserialize, Serialize};
+
+/// The firmware config item the launcher adds (`-fw_cfg name=…,file=…`).
+pub const FW_CFG_NAME: &str = "opt/cairn/node.toml";
+/// Where the guest kernel's `qemu_fw_cfg` driver shows that item.
+pub const FW_CFG_PATH: &str = "/sys/firmware/qemu_fw_cfg/by_name/opt/cairn/node.toml/raw";
+/// The image's own registry settings, written by the builder.
+pub const IMAGE_REGISTRIES_PATH: &str = "/etc/cairn/registries.toml";
+/// The only version this build reads.
+pub const VERSION: u32 = 1;
+/// The largest config accepted: far above any real one, it only stops nonsense.
+pub const MAX_SIZE: usize = 1 << 20;
+
+/// The file as written. The default is the empty config of the current version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The schema version; [`VERSION`].
+    pub version: u32,
+    /// Container registries: where pulls go and what they trust.
+    #[serde(rename = "registry", default, skip_serializing_if = "Vec::is_empty")]
+    pub registries: Vec<Registry>,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            version: VERSION,
+            registries: Vec::new(),
+        }
+    }
+}
+
+/// One registry, by the host name image references use (`HOST/NAME:TAG`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registry {
+    /// `host` or `host:port` as in image references (`docker.io`, `10.0.2.2:5000`).
+    pub host: String,
+    /// Endpoints tried in order before the host itself, as `https://host[:port][/path]`
+    /// (`http://` only with `plain_http`). A pull succeeds through a mirror even when
+    /// the registry's own name does not resolve.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mirrors: Vec<String>,
+    /// PEM certificates trusted for the registry and its mirrors, besides none: the node
+    /// has no system trust store, so a registry with a public CA needs it here too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
+    /// PEM client certificate (chain) presented to the registry and its mirrors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<String>,
+    /// PEM private key of `client_certificate`. Per node only: the builder refuses it,
+    /// since a key in an image is shared by every node booted from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<String>,
+    /// Contact the registry over plain HTTP (and allow `http://` mirrors). Off unless
+    /// said: credentials and layers then cross the network unprotected.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub plain_http: bool,
+}
+
+/// Why a config was refused; names the field by its path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeConfigError {
+    #[error("config is {0} bytes, more than {MAX_SIZE}")]
+    TooLarge(usize),
+    #[error("{0}")]
+    Parse(String),
+    #[error("field `{field}`: {problem}")]
+    Field { field: String, problem: String },
+}
+
+fn field(field: impl Into<String>, problem: impl Into<String>) -> NodeConfigError {
+    NodeConfigError::Field {
+        field: field.into(),
+        problem: problem.into(),
+    }
+}
+
+impl NodeConfig {
+    /// Parses and validates config text.
+    pub fn parse(text: &str) -> Result<Self, NodeConfigError> {
+        if text.len() > MAX_SIZE {
+            return Err(NodeConfigError::TooLarge(text.len()));
+        }
+        let config: NodeConfig =
+            toml::from_str(text).map_err(|err| NodeConfigError::Parse(err.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The file text (what the launcher writes and the builder embeds).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a NodeConfig always serializes")
+    }
+
+    /// Checks what the types cannot.
+    pub fn validate(&self) -> Result<(), NodeConfigError> {
+        if self.version != VERSION {
+            return Err(field(
+                "version",
+                format!(
+                    "{} is not supported; this node reads version {VERSION}",
+                    self.version
+                ),
+            ));
+        }
+        let mut hosts = std::collections::BTreeSet::new();
+        for (i, registry) in self.registries.iter().enumerate() {
+            registry.validate(&format!("registry[{i}]"))?;
+            if !hosts.insert(registry.host.as_str()) {
+                return Err(field(
+                    format!("registry[{i}].host"),
+                    format!("{:?} is declared twice", registry.host),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `self` with `other`'s registries added; one of `other` replaces one of `self`
+    /// with the same host (the node's setting wins over the image's).
+    pub fn merged_with(&self, other: &NodeConfig) -> NodeConfig {
+        let mut registries: Vec<Registry> = self
+            .registries
+            .iter()
+            .filter(|r| other.registries.iter().all(|o| o.host != r.host))
+            .cloned()
+            .collect();
+        registries.extend(other.registries.iter().cloned());
+        NodeConfig {
+            version: VERSION,
+            registries,
+        }
+    }
+}
+
+impl Registry {
+    /// Checks one entry; errors name its fields under `path` (`registry[2]`).
+    pub fn validate(&self, path: &str) -> Result<(), NodeConfigError> {
+        check_host(&self.host).map_err(|p| field(format!("{path}.host"), p))?;
+        for (i, mirror) in self.mirrors.iter().enumerate() {
+            check_endpoint(mirror, self.plain_http)
+                .map_err(|p| field(format!("{path}.mirrors[{i}]"), p))?;
+        }
+        if let Some(ca) = &self.ca {
+            check_certificates(ca).map_err(|p| field(format!("{path}.ca"), p))?;
+        }
+        match (&self.client_certificate, &self.client_key) {
+            (None, None) => {}
+            (Some(cert), Some(key)) => {
+                check_certificates(cert)
+                    .map_err(|p| field(format!("{path}.client_certificate"), p))?;
+                check_private_key(key).map_err(|p| field(format!("{path}.client_key"), p))?;
+            }
+            (Some(_), None) => {
+                return Err(field(
+                    format!("{path}.client_key"),
+                    "missing: client_certificate needs its key",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(field(
+                    format!("{path}.client_certificate"),
+                    "missing: client_key needs its certificate",
+                ))
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `host` or `host:port`: a DNS name or IPv4 address (lowercase, as image references
+/// are), no scheme, path or user.
+pub fn check_host(host: &str) -> Result<(), String> {
+    let (name, port) = match host.rsplit_once(':') {
+        Some((name, port)) => (name, Some(port)),
+        None => (host, None),
+    };
+    if let Some(port) = port {
+        match port.parse::<u16>() {
+            Ok(p) if p > 0 && !port.starts_with('0') => {}
+            _ => return Err(format!("{host:?}: port {port:?} is not 1-65535")),
+        }
+    }
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+        return Err(format!(
+            "{host:?} is not `host` or `host:port` (a lowercase DNS name or IPv4 address; \
+             no scheme or path)"
+        ));
+    }
+    Ok(())
+}
+
+/// `https://host[:port][/path]`, or `http://…` when plain HTTP is allowed.
+fn check_endpoint(url: &str, plain_http: bool) -> Result<(), String> {
+    let rest = if let Some(rest) = url.strip_prefix("https://") {
+        rest
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        if !plain_http {
+            return Err(format!(
+                "{url:?} is plain HTTP; set plain_http = true to allow it"
+            ));
+        }
+        rest
+    } else {
+        return Err(format!("{url:?} must start with https:// (or http://)"));
+    };
+    let (host, path) = match rest.split_once('/') {
+        Some((host, path)) => (host, Some(path)),
+        None => (rest, None),
+    };
+    check_host(host).map_err(|problem| format!("{url:?}: {problem}"))?;
+    if let Some(path) = path {
+        let ok = path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~/".contains(&b));
+        if !ok || path.split('/').any(|s| s == "..") {
+            return Err(format!(
+                "{url:?}: the path may only hold [A-Za-z0-9-._~/] (no query, no ..)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_certificates(pem: &str) -> Result<(), String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let mut count = 0;
+    for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        cert.map_err(|err| format!("not PEM certificates: {err}"))?;
+        count += 1;
+    }
+    if count == 0 {
+        return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".to_owned());
+    }
+    Ok(())
+}
+
+fn check_private_key(pem: &str) -> Result<(), String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::PrivateKeyDer;
+    PrivateKeyDer::from_pem_slice(pem.as_bytes())
+        .map(|_| ())
+        .map_err(|err| format!("not a PEM private key: {err}"))
+}
+
+#[cfg(test)]
+mod tests;

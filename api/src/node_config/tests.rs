@@ -1,0 +1,164 @@
+use super::*;
+
+fn certificate_and_key() -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["registry.test".to_owned()]).unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+fn error_field(text: &str) -> String {
+    match NodeConfig::parse(text) {
+        Err(NodeConfigError::Field { field, .. }) => field,
+        other => panic!("expected a field error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_full_config_round_trips() {
+    let (cert, key) = certificate_and_key();
+    let config = NodeConfig {
+        version: 1,
+        registries: vec![
+            Registry {
+                host: "10.0.2.2:5000".to_owned(),
+                ca: Some(cert.clone()),
+                client_certificate: Some(cert),
+                client_key: Some(key),
+                ..Default::default()
+            },
+            Registry {
+                host: "docker.io".to_owned(),
+                mirrors: vec!["http://mirror.lan:8080/v2/x".to_owned()],
+                plain_http: true,
+                ..Default::default()
+            },
+        ],
+    };
+    let text = config.to_toml();
+    assert_eq!(NodeConfig::parse(&text).unwrap(), config);
+}
+
+#[test]
+fn the_smallest_config_is_a_version() {
+    assert_eq!(
+        NodeConfig::parse("version = 1\n").unwrap(),
+        NodeConfig {
+            version: 1,
+            registries: vec![]
+        }
+    );
+}
+
+#[test]
+fn unknown_keys_and_versions_are_refused() {
+    let err = NodeConfig::parse("version = 1\nhostname = \"x\"\n").unwrap_err();
+    assert!(err.to_string().contains("hostname"), "{err}");
+    let err =
+        NodeConfig::parse("version = 1\n[[registry]]\nhost = \"a\"\nmirror = []\n").unwrap_err();
+    assert!(err.to_string().contains("mirror"), "{err}");
+    assert_eq!(error_field("version = 2\n"), "version");
+    assert!(matches!(
+        NodeConfig::parse(""),
+        Err(NodeConfigError::Parse(_))
+    ));
+}
+
+#[test]
+fn bad_hosts_are_named_by_path() {
+    for host in [
+        "https://a.b",
+        "a.b/path",
+        "A.b",
+        "a..b",
+        "a.b:0",
+        "a.b:65536",
+        "a.b:08",
+        "-a.b",
+        "user@a.b",
+        "",
+    ] {
+        let text =
+            format!("version = 1\n[[registry]]\nhost = \"ok\"\n[[registry]]\nhost = {host:?}\n");
+        assert_eq!(error_field(&text), "registry[1].host", "{host}");
+    }
+    let twice = "version = 1\n[[registry]]\nhost = \"a\"\n[[registry]]\nhost = \"a\"\n";
+    assert_eq!(error_field(twice), "registry[1].host");
+}
+
+#[test]
+fn plain_http_mirrors_need_plain_http() {
+    let text =
+        "version = 1\n[[registry]]\nhost = \"a\"\nmirrors = [\"https://m\", \"http://m:80\"]\n";
+    assert_eq!(error_field(text), "registry[0].mirrors[1]");
+    let allowed = format!("{text}plain_http = true\n");
+    assert!(NodeConfig::parse(&allowed).is_ok());
+    for bad in ["ftp://m", "https://m/../x", "https://m/?q=1", "https://"] {
+        let text = format!("version = 1\n[[registry]]\nhost = \"a\"\nmirrors = [{bad:?}]\n");
+        assert_eq!(error_field(&text), "registry[0].mirrors[0]", "{bad}");
+    }
+}
+
+#[test]
+fn certificates_and_keys_must_be_pem_and_paired() {
+    let (cert, key) = certificate_and_key();
+    let with = |extra: &str| format!("version = 1\n[[registry]]\nhost = \"a\"\n{extra}");
+    assert_eq!(error_field(&with("ca = \"junk\"\n")), "registry[0].ca");
+    let cert_only = with(&format!("client_certificate = {cert:?}\n"));
+    assert_eq!(error_field(&cert_only), "registry[0].client_key");
+    let key_only = with(&format!("client_key = {key:?}\n"));
+    assert_eq!(error_field(&key_only), "registry[0].client_certificate");
+    let key_as_cert = with(&format!(
+        "client_certificate = {key:?}\nclient_key = {key:?}\n"
+    ));
+    assert_eq!(error_field(&key_as_cert), "registry[0].client_certificate");
+    let cert_as_key = with(&format!(
+        "client_certificate = {cert:?}\nclient_key = {cert:?}\n"
+    ));
+    assert_eq!(error_field(&cert_as_key), "registry[0].client_key");
+    let good = with(&format!(
+        "ca = {cert:?}\nclient_certificate = {cert:?}\nclient_key = {key:?}\n"
+    ));
+    assert!(NodeConfig::parse(&good).is_ok());
+}
+
+#[test]
+fn the_node_wins_over_the_image_per_host() {
+    let image = NodeConfig {
+        version: 1,
+        registries: vec![
+            Registry {
+                host: "a".to_owned(),
+                ..Default::default()
+            },
+            Registry {
+                host: "b".to_owned(),
+                plain_http: true,
+                ..Default::default()
+            },
+        ],
+    };
+    let node = NodeConfig {
+        version: 1,
+        registries: vec![Registry {
+            host: "b".to_owned(),
+            ..Default::default()
+        }],
+    };
+    let merged = image.merged_with(&node);
+    let hosts: Vec<_> = merged
+        .registries
+        .iter()
+        .map(|r| (r.host.as_str(), r.plain_http))
+        .collect();
+    assert_eq!(hosts, [("a", false), ("b", false)]);
+}
+
+#[test]
+fn oversized_text_is_refused_before_parsing() {
+    let text = "#".repeat(MAX_SIZE + 1);
+    assert_eq!(
+        NodeConfig::parse(&text),
+        Err(NodeConfigError::TooLarge(MAX_SIZE + 1))
+    );
+}
