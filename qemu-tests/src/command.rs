@@ -130,6 +130,8 @@ pub struct QemuCommand {
     pub forwards: Vec<PortForward>,
     /// Extra virtio block devices, in order (`vda`, `vdb`, ...).
     pub disks: Vec<Disk>,
+    /// Firmware config items (`-fw_cfg name=NAME,file=PATH`), e.g. the per-node config.
+    pub fw_cfg: Vec<(String, PathBuf)>,
 }
 
 impl QemuCommand {
@@ -152,6 +154,7 @@ impl QemuCommand {
             network: true,
             forwards: Vec::new(),
             disks: Vec::new(),
+            fw_cfg: Vec::new(),
         }
     }
 
@@ -166,6 +169,11 @@ impl QemuCommand {
         }
         self.push_network(&mut args);
         self.push_disks(&mut args);
+        for (name, path) in &self.fw_cfg {
+            let mut item = OsString::from(format!("name={name},file="));
+            item.push(escape(path.as_os_str()));
+            args.push([OsString::from("-fw_cfg"), item]);
+        }
         args.0
     }
 
@@ -345,6 +353,20 @@ mod tests {
         assert!(pair_after(&args, "-initrd").is_empty());
         assert!(pair_after(&args, "-mon").is_empty());
         assert!(pair_after(&args, "-device").is_empty());
+    }
+
+    #[test]
+    fn firmware_config_items_name_their_file() {
+        let mut command = sample();
+        assert!(!strings(&command).contains(&"-fw_cfg".to_owned()));
+        command.fw_cfg = vec![(
+            "opt/cairn/node.toml".to_owned(),
+            PathBuf::from("/state,1/node.toml"),
+        )];
+        assert_eq!(
+            pair_after(&strings(&command), "-fw_cfg"),
+            ["name=opt/cairn/node.toml,file=/state,,1/node.toml"]
+        );
     }
 
     #[test]

@@ -17,6 +17,10 @@ use crate::ports::ForwardRequest;
 use crate::process::SpawnMode;
 use crate::state::StateDir;
 
+/// The per-node config (`cairn_api::node_config`), as the launcher hands it over.
+pub use cairn_api::node_config::NodeConfig as Settings;
+use cairn_api::node_config::FW_CFG_NAME;
+
 /// How to start a node.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -42,6 +46,9 @@ pub struct NodeConfig {
     pub disks: Vec<Disk>,
     /// Parameters appended to the build's kernel command line.
     pub extra_cmdline: Vec<String>,
+    /// The per-node config handed to the agent at boot (docs/interfaces.md), if any;
+    /// written to the state dir as `node.toml`.
+    pub settings: Option<Settings>,
     /// Where the pid file, console log, QMP socket and `node.json` go.
     pub state_dir: PathBuf,
     /// Attached (owned by this process) or detached.
@@ -62,6 +69,7 @@ impl NodeConfig {
             data_disk: Some(DataDisk::in_state_dir(state_dir)),
             disks: Vec::new(),
             extra_cmdline: Vec::new(),
+            settings: None,
             state_dir: state_dir.to_owned(),
             mode: SpawnMode::Attached,
         }
@@ -98,6 +106,10 @@ impl NodeConfig {
         qemu.forwards = forwards;
         qemu.disks = self.data_disk.iter().map(DataDisk::disk).collect();
         qemu.disks.extend(self.disks.iter().cloned());
+        if self.settings.is_some() {
+            qemu.fw_cfg
+                .push((FW_CFG_NAME.to_owned(), state.node_config()));
+        }
         qemu
     }
 }

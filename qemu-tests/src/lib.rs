@@ -23,6 +23,7 @@ pub mod node;
 pub mod ports;
 pub mod process;
 pub mod qmp;
+pub mod registry;
 pub mod state;
 pub mod stop;
 

@@ -119,6 +119,15 @@ impl Node {
                 .map_err(|e| StateError::Create(data.path.clone(), e))?;
             tracing::debug!(path = %data.path.display(), created, "data disk");
         }
+        let node_config = match &config.settings {
+            Some(settings) => {
+                let path = state.node_config();
+                std::fs::write(&path, settings.to_toml())
+                    .map_err(|e| StateError::Write(path.clone(), e))?;
+                Some(path)
+            }
+            None => None,
+        };
         let forwards = ports::resolve(&config.forward_requests())?;
         let qemu = config.qemu_command(&state, forwards.clone());
         let process = QemuProcess::spawn(&qemu, &state.qemu_log(), config.mode)?;
@@ -133,6 +142,7 @@ impl Node {
             node_id: None,
             debug_endpoint,
             api_endpoint,
+            node_config,
         };
         let node = Node {
             process,

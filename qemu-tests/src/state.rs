@@ -72,6 +72,10 @@ pub struct NodeRecord {
     /// `dbg kubeconfig` and `dbg kubectl` point the kubeconfig at).
     #[serde(default)]
     pub api_endpoint: Option<String>,
+    /// The per-node config file the node was started with, if any (`node.toml` in the
+    /// state dir).
+    #[serde(default)]
+    pub node_config: Option<PathBuf>,
 }
 
 impl NodeRecord {
@@ -131,6 +135,11 @@ impl StateDir {
         self.root.join("qemu.pid")
     }
 
+    /// The per-node config QEMU hands the guest (`-fw_cfg`), when one is given.
+    pub fn node_config(&self) -> PathBuf {
+        self.root.join("node.toml")
+    }
+
     /// The node record.
     pub fn record_file(&self) -> PathBuf {
         self.root.join("node.json")
@@ -152,6 +161,7 @@ impl StateDir {
         fs::create_dir_all(&self.root).map_err(|e| StateError::Create(self.root.clone(), e))?;
         self.clear()?;
         remove_if_exists(&self.console_log())?;
+        remove_if_exists(&self.node_config())?;
         remove_if_exists(&self.qemu_log())
     }
 
@@ -257,6 +267,7 @@ mod tests {
             node_id: Some("00112233445566778899aabbccddeeff".to_owned()),
             debug_endpoint: Some("http://127.0.0.1:40000".to_owned()),
             api_endpoint: Some("https://127.0.0.1:40001".to_owned()),
+            node_config: None,
         }
     }
 

@@ -62,13 +62,16 @@ pub enum CommandError {
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers")]
     Signals(#[source] std::io::Error),
+    /// The per-node config file is unreadable or invalid; nothing was started.
+    #[error("node config {}: {problem}", .path.display())]
+    NodeConfig { path: PathBuf, problem: String },
 }
 
 impl CommandError {
     /// 2 when the image is missing (nothing was started), else 1.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CommandError::Image(_) => 2,
+            CommandError::Image(_) | CommandError::NodeConfig { .. } => 2,
             CommandError::Start(_)
             | CommandError::NotReady(_)
             | CommandError::Attach(_)

@@ -2,7 +2,7 @@
 //! guest's `CAIRN_EXIT` code) or detached (return once `CAIRN_READY` is printed).
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use std::time::Duration;
 use cairn_qemu::accel::{self, AccelChoice};
 use cairn_qemu::attach::{self, AttachOptions};
 use cairn_qemu::command::{DEFAULT_CPUS, DEFAULT_MEMORY_MIB};
+use cairn_qemu::config::Settings;
 use cairn_qemu::image::{DEFAULT_IMAGE_DIR, DEFAULT_STATE_DIR};
 use cairn_qemu::{
     DataDisk, Disk, DiskFormat, ForwardRequest, Image, Node, NodeConfig, NodeRecord, ReadyInfo,
@@ -66,9 +67,14 @@ pub struct RunArgs {
     /// Append a parameter to the kernel command line. Repeatable.
     #[arg(long = "append", value_name = "PARAM")]
     append: Vec<String>,
+    /// Per-node config (TOML, docs/interfaces.md "Per-node config"), e.g. registries
+    /// this node may pull from; checked here, handed to the guest at boot.
+    #[arg(long, value_name = "FILE")]
+    node_config: Option<PathBuf>,
 }
 
 pub fn run(args: RunArgs) -> Result<ExitCode, CommandError> {
+    let settings = args.node_config.as_deref().map(read_settings).transpose()?;
     let image = Image::open(&dir_or_default(args.image_dir.clone(), DEFAULT_IMAGE_DIR))?;
     let accel = match args.accel {
         AccelChoice::Auto => {
@@ -94,6 +100,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode, CommandError> {
     };
     config.disks = args.disks.iter().map(|path| disk(path.clone())).collect();
     config.extra_cmdline = args.append.clone();
+    config.settings = settings;
     let ready_timeout = Duration::from_secs(args.ready_timeout);
     if args.detach {
         config.mode = SpawnMode::Detached;
@@ -105,6 +112,16 @@ pub fn run(args: RunArgs) -> Result<ExitCode, CommandError> {
         };
         foreground(&config, options)
     }
+}
+
+/// The node config at `path`, checked as the agent will check it.
+fn read_settings(path: &Path) -> Result<Settings, CommandError> {
+    let error = |problem: String| CommandError::NodeConfig {
+        path: path.to_owned(),
+        problem,
+    };
+    let text = std::fs::read_to_string(path).map_err(|err| error(err.to_string()))?;
+    Settings::parse(&text).map_err(|err| error(err.to_string()))
 }
 
 fn disk(path: PathBuf) -> Disk {
