@@ -1,5 +1,6 @@
 //! containerd on the node: its config, the pods' CNI network, the supervised service,
-//! the import of the preloaded images, and one-shot container runs.
+//! the import of the preloaded images and of archives loaded over the node API, and
+//! one-shot container runs.
 //!
 //! The agent owns containerd's whole configuration: [`write_config`] renders
 //! `/etc/containerd/config.toml` ([`config`]) and the CNI conflist ([`cni`]) at every
@@ -8,6 +9,8 @@
 //! "answers gRPC", not "printed a line". Once it holds, [`import_when_ready`] imports
 //! the archives the builder put under [`IMAGES_DIR`] natively over the gRPC API
 //! ([`import`]) and sets the `images` condition; the kubelet must wait for that one.
+//! [`import::load_archive`] loads an archive streamed over the node API the same way
+//! (not pinned), and [`images`] lists what containerd holds.
 //! [`run::run_container`] runs one container through CRI, the kubelet's own path, for
 //! the boot test.
 //!
@@ -15,10 +18,11 @@
 //! directories are on the tmpfs-backed `/`, where overlayfs works and runc's
 //! pivot_root(2) succeeds.
 
-mod archive;
+pub mod archive;
 mod client;
 pub mod cni;
 pub mod config;
+pub mod images;
 pub mod import;
 pub mod registries;
 pub mod run;
