@@ -90,6 +90,12 @@ pub enum InvalidArgument {
         /// The requested name (at most 16 bytes kept).
         name: String,
     },
+    /// A LoadImage archive larger than [`MAX_ARCHIVE_BYTES`].
+    #[error("archive_size {0} is more than {MAX_ARCHIVE_BYTES} bytes (4 GiB)")]
+    ArchiveTooLarge(u64),
+    /// A LoadImage data message larger than [`MAX_LOAD_CHUNK`].
+    #[error("a data message of {0} bytes is more than {MAX_LOAD_CHUNK}")]
+    ChunkTooLarge(usize),
 }
 
 /// Checks a component or condition name; `field` names the request field in the error.
@@ -175,6 +181,27 @@ pub fn run_timeout_ms(timeout: u32) -> Result<std::time::Duration, InvalidArgume
         t if t > MAX_RUN_MS => Err(InvalidArgument::RunTooLong(t)),
         t => Ok(std::time::Duration::from_millis(t.into())),
     }
+}
+
+/// Largest image archive LoadImage accepts: 4 GiB (half the default data disk).
+pub const MAX_ARCHIVE_BYTES: u64 = 4 << 30;
+/// Largest data message of a LoadImage stream.
+pub const MAX_LOAD_CHUNK: usize = 1 << 20;
+
+/// Checks a LoadImage archive's declared size.
+pub fn archive_size(size: u64) -> Result<u64, InvalidArgument> {
+    if size > MAX_ARCHIVE_BYTES {
+        return Err(InvalidArgument::ArchiveTooLarge(size));
+    }
+    Ok(size)
+}
+
+/// Checks the size of one LoadImage data message.
+pub fn load_chunk(data: &[u8]) -> Result<&[u8], InvalidArgument> {
+    if data.len() > MAX_LOAD_CHUNK {
+        return Err(InvalidArgument::ChunkTooLarge(data.len()));
+    }
+    Ok(data)
 }
 
 /// Checks a kubeconfig user or group name (it becomes a certificate's CN or O):
@@ -357,6 +384,19 @@ mod tests {
         assert_eq!(timeout_ms(0), Ok(std::time::Duration::ZERO));
         assert_eq!(timeout_ms(MAX_WAIT_MS).map(|d| d.as_secs()), Ok(3600));
         assert!(timeout_ms(MAX_WAIT_MS + 1).is_err());
+    }
+
+    #[test]
+    fn image_archives_and_their_chunks_are_bounded() {
+        assert_eq!(archive_size(0), Ok(0));
+        assert_eq!(archive_size(MAX_ARCHIVE_BYTES), Ok(MAX_ARCHIVE_BYTES));
+        let err = archive_size(MAX_ARCHIVE_BYTES + 1).unwrap_err();
+        assert!(err.to_string().contains("4 GiB"), "{err}");
+        assert!(load_chunk(&vec![0; MAX_LOAD_CHUNK]).is_ok());
+        assert_eq!(
+            load_chunk(&vec![0; MAX_LOAD_CHUNK + 1]),
+            Err(InvalidArgument::ChunkTooLarge(MAX_LOAD_CHUNK + 1))
+        );
     }
 
     #[test]

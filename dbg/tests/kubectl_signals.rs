@@ -99,6 +99,18 @@ impl NodeDebugService for FakeNode {
     ) -> Result<Response<GetProcessStatsResponse>, Status> {
         unimplemented()
     }
+    async fn load_image(
+        &self,
+        _: Request<tonic::Streaming<LoadImageRequest>>,
+    ) -> Result<Response<LoadImageResponse>, Status> {
+        unimplemented()
+    }
+    async fn list_images(
+        &self,
+        _: Request<ListImagesRequest>,
+    ) -> Result<Response<ListImagesResponse>, Status> {
+        unimplemented()
+    }
 }
 
 /// Serves [`FakeNode`] on a free loopback port for the rest of the test process.

@@ -7,6 +7,8 @@ use tonic::{Code, Status};
 use cairn_api::error_chain;
 
 use super::services::SignalError;
+use crate::containerd::images::ListError;
+use crate::containerd::import::LoadError;
 use crate::pki::PkiError;
 
 /// Why a call failed. Messages name the component or condition; causes chain.
@@ -34,6 +36,24 @@ pub enum RpcError {
     PkiNotReady,
     #[error("cannot issue a debug certificate")]
     IssueCredentials(#[source] PkiError),
+    #[error("another image load is in progress; try again when it has ended")]
+    LoadBusy,
+    #[error("malformed LoadImage stream: {0}")]
+    LoadProtocol(&'static str),
+    #[error(
+        "the image archive needs {need} bytes free on the data disk (twice its size), {free} are"
+    )]
+    NoSpace { need: u64, free: u64 },
+    #[error("the client sent nothing for {0:?}")]
+    LoadIdle(std::time::Duration),
+    #[error("the client's stream failed")]
+    LoadStream(#[source] Status),
+    #[error(transparent)]
+    Load(LoadError),
+    #[error("the image load task ended abnormally")]
+    LoadTask(#[source] tokio::task::JoinError),
+    #[error("cannot list the images")]
+    ListImages(#[source] ListError),
 }
 
 impl From<RpcError> for Status {
@@ -52,6 +72,14 @@ impl From<RpcError> for Status {
             RpcError::PkiNotReady => Code::FailedPrecondition,
             RpcError::IssueCredentials(_) => Code::Internal,
             RpcError::Run(err) => run_code(err),
+            RpcError::LoadBusy | RpcError::NoSpace { .. } => Code::ResourceExhausted,
+            RpcError::LoadProtocol(_) => Code::InvalidArgument,
+            RpcError::LoadIdle(_) => Code::DeadlineExceeded,
+            RpcError::LoadStream(status) => status.code(),
+            RpcError::Load(err) => load_code(err),
+            RpcError::LoadTask(_) => Code::Internal,
+            RpcError::ListImages(ListError::Client(_)) => Code::Unavailable,
+            RpcError::ListImages(ListError::Call { .. }) => Code::Internal,
         };
         Status::new(code, error_chain(&err))
     }
@@ -66,5 +94,16 @@ fn run_code(err: &crate::containerd::RunError) -> Code {
         RunError::Cri { source, .. } => source.code(),
         RunError::Timeout(_) => Code::DeadlineExceeded,
         RunError::Log(..) => Code::Internal,
+    }
+}
+
+/// A failed load: the archive's fault is the client's (INVALID_ARGUMENT); containerd
+/// not answering is UNAVAILABLE; containerd failing otherwise is ours.
+fn load_code(err: &LoadError) -> Code {
+    match err {
+        LoadError::Archive(_) | LoadError::DiffId { .. } => Code::InvalidArgument,
+        LoadError::Pinned(_) => Code::FailedPrecondition,
+        LoadError::Client(_) => Code::Unavailable,
+        LoadError::Call { .. } | LoadError::Reader(_) => Code::Internal,
     }
 }

@@ -5,8 +5,10 @@
 //! agent's registries — log buffers, conditions, the supervisor's service status —
 //! plus debug-only actions: signalling a service, which the boot tests use to make the
 //! supervisor prove its restarts; rebooting or powering off the node; and issuing
-//! short-lived debug kubeconfigs signed by the cluster CA (see [`kubeconfig`]). The
-//! protocol lives in `cairn-api`.
+//! short-lived debug kubeconfigs signed by the cluster CA (see [`kubeconfig`]); and
+//! loading container images from an archive the client streams, and listing them (see
+//! [`images`]; issue 14 moves loading to an authenticated owner API). The protocol lives
+//! in `cairn-api`.
 //!
 //! Names: the protocol (and docs/interfaces.md) says *component* for anything with a
 //! log and a status: every supervised process, plus `agent`, PID 1 itself. Inside the
@@ -31,6 +33,7 @@
 
 mod build_info;
 mod error;
+mod images;
 mod kubeconfig;
 mod logs;
 mod process_stats;
@@ -66,8 +69,10 @@ pub const DEBUG_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(
     Ipv4Addr::UNSPECIFIED,
     cairn_api::DEBUG_PORT,
 ));
-/// Largest request message; real requests are a few dozen bytes.
-pub const MAX_REQUEST: usize = 64 << 10;
+/// Largest request message: a LoadImage data message (at most
+/// `cairn_api::validate::MAX_LOAD_CHUNK`) with room for its framing; other requests are
+/// a few dozen bytes.
+pub const MAX_REQUEST: usize = cairn_api::validate::MAX_LOAD_CHUNK + (4 << 10);
 /// Largest response message: a log line (16 KiB) or the build info with some room.
 pub const MAX_RESPONSE: usize = 4 << 20;
 /// Concurrent calls per connection.

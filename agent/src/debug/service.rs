@@ -6,7 +6,8 @@ use cairn_api::v1::{
     exit_info, BuildInfo, Component, ComponentState as Proto, Condition, ExitInfo,
     GetBuildInfoRequest, GetDebugKubeconfigRequest, GetDebugKubeconfigResponse, GetLogsRequest,
     GetProcessStatsRequest, GetProcessStatsResponse, ListComponentsRequest, ListComponentsResponse,
-    ListConditionsRequest, ListConditionsResponse, RunContainerRequest, RunContainerResponse,
+    ListConditionsRequest, ListConditionsResponse, ListImagesRequest, ListImagesResponse,
+    LoadImageRequest, LoadImageResponse, RunContainerRequest, RunContainerResponse,
     ShutdownRequest, ShutdownResponse, SignalComponentRequest, SignalComponentResponse,
     WaitConditionRequest,
 };
@@ -14,6 +15,7 @@ use cairn_api::validate;
 use tonic::{Request, Response, Status};
 
 use super::error::RpcError;
+use super::images;
 use super::kubeconfig;
 use super::logs::{self, duration_ns, FollowerSlots, LogStreamBox};
 use super::process_stats::{self, Target};
@@ -30,6 +32,8 @@ pub struct DebugService {
     state: DebugState,
     build_info: BuildInfo,
     followers: FollowerSlots,
+    /// One image load at a time.
+    load_slot: tokio::sync::Semaphore,
 }
 
 impl DebugService {
@@ -38,6 +42,7 @@ impl DebugService {
             state,
             build_info,
             followers: FollowerSlots::default(),
+            load_slot: tokio::sync::Semaphore::new(1),
         }
     }
 
@@ -232,6 +237,23 @@ impl NodeDebugService for DebugService {
         _request: Request<GetProcessStatsRequest>,
     ) -> Result<Response<GetProcessStatsResponse>, Status> {
         Ok(Response::new(self.process_stats()))
+    }
+
+    async fn load_image(
+        &self,
+        request: Request<tonic::Streaming<LoadImageRequest>>,
+    ) -> Result<Response<LoadImageResponse>, Status> {
+        let stream = request.into_inner();
+        Ok(Response::new(
+            images::load(&self.state, &self.load_slot, stream).await?,
+        ))
+    }
+
+    async fn list_images(
+        &self,
+        _request: Request<ListImagesRequest>,
+    ) -> Result<Response<ListImagesResponse>, Status> {
+        Ok(Response::new(images::list(&self.state).await?))
     }
 }
 

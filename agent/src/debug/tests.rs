@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use cairn_api::v1::{
     get_logs_response::Kind, ComponentState as Proto, GetDebugKubeconfigRequest, GetLogsRequest,
-    GetLogsResponse, ListComponentsRequest, ListConditionsRequest, LogStream, ShutdownRequest,
-    SignalComponentRequest, WaitConditionRequest,
+    GetLogsResponse, ListComponentsRequest, ListConditionsRequest, ListImagesRequest,
+    LoadImageHeader, LoadImageRequest, LogStream, ShutdownRequest, SignalComponentRequest,
+    WaitConditionRequest,
 };
 use cairn_api::Client;
 use futures_util::StreamExt;
@@ -460,6 +461,42 @@ async fn oversized_requests_are_refused() {
     // The server is still there.
     let list = h.client.list_components(ListComponentsRequest {}).await;
     assert!(list.is_ok());
+}
+
+fn load_messages(header: Option<u64>, data: &[&[u8]]) -> Vec<LoadImageRequest> {
+    use cairn_api::v1::load_image_request::Part;
+    let header = header.map(|archive_size| LoadImageRequest {
+        part: Some(Part::Header(LoadImageHeader { archive_size })),
+    });
+    let data = data.iter().map(|d| LoadImageRequest {
+        part: Some(Part::Data(d.to_vec())),
+    });
+    header.into_iter().chain(data).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_loads_check_their_stream_before_reaching_containerd() {
+    let mut h = start().await;
+    let load = |messages: Vec<LoadImageRequest>| {
+        let mut client = h.client.clone();
+        async move { client.load_image(tokio_stream::iter(messages)).await }
+    };
+    let (code, message) = code_of(load(load_messages(None, &[b"tar"])).await).await;
+    assert_eq!(code, Code::InvalidArgument, "{message}");
+    assert!(message.contains("header"), "{message}");
+    let too_big = cairn_api::validate::MAX_ARCHIVE_BYTES + 1;
+    let (code, message) = code_of(load(load_messages(Some(too_big), &[])).await).await;
+    assert_eq!(code, Code::InvalidArgument, "{message}");
+    assert!(message.contains("4 GiB"), "{message}");
+    let (code, message) = code_of(load(load_messages(Some(1), &[b"x", b"y"])).await).await;
+    // No containerd in the test: the load fails there, with nothing left to clean.
+    assert_eq!(code, Code::Unavailable, "{message}");
+    assert!(message.contains("containerd.sock"), "{message}");
+    // The slot is free again, and listing says containerd is not there either.
+    let (code, _) = code_of(load(load_messages(Some(1), &[b"x"])).await).await;
+    assert_eq!(code, Code::Unavailable);
+    let listed = h.client.list_images(ListImagesRequest {}).await;
+    assert_eq!(code_of(listed).await.0, Code::Unavailable);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
