@@ -25,7 +25,8 @@ pub const EXIT_UNREACHABLE: u8 = 3;
 /// DEADLINE_EXCEEDED = 4 gives 14, INVALID_ARGUMENT = 3 gives 13).
 pub const EXIT_GRPC_BASE: u8 = 10;
 
-/// Reads a cairn node's logs, components, conditions and build info.
+/// Reads a cairn node's logs, components, conditions and build info; loads and lists its
+/// container images.
 #[derive(Debug, Parser)]
 #[command(name = "dbg", version)]
 pub struct Cli {
@@ -97,6 +98,22 @@ pub enum DbgError {
     /// kubectl ran and failed; it has said why, so `dbg` only passes the status on.
     #[error("kubectl exited with status {0}")]
     KubectlExit(u8),
+    #[error("cannot read image archive {}", path.display())]
+    ReadArchive {
+        path: std::path::PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{} is not a file", .0.display())]
+    NotAnArchive(std::path::PathBuf),
+    #[error("{} is {size} bytes, more than the {} a node loads", path.display(), cairn_api::validate::MAX_ARCHIVE_BYTES)]
+    ArchiveTooLarge { path: std::path::PathBuf, size: u64 },
+    #[error("cannot load {} into the node at {endpoint}: {}: {}", path.display(), .status.code(), .status.message())]
+    Load {
+        path: std::path::PathBuf,
+        endpoint: String,
+        status: tonic::Status,
+    },
 }
 
 impl DbgError {
@@ -108,11 +125,16 @@ impl DbgError {
             | DbgError::NoApiEndpoint { .. }
             | DbgError::NoKubectl { .. }
             | DbgError::TempFile(_)
-            | DbgError::RunKubectl { .. } => 1,
+            | DbgError::RunKubectl { .. }
+            | DbgError::ReadArchive { .. }
+            | DbgError::NotAnArchive(_)
+            | DbgError::ArchiveTooLarge { .. } => 1,
             DbgError::KubectlExit(code) => *code,
             DbgError::Stopped(signal) => u8::try_from(128 + *signal as i32).unwrap_or(1),
             DbgError::Connect(_) | DbgError::CallTimeout { .. } => EXIT_UNREACHABLE,
-            DbgError::Call { status, .. } => grpc_exit_code(status.code()),
+            DbgError::Call { status, .. } | DbgError::Load { status, .. } => {
+                grpc_exit_code(status.code())
+            }
         }
     }
 

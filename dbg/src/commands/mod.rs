@@ -3,9 +3,11 @@
 
 pub mod components;
 pub mod conditions;
+pub mod images;
 pub mod info;
 pub mod kubeconfig;
 pub mod kubectl;
+pub mod load_image;
 pub mod logs;
 pub mod reboot;
 pub mod stats;
@@ -36,6 +38,10 @@ pub enum Command {
     Reboot(reboot::Args),
     /// Print memory and CPU use of the agent and of each component.
     Stats(stats::Args),
+    /// Load container images from an OCI image layout or `docker save` archive.
+    LoadImage(load_image::Args),
+    /// List the node's container images: reference, digest, size, pinned.
+    Images(images::Args),
 }
 
 impl Command {
@@ -49,6 +55,8 @@ impl Command {
             Command::Kubectl(args) => kubectl::run(args, ctx, out).await,
             Command::Reboot(args) => reboot::run(args, ctx, out).await,
             Command::Stats(args) => stats::run(args, ctx, out).await,
+            Command::LoadImage(args) => load_image::run(args, ctx, out).await,
+            Command::Images(args) => images::run(args, ctx, out).await,
         }
     }
 }
