@@ -78,8 +78,20 @@ impl Cluster {
     }
 }
 
+/// The per-node config the file's node boots with, if the file sets one.
+static SETTINGS: OnceLock<cairn_qemu::config::Settings> = OnceLock::new();
+
+/// Gives the file's node a per-node config; call before the first [`Session::open`]
+/// (the node boots once, on first use). Panics if the node was already configured.
+pub fn configure(settings: cairn_qemu::config::Settings) {
+    if SETTINGS.set(settings).is_err() {
+        panic!("the node's config is set once, before it boots");
+    }
+}
+
 fn boot() -> Result<Cluster, String> {
     let mut config = super::fresh_config(env!("CARGO_CRATE_NAME"));
+    config.settings = SETTINGS.get().cloned();
     config.forwards.push(cairn_qemu::ForwardRequest {
         host: None,
         guest: NODE_PORT,
