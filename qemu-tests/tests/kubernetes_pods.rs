@@ -23,7 +23,6 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
 use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -47,10 +46,6 @@ const TOOLBOX: &str = "localhost/cairn/toolbox:1";
 const REPORTED: &[&str] = &["kubelet", "containerd", "kube-apiserver", "scheduler"];
 /// What the volumes pod writes to its emptyDir, so its usage cannot be a rounding error.
 const BLOB_BYTES: u64 = 1 << 20;
-/// Names the `dbg` binary to run instead of the one built next to this test.
-const DBG_ENV: &str = "CAIRN_DBG";
-/// Deadline of a `dbg` run that waits for nothing longer than its own `--timeout`.
-const DBG_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A session on the file's node once the node is Ready and pods are admitted. The
 /// first test waits for `node-ready`; the others share its outcome, so a node that
@@ -234,65 +229,9 @@ fn exec_returns_output_stdin_and_exit_code() {
     assert_eq!(output.status.code(), Some(7), "{}", describe(&output));
 }
 
-/// The built `dbg`: `CAIRN_DBG`, else `dbg` in this test's profile directory
-/// (`<target>/release/dbg`), which `cargo build --release -p cairn-dbg` writes. Cargo
-/// gives a test the binaries of its own package only, so the Makefile builds it first.
-fn dbg_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os(DBG_ENV).filter(|p| !p.is_empty()) {
-        return PathBuf::from(path);
-    }
-    let exe = std::env::current_exe().expect("the test's own path");
-    // <target>/<profile>/deps/<test>-<hash>
-    let profile = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("a deps directory");
-    profile.join("dbg")
-}
-
-/// Runs the built `dbg ARGS` against the file's node (`--endpoint`, and the apiserver
-/// forward for `dbg kubectl`), killed after [`DBG_TIMEOUT`]. Its temporary files go to
-/// `tmp`, so a test can see that none stay behind.
-fn run_dbg(session: &Session, tmp: &Path, args: &[&str]) -> Output {
-    let program = dbg_binary();
-    if !program.is_file() {
-        panic!(
-            "no dbg binary at {}: run `cargo build --release --locked -p cairn-dbg` (the \
-             Makefile's boot-test does) or set {DBG_ENV}",
-            program.display()
-        );
-    }
-    // Built inside the runtime: a tokio child registers with its reactor.
-    let run = async {
-        tokio::process::Command::new(&program)
-            .args(["--endpoint", &session.cluster.debug_endpoint])
-            .args(args)
-            .env("CAIRN_API_ENDPOINT", &session.cluster.api_endpoint)
-            .env("TMPDIR", tmp)
-            .env_remove("CAIRN_STATE_DIR")
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output()
-            .await
-    };
-    match (session.runtime).block_on(async { tokio::time::timeout(DBG_TIMEOUT, run).await }) {
-        Ok(Ok(output)) => output,
-        Ok(Err(err)) => session.fail(format!("cannot run {}: {err}", program.display())),
-        Err(_) => session.fail(format!("dbg {args:?} still running after {DBG_TIMEOUT:?}")),
-    }
-}
-
 /// `dbg ARGS` that must exit with `code`; its stdout and stderr.
 fn dbg_exits(session: &Session, tmp: &Path, args: &[&str], code: i32) -> (String, String) {
-    let output = run_dbg(session, tmp, args);
-    if output.status.code() != Some(code) {
-        session.fail(format!(
-            "dbg {args:?}: expected exit code {code}, got {}",
-            describe(&output)
-        ));
-    }
-    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
-    (text(&output.stdout), text(&output.stderr))
+    common::dbg::exits(session, tmp, args, code)
 }
 
 /// Whether `line` is one `dbg logs` line: `<seconds>.<micros> <stream> <text>`.

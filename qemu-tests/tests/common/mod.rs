@@ -17,6 +17,8 @@ use cairn_qemu::{Image, Node, NodeConfig, ReadyInfo};
 
 // Each Kubernetes test file uses a different part of it, the others none.
 #[allow(dead_code)]
+pub mod dbg;
+#[allow(dead_code)]
 pub mod kubernetes;
 
 /// Deadline for `CAIRN_READY` (TCG on a small CI host).
