@@ -16,6 +16,12 @@ STATE_DIR ?= build/node
 ACCEL ?= auto
 # `make start` forwards this host port to this NodePort (README: "An application").
 NODE_PORT_FORWARD ?= 30080:30080
+# A per-node config for `make run`/`make start` (docs/interfaces.md "Per-node config"),
+# e.g. build/registry/node.toml, which `make registry` writes.
+NODE_CONFIG ?=
+# `make registry`: where its CA, password and images are kept, and its host port.
+REGISTRY_DIR ?= build/registry
+REGISTRY_PORT ?= 5000
 # The last condition a benchmarked boot waits for.
 BENCH_UNTIL ?= node-ready
 CARGO ?= cargo
@@ -23,12 +29,13 @@ CARGO ?= cargo
 IMAGE_TOOL := $(CARGO) run --quiet --release --locked -p cairn-image --
 QEMU_TOOL := $(CARGO) run --quiet --release --locked -p cairn-qemu --
 
-.PHONY: help setup image production-image inspect run start stop test unit-test boot-test test-repro bench fuzz lint fmt clean
+.PHONY: help setup image production-image inspect run start stop registry test unit-test boot-test test-repro bench fuzz lint fmt clean
 
 help:
 	@echo "make run     build the image and boot a node in QEMU (console here; Ctrl-C stops it)"
 	@echo "make start   boot a node in the background and return once it is ready"
 	@echo "make stop    stop the background node"
+	@echo "make registry  an OCI registry on the host for nodes to pull from (Ctrl-C stops it)"
 	@echo "make test    unit tests, then boot-level tests against the built image"
 	@echo "make image   build $(IMAGE_DIR) from $(CONFIG) (debug profile)"
 	@echo "make production-image  build $(PRODUCTION_DIR) from $(PRODUCTION_CONFIG)"
@@ -52,14 +59,19 @@ inspect:
 	$(IMAGE_TOOL) inspect $(IMAGE_DIR)
 
 run: image
-	$(QEMU_TOOL) run --image-dir $(IMAGE_DIR) --state-dir $(STATE_DIR) --accel $(ACCEL)
+	$(QEMU_TOOL) run --image-dir $(IMAGE_DIR) --state-dir $(STATE_DIR) --accel $(ACCEL) \
+	  $(if $(NODE_CONFIG),--node-config $(NODE_CONFIG))
 
 start: image
 	$(QEMU_TOOL) run --detach --image-dir $(IMAGE_DIR) --state-dir $(STATE_DIR) --accel $(ACCEL) \
-	  --forward $(NODE_PORT_FORWARD)
+	  --forward $(NODE_PORT_FORWARD) $(if $(NODE_CONFIG),--node-config $(NODE_CONFIG))
 
 stop:
 	$(QEMU_TOOL) stop --state-dir $(STATE_DIR)
+
+# The registry and crane are built from third_party/ on first use (host tools).
+registry: setup
+	$(QEMU_TOOL) registry --dir $(REGISTRY_DIR) --port $(REGISTRY_PORT) --go-out $(CAIRN_CACHE)/go-out
 
 test: unit-test boot-test
 

@@ -80,6 +80,26 @@ pub struct Tls {
 }
 
 impl Tls {
+    /// The files [`Tls::create`] wrote to `dir` earlier, or new ones: a registry run
+    /// again keeps its CA, so nodes configured with it still trust it.
+    pub fn load_or_create(dir: &Path, ca_name: &str) -> Result<Self, RegistryError> {
+        let tls = Tls {
+            ca_pem: String::new(),
+            ca_path: dir.join("ca.crt"),
+            cert_path: dir.join("server.crt"),
+            key_path: dir.join("server.key"),
+        };
+        if [&tls.ca_path, &tls.cert_path, &tls.key_path]
+            .iter()
+            .all(|p| p.is_file())
+        {
+            let ca_pem = fs::read_to_string(&tls.ca_path)
+                .map_err(|e| RegistryError::Read(tls.ca_path.clone(), e))?;
+            return Ok(Tls { ca_pem, ..tls });
+        }
+        Self::create(dir, ca_name)
+    }
+
     /// A new CA (ECDSA P-256) and a server certificate for 127.0.0.1, `localhost` and
     /// [`GUEST_HOST`], written to `dir` as `ca.crt`, `server.crt` and `server.key`.
     pub fn create(dir: &Path, ca_name: &str) -> Result<Self, RegistryError> {
@@ -113,6 +133,7 @@ impl Tls {
         write(&tls.ca_path, tls.ca_pem.as_bytes())?;
         write(&tls.cert_path, server.pem().as_bytes())?;
         write(&tls.key_path, server_key.serialize_pem().as_bytes())?;
+        set_private(&tls.key_path)?;
         Ok(tls)
     }
 }
@@ -154,6 +175,7 @@ impl Registry {
                 let path = spec.dir.join("htpasswd");
                 let hash = bcrypt::hash(&credentials.password, BCRYPT_COST)?;
                 write(&path, format!("{}:{hash}\n", credentials.user).as_bytes())?;
+                set_private(&path)?;
                 Some(path)
             }
             None => None,
@@ -191,6 +213,19 @@ impl Registry {
         };
         registry.wait_listening()?;
         Ok(registry)
+    }
+
+    /// Blocks until the registry exits (for a foreground run).
+    pub fn wait(mut self) -> Result<(), RegistryError> {
+        let status = self
+            .child
+            .wait()
+            .map_err(|e| RegistryError::Read(self.log_path.clone(), e))?;
+        Err(RegistryError::Tool {
+            what: "registry".to_owned(),
+            status: status.to_string(),
+            output: fs::read_to_string(&self.log_path).unwrap_or_default(),
+        })
     }
 
     /// `127.0.0.1:PORT`, the name the host pushes to.
@@ -304,6 +339,12 @@ impl Crane {
         }
         Ok(())
     }
+}
+
+fn set_private(path: &Path) -> Result<(), RegistryError> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+        .map_err(|e| RegistryError::Write(path.to_owned(), e))
 }
 
 fn create_dir(dir: &Path) -> Result<(), RegistryError> {

@@ -2,6 +2,7 @@
 //! where the image and state directories are by default.
 
 mod probe;
+mod registry;
 mod run;
 mod stop;
 
@@ -30,6 +31,8 @@ enum Command {
     Stop(stop::StopArgs),
     /// Show which accelerator `--accel auto` picks, and why.
     Probe(probe::ProbeArgs),
+    /// Run an OCI registry on the host for nodes to pull from (TLS, basic auth).
+    Registry(registry::RegistryArgs),
 }
 
 /// Runs the parsed command line.
@@ -38,6 +41,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CommandError> {
         Command::Run(args) => run::run(args),
         Command::Stop(args) => stop::run(args),
         Command::Probe(args) => probe::run(args),
+        Command::Registry(args) => registry::run(args),
     }
 }
 
@@ -62,6 +66,9 @@ pub enum CommandError {
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers")]
     Signals(#[source] std::io::Error),
+    /// The registry could not be started or configured.
+    #[error("registry")]
+    Registry(#[source] Box<cairn_qemu::registry::RegistryError>),
     /// The per-node config file is unreadable or invalid; nothing was started.
     #[error("node config {}: {problem}", .path.display())]
     NodeConfig { path: PathBuf, problem: String },
@@ -76,7 +83,8 @@ impl CommandError {
             | CommandError::NotReady(_)
             | CommandError::Attach(_)
             | CommandError::Stop(..)
-            | CommandError::Signals(_) => 1,
+            | CommandError::Signals(_)
+            | CommandError::Registry(_) => 1,
         }
     }
 }
