@@ -430,3 +430,45 @@ fn a_registry_whose_ca_the_node_was_not_given_fails_the_pull_on_its_certificate(
     }
     assert_node_healthy(&session);
 }
+
+/// A TCP listener on the host that accepts every connection and never says a word:
+/// a registry that hangs before TLS.
+fn silent_listener() -> u16 {
+    let listener = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+        .expect("a listener for the hanging registry");
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    port
+}
+
+#[test]
+#[ignore = "boots QEMU and runs registries; run with --ignored after `make image`"]
+fn a_registry_that_hangs_fails_the_pull_with_a_reason_in_bounded_time() {
+    let session = session();
+    let ns = "hanging";
+    namespace(&session, ns);
+    let port = silent_listener();
+    let image = format!("{}:{port}/cairn/hangs:1", registry::GUEST_HOST);
+    let started = Instant::now();
+    session.kubectl_ok_within(
+        &["apply", "-f", "-"],
+        &marker_pod(ns, &image, None),
+        KUBECTL_TIMEOUT,
+    );
+    let events = pull_failure(&session, ns);
+    if !events.contains("TLS handshake timeout") {
+        session.fail(format!(
+            "the pull failed, but not on the silent server:\n{events}"
+        ));
+    }
+    eprintln!(
+        "the hanging registry's pull failed after {:?}",
+        started.elapsed()
+    );
+    assert_node_healthy(&session);
+}

@@ -38,6 +38,9 @@ disabled_plugins = [
   snapshotter = "overlayfs"
   # Keep layer blobs: preloaded images cannot be pulled again.
   discard_unpacked_layers = false
+  # A pull that receives no byte for this long is cancelled with that reason, so a
+  # stalled registry fails the pod's pull instead of holding it (default 5m).
+  image_pull_progress_timeout = "1m"
 
   [plugins.'io.containerd.cri.v1.images'.pinned_images]
     # Imported by the agent before the kubelet starts; never pulled.

@@ -4,9 +4,11 @@
 //! (the `kubelet-client` leaf), so the Node authorizer and NodeRestriction apply.
 //!
 //! Sized for a small VM: 200m CPU and 300Mi reserved for the system (the seed's
-//! numbers), hard eviction at 100Mi free memory and 5 % free disk. The preloaded images
-//! cannot be pulled again, so image garbage collection never triggers (high threshold
-//! 100 %); pinned images (the pause image) are kept in any case.
+//! numbers), hard eviction at 100Mi free memory and 5 % free disk. Image garbage
+//! collection uses upstream's thresholds (collect unused images from 85 % disk use
+//! down to 80 %, none younger than 2 minutes, no age limit): pulled and loaded images
+//! can come back the way they came, and the preloaded ones, which cannot, are pinned
+//! (`io.cri-containerd.pinned`), which the kubelet never collects.
 
 use serde_json::json;
 
@@ -85,8 +87,10 @@ pub fn config(files: &Files) -> String {
         // Volume usage (statfs or a walk, never du) every 10 s instead of every minute:
         // cheap on a node this size, and fresh figures in the stats summary.
         "volumeStatsAggPeriod": "10s",
-        "imageGCHighThresholdPercent": 100,
-        "imageGCLowThresholdPercent": 99,
+        "imageGCHighThresholdPercent": 85,
+        "imageGCLowThresholdPercent": 80,
+        "imageMinimumGCAge": "2m",
+        "imageMaximumGCAge": "0s",
         "readOnlyPort": 0,
     });
     let mut text = serde_json::to_string_pretty(&config).unwrap_or_default();
