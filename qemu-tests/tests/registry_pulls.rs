@@ -324,6 +324,18 @@ fn a_private_image_runs_with_its_pull_secret() {
         env.private.guest_address(),
         env.push_marked(&env.private, "cairn/secret", marker)
     );
+    pull_secret(&session, env, ns);
+    session.kubectl_ok_within(
+        &["apply", "-f", "-"],
+        &marker_pod(ns, &image, Some("regcred")),
+        KUBECTL_TIMEOUT,
+    );
+    let output = marker_output(&session, ns);
+    assert_eq!(output.trim(), marker);
+}
+
+/// The pull secret `regcred` for the private registry in namespace `ns`.
+fn pull_secret(session: &Session, env: &Env, ns: &str) {
     let credentials = env.private.auth.as_ref().unwrap();
     session.kubectl_ok(&[
         "create",
@@ -336,6 +348,26 @@ fn a_private_image_runs_with_its_pull_secret() {
         &format!("--docker-username={}", credentials.user),
         &format!("--docker-password={}", credentials.password),
     ]);
+}
+
+#[test]
+#[ignore = "boots QEMU and runs registries; run with --ignored after `make image`"]
+fn an_image_named_only_by_its_digest_runs() {
+    let session = session();
+    let env = env();
+    let ns = "by-digest";
+    namespace(&session, ns);
+    let marker = "pulled by digest";
+    let tagged = env.push_marked(&env.private, "cairn/by-digest", marker);
+    let pushed = format!("{}/{tagged}", env.private.host_address());
+    let digest = env
+        .crane
+        .run(&["digest", &pushed])
+        .unwrap_or_else(|e| panic!("{}", cairn_qemu::node::error_chain(&e)));
+    let digest = digest.trim();
+    assert!(digest.starts_with("sha256:"), "crane digest: {digest:?}");
+    let image = format!("{}/cairn/by-digest@{digest}", env.private.guest_address());
+    pull_secret(&session, env, ns);
     session.kubectl_ok_within(
         &["apply", "-f", "-"],
         &marker_pod(ns, &image, Some("regcred")),
@@ -343,6 +375,18 @@ fn a_private_image_runs_with_its_pull_secret() {
     );
     let output = marker_output(&session, ns);
     assert_eq!(output.trim(), marker);
+    let pod: Value = serde_json::from_str(
+        &session.kubectl_ok(&["get", "pod", "marker", "-n", ns, "-o", "json"]),
+    )
+    .unwrap_or_else(|e| session.fail(format!("pod json: {e}")));
+    let image_id = pod["status"]["containerStatuses"][0]["imageID"]
+        .as_str()
+        .unwrap_or_default();
+    if !image_id.ends_with(digest) {
+        session.fail(format!(
+            "the container's imageID {image_id:?} is not {digest}"
+        ));
+    }
 }
 
 #[test]
