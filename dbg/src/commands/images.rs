@@ -24,8 +24,8 @@ pub async fn run(_args: Args, ctx: Context, out: &mut dyn Write) -> Result<(), D
     writeln!(out, "{}", totals(&response)).map_err(DbgError::Output)
 }
 
-/// The header and a row per reference. CRI's own `sha256:<config>` ID records are
-/// left out where an image has a name.
+/// The header and a row per reference. The `sha256:<config digest>` ID record CRI adds
+/// to an image it pulled is left out where the image has a name.
 pub fn rows(response: &ListImagesResponse) -> Vec<Vec<String>> {
     let mut rows = vec![["REFERENCE", "DIGEST", "SIZE", "PINNED"]
         .map(str::to_owned)
