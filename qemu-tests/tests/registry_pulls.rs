@@ -236,6 +236,21 @@ spec:
     )
 }
 
+/// Namespace `ns` (with the pull secret `regcred` when `secret`) and, in it, pod
+/// `marker` of `image`.
+fn start_marker_pod(session: &Session, env: &Env, ns: &str, image: &str, secret: bool) {
+    namespace(session, ns);
+    if secret {
+        pull_secret(session, env, ns);
+    }
+    let secret = secret.then_some("regcred");
+    session.kubectl_ok_within(
+        &["apply", "-f", "-"],
+        &marker_pod(ns, image, secret),
+        KUBECTL_TIMEOUT,
+    );
+}
+
 /// Waits for pod `marker` to succeed and returns its log.
 fn marker_output(session: &Session, ns: &str) -> String {
     let timeout = format!("--timeout={}s", POD_TIMEOUT.as_secs());
@@ -317,19 +332,13 @@ fn a_private_image_runs_with_its_pull_secret() {
     let session = session();
     let env = env();
     let ns = "pull-secret";
-    namespace(&session, ns);
     let marker = "pulled from the private registry with a secret";
     let image = format!(
         "{}/{}",
         env.private.guest_address(),
         env.push_marked(&env.private, "cairn/secret", marker)
     );
-    pull_secret(&session, env, ns);
-    session.kubectl_ok_within(
-        &["apply", "-f", "-"],
-        &marker_pod(ns, &image, Some("regcred")),
-        KUBECTL_TIMEOUT,
-    );
+    start_marker_pod(&session, env, ns, &image, true);
     let output = marker_output(&session, ns);
     assert_eq!(output.trim(), marker);
 }
@@ -356,7 +365,6 @@ fn an_image_named_only_by_its_digest_runs() {
     let session = session();
     let env = env();
     let ns = "by-digest";
-    namespace(&session, ns);
     let marker = "pulled by digest";
     let tagged = env.push_marked(&env.private, "cairn/by-digest", marker);
     let pushed = format!("{}/{tagged}", env.private.host_address());
@@ -367,12 +375,7 @@ fn an_image_named_only_by_its_digest_runs() {
     let digest = digest.trim();
     assert!(digest.starts_with("sha256:"), "crane digest: {digest:?}");
     let image = format!("{}/cairn/by-digest@{digest}", env.private.guest_address());
-    pull_secret(&session, env, ns);
-    session.kubectl_ok_within(
-        &["apply", "-f", "-"],
-        &marker_pod(ns, &image, Some("regcred")),
-        KUBECTL_TIMEOUT,
-    );
+    start_marker_pod(&session, env, ns, &image, true);
     let output = marker_output(&session, ns);
     assert_eq!(output.trim(), marker);
     let pod: Value = serde_json::from_str(
@@ -395,17 +398,12 @@ fn without_its_pull_secret_a_private_image_is_refused_with_the_registrys_401() {
     let session = session();
     let env = env();
     let ns = "no-pull-secret";
-    namespace(&session, ns);
     let image = format!(
         "{}/{}",
         env.private.guest_address(),
         env.push_marked(&env.private, "cairn/denied", "never pulled")
     );
-    session.kubectl_ok_within(
-        &["apply", "-f", "-"],
-        &marker_pod(ns, &image, None),
-        KUBECTL_TIMEOUT,
-    );
+    start_marker_pod(&session, env, ns, &image, false);
     let events = pull_failure(&session, ns);
     // containerd words the registry's 401 challenge as an authorization failure; the
     // registry's access log shows the 401 it sent to the node's containerd.
@@ -434,17 +432,12 @@ fn a_mirror_serves_a_registry_whose_name_does_not_resolve() {
     let session = session();
     let env = env();
     let ns = "mirrored";
-    namespace(&session, ns);
     let marker = "pulled through the mirror";
     let image = format!(
         "{MIRRORED_HOST}/{}",
         env.push_marked(&env.mirror, "cairn/mirrored", marker)
     );
-    session.kubectl_ok_within(
-        &["apply", "-f", "-"],
-        &marker_pod(ns, &image, None),
-        KUBECTL_TIMEOUT,
-    );
+    start_marker_pod(&session, env, ns, &image, false);
     let output = marker_output(&session, ns);
     assert_eq!(output.trim(), marker);
 }
@@ -455,17 +448,12 @@ fn a_registry_whose_ca_the_node_was_not_given_fails_the_pull_on_its_certificate(
     let session = session();
     let env = env();
     let ns = "untrusted";
-    namespace(&session, ns);
     let image = format!(
         "{}/{}",
         env.mirror.guest_address(),
         env.push_marked(&env.mirror, "cairn/untrusted", "never pulled")
     );
-    session.kubectl_ok_within(
-        &["apply", "-f", "-"],
-        &marker_pod(ns, &image, None),
-        KUBECTL_TIMEOUT,
-    );
+    start_marker_pod(&session, env, ns, &image, false);
     let events = pull_failure(&session, ns);
     if !events.contains("x509: certificate signed by unknown authority") {
         session.fail(format!(
@@ -495,15 +483,10 @@ fn silent_listener() -> u16 {
 fn a_registry_that_hangs_fails_the_pull_with_a_reason_in_bounded_time() {
     let session = session();
     let ns = "hanging";
-    namespace(&session, ns);
     let port = silent_listener();
     let image = format!("{}:{port}/cairn/hangs:1", registry::GUEST_HOST);
     let started = Instant::now();
-    session.kubectl_ok_within(
-        &["apply", "-f", "-"],
-        &marker_pod(ns, &image, None),
-        KUBECTL_TIMEOUT,
-    );
+    start_marker_pod(&session, env(), ns, &image, false);
     let events = pull_failure(&session, ns);
     if !events.contains("TLS handshake timeout") {
         session.fail(format!(
