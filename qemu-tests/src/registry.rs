@@ -132,8 +132,7 @@ impl Tls {
         };
         write(&tls.ca_path, tls.ca_pem.as_bytes())?;
         write(&tls.cert_path, server.pem().as_bytes())?;
-        write(&tls.key_path, server_key.serialize_pem().as_bytes())?;
-        set_private(&tls.key_path)?;
+        write_private(&tls.key_path, server_key.serialize_pem().as_bytes())?;
         Ok(tls)
     }
 }
@@ -174,8 +173,7 @@ impl Registry {
             Some(credentials) => {
                 let path = spec.dir.join("htpasswd");
                 let hash = bcrypt::hash(&credentials.password, BCRYPT_COST)?;
-                write(&path, format!("{}:{hash}\n", credentials.user).as_bytes())?;
-                set_private(&path)?;
+                write_private(&path, format!("{}:{hash}\n", credentials.user).as_bytes())?;
                 Some(path)
             }
             None => None,
@@ -215,7 +213,8 @@ impl Registry {
         Ok(registry)
     }
 
-    /// Blocks until the registry exits (for a foreground run).
+    /// Blocks until the registry exits (for a foreground run). It serves until it is
+    /// killed, so any exit is an error, with its log.
     pub fn wait(mut self) -> Result<(), RegistryError> {
         let status = self
             .child
@@ -341,10 +340,26 @@ impl Crane {
     }
 }
 
-fn set_private(path: &Path) -> Result<(), RegistryError> {
+/// Writes a file only its owner may read (keys, passwords), creating its directory.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
     use std::os::unix::fs::PermissionsExt;
+    if let Some(dir) = path.parent() {
+        create_dir(dir)?;
+    }
+    write(path, bytes)?;
     fs::set_permissions(path, fs::Permissions::from_mode(0o600))
         .map_err(|e| RegistryError::Write(path.to_owned(), e))
+}
+
+/// `third_party/build.sh`'s default output directory: `$CAIRN_CACHE/go-out`, else
+/// `~/.cache/cairn/go-out` (the Makefile's cache).
+pub fn default_go_out() -> PathBuf {
+    let cache = std::env::var_os("CAIRN_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/cairn")
+        });
+    cache.join("go-out")
 }
 
 fn create_dir(dir: &Path) -> Result<(), RegistryError> {

@@ -59,13 +59,8 @@ fn env() -> &'static Env {
 fn start_env() -> Result<Env, String> {
     let chain = |e: &dyn std::error::Error| cairn_qemu::node::error_chain(e);
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let cache = std::env::var_os("CAIRN_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/cairn")
-        });
     let (registry_bin, crane_bin) =
-        registry::host_tools(&repo, &cache.join("go-out")).map_err(|e| chain(&e))?;
+        registry::host_tools(&repo, &registry::default_go_out()).map_err(|e| chain(&e))?;
     let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("registry-pulls");
     let _ = std::fs::remove_dir_all(&work);
     let tls = Tls::create(&work.join("tls"), "cairn test registry CA").map_err(|e| chain(&e))?;

@@ -244,7 +244,9 @@ fn check_endpoint(url: &str, plain_http: bool) -> Result<(), String> {
     Ok(())
 }
 
-fn check_certificates(pem: &str) -> Result<(), String> {
+/// At least one PEM certificate, and nothing in a CERTIFICATE block that does not
+/// decode.
+pub fn check_certificates(pem: &str) -> Result<(), String> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::CertificateDer;
     let mut count = 0;

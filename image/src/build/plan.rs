@@ -155,15 +155,16 @@ pub(super) fn add_base(
 }
 
 /// `/etc/cairn/registries.toml` (cairn_api's per-node config format, registries only)
-/// when the config declares any: each CA file is read, relative to `config_dir`, and
-/// checked as the agent will check it. Without registries there is no file, so an
-/// image that declares none is the same image as before the table existed.
+/// when the config declares any: each CA file is read, relative to the config file,
+/// and checked as the agent will check it (host and mirrors were checked with the
+/// config). Without registries there is no file, so an image that declares none is the
+/// same image as before the table existed.
 pub(super) fn add_registries(
     plan: &mut Plan,
     config: &Validated,
     config_path: &Path,
 ) -> Result<(), BuildError> {
-    use cairn_api::node_config::{NodeConfig, Registry, IMAGE_REGISTRIES_PATH};
+    use cairn_api::node_config::{check_certificates, NodeConfig, Registry, IMAGE_REGISTRIES_PATH};
     if config.registries.is_empty() {
         return Ok(());
     }
@@ -173,12 +174,14 @@ pub(super) fn add_registries(
         let ca = match &registry.ca_file {
             Some(file) => {
                 let bytes = read(&config_dir.join(file), "registries")?;
-                let text =
-                    String::from_utf8(bytes).map_err(|_| crate::config::ConfigError::Field {
-                        path: config_path.to_owned(),
-                        field: format!("registry[{i}].ca_file"),
-                        problem: format!("{} is not UTF-8 PEM", file.display()),
-                    })?;
+                let checked = String::from_utf8(bytes)
+                    .map_err(|_| "is not UTF-8 PEM".to_owned())
+                    .and_then(|text| check_certificates(&text).map(|()| text));
+                let text = checked.map_err(|problem| crate::config::ConfigError::Field {
+                    path: config_path.to_owned(),
+                    field: format!("registry[{i}].ca_file"),
+                    problem: format!("{}: {problem}", file.display()),
+                })?;
                 Some(text)
             }
             None => None,
@@ -191,19 +194,6 @@ pub(super) fn add_registries(
             ..Default::default()
         });
     }
-    settings.validate().map_err(|err| {
-        let (field, problem) = match err {
-            cairn_api::node_config::NodeConfigError::Field { field, problem } => {
-                (field.replace(".ca", ".ca_file"), problem)
-            }
-            other => ("registry".to_owned(), other.to_string()),
-        };
-        crate::config::ConfigError::Field {
-            path: config_path.to_owned(),
-            field,
-            problem,
-        }
-    })?;
     let text = format!(
         "# The image's registries (image config [[registry]]), read by the agent at boot.\n{}",
         settings.to_toml()

@@ -269,7 +269,7 @@ fn a_registry_ca_that_is_no_certificate_is_named() {
     let message = cairn_api::error_chain(&registries_plan(dir.path(), table).unwrap_err());
     assert!(message.contains("image.toml"), "{message}");
     assert!(
-        message.contains("field `registry[0].ca_file`: holds no PEM certificate"),
+        message.contains("field `registry[0].ca_file`: ca.pem: holds no PEM certificate"),
         "{message}"
     );
     let missing = "[[registry]]\nhost = \"reg.test\"\nca_file = \"gone.pem\"\n";

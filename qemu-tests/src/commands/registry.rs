@@ -35,7 +35,7 @@ pub struct RegistryArgs {
 pub fn run(args: RegistryArgs) -> Result<ExitCode, CommandError> {
     let error = |err: registry::RegistryError| CommandError::Registry(Box::new(err));
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let go_out = args.go_out.clone().unwrap_or_else(default_go_out);
+    let go_out = args.go_out.clone().unwrap_or_else(registry::default_go_out);
     let (binary, crane_binary) = registry::host_tools(&repo, &go_out).map_err(error)?;
     let tls =
         Tls::load_or_create(&args.dir.join("tls"), "cairn local registry CA").map_err(error)?;
@@ -99,15 +99,6 @@ pub fn run(args: RegistryArgs) -> Result<ExitCode, CommandError> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn default_go_out() -> PathBuf {
-    let cache = std::env::var_os("CAIRN_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/cairn")
-        });
-    cache.join("go-out")
-}
-
 /// The password in `path`, or a new random one written there (0600).
 fn password(path: &Path) -> Result<String, registry::RegistryError> {
     if let Ok(text) = std::fs::read_to_string(path) {
@@ -120,14 +111,6 @@ fn password(path: &Path) -> Result<String, registry::RegistryError> {
         registry::RegistryError::Write(path.to_owned(), std::io::Error::other(e.to_string()))
     })?;
     let password: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| registry::RegistryError::Write(dir.to_owned(), e))?;
-    }
-    std::fs::write(path, format!("{password}\n"))
-        .map_err(|e| registry::RegistryError::Write(path.to_owned(), e))?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| registry::RegistryError::Write(path.to_owned(), e))?;
+    registry::write_private(path, format!("{password}\n").as_bytes())?;
     Ok(password)
 }
