@@ -1,5 +1,6 @@
 //! The archive builder: validates paths and collects entries, keyed by path components.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
@@ -11,7 +12,7 @@ use crate::entry::FileType;
 const MAX_NAME_LEN: usize = 4095;
 
 /// Mode of the parent directories the writer adds implicitly.
-pub(crate) static IMPLICIT_DIR: Node = Node::Directory { mode: 0o755 };
+pub(crate) static IMPLICIT_DIR: Node<'static> = Node::Directory { mode: 0o755 };
 
 /// Errors from adding an entry to an [`Archive`].
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -67,15 +68,17 @@ pub enum ArchiveError {
 }
 
 /// What the builder knows about one path; uid, gid, mtime and inode come from the writer.
+/// File contents may be borrowed, so a caller holding them already lends them for the
+/// write instead of copying hundreds of megabytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Node {
+pub(crate) enum Node<'a> {
     Directory { mode: u32 },
-    File { mode: u32, data: Vec<u8> },
+    File { mode: u32, data: Cow<'a, [u8]> },
     Symlink { target: String },
     CharDevice { mode: u32, major: u32, minor: u32 },
 }
 
-impl Node {
+impl Node<'_> {
     /// File-type bits plus permission bits.
     pub fn mode(&self) -> u32 {
         match self {
@@ -97,13 +100,14 @@ impl Node {
 }
 
 /// An initramfs under construction. Entries are kept sorted by path components, so the
-/// order they are added in never shows in the output.
+/// order they are added in never shows in the output. `'a` is how long borrowed file
+/// contents live; an archive of owned contents is an `Archive<'static>`.
 #[derive(Debug, Default, Clone)]
-pub struct Archive {
-    nodes: BTreeMap<Vec<String>, Node>,
+pub struct Archive<'a> {
+    nodes: BTreeMap<Vec<String>, Node<'a>>,
 }
 
-impl Archive {
+impl<'a> Archive<'a> {
     /// An empty archive.
     pub fn new() -> Self {
         Self::default()
@@ -115,8 +119,15 @@ impl Archive {
         self.insert(path, Node::Directory { mode })
     }
 
-    /// Adds a regular file with permission bits `mode` and contents `data`.
-    pub fn add_file(&mut self, path: &str, mode: u32, data: Vec<u8>) -> Result<(), ArchiveError> {
+    /// Adds a regular file with permission bits `mode` and contents `data`, owned
+    /// (`Vec<u8>`) or borrowed (`&[u8]`) until the archive is written.
+    pub fn add_file(
+        &mut self,
+        path: &str,
+        mode: u32,
+        data: impl Into<Cow<'a, [u8]>>,
+    ) -> Result<(), ArchiveError> {
+        let data = data.into();
         check_mode(path, mode)?;
         if u32::try_from(data.len()).is_err() {
             let (path, size) = (path.to_owned(), data.len());
@@ -167,8 +178,8 @@ impl Archive {
     /// Every entry to write, parents first, with missing parent directories filled in.
     /// Slices of path components compare component by component, so the order is a pure
     /// function of the set of paths and every directory precedes its contents.
-    pub(crate) fn layout(&self) -> BTreeMap<&[String], &Node> {
-        let mut all: BTreeMap<&[String], &Node> = BTreeMap::new();
+    pub(crate) fn layout(&self) -> BTreeMap<&[String], &Node<'a>> {
+        let mut all: BTreeMap<&[String], &Node<'a>> = BTreeMap::new();
         for (path, node) in &self.nodes {
             for depth in 1..path.len() {
                 all.entry(&path[..depth]).or_insert(&IMPLICIT_DIR);
@@ -178,7 +189,7 @@ impl Archive {
         all
     }
 
-    fn insert(&mut self, path: &str, node: Node) -> Result<(), ArchiveError> {
+    fn insert(&mut self, path: &str, node: Node<'a>) -> Result<(), ArchiveError> {
         let key = components(path)?;
         self.check_ancestors(path, &key)?;
         match self.nodes.get(&key) {

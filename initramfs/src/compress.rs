@@ -13,6 +13,8 @@ const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
 /// Levels 20-22 ("ultra") need windows up to 128 MiB that the kernel must allocate while
 /// unpacking in early boot, for a few percent of size; they are refused.
 const ZSTD_MAX_LEVEL: i32 = 19;
+/// More zstd workers than this only cost memory (a job buffer each).
+const MAX_WORKERS: u32 = 16;
 
 /// How the archive is compressed. The kernel detects the format by its magic, and needs the
 /// matching `CONFIG_RD_GZIP` / `CONFIG_RD_ZSTD` option.
@@ -25,7 +27,7 @@ pub enum Compression {
         /// Compression level, 0 (store) to 9 (best).
         level: u32,
     },
-    /// Zstandard, single-threaded.
+    /// Zstandard, compressed in fixed-size jobs that run on worker threads.
     Zstd {
         /// Compression level, 1 (fast) to 19 (best).
         level: i32,
@@ -110,8 +112,13 @@ impl Compression {
         })
     }
 
-    /// Wraps `out` in an encoder whose output depends only on the bytes written to it.
-    pub(crate) fn encoder<W: Write>(self, out: W) -> Result<Encoder<W>, CompressError> {
+    /// Wraps `out` in an encoder whose output depends only on the bytes written to it, not
+    /// on the number of `workers` (zstd's compression threads; other formats have none).
+    pub(crate) fn encoder<W: Write>(
+        self,
+        out: W,
+        workers: u32,
+    ) -> Result<Encoder<W>, CompressError> {
         self.validate()?;
         match self {
             Compression::None => Ok(Encoder::None(out)),
@@ -119,15 +126,35 @@ impl Compression {
             Compression::Gzip { level } => Ok(Encoder::Gzip(
                 GzBuilder::new().write(out, flate2::Compression::new(level)),
             )),
-            Compression::Zstd { level } => zstd_encoder(out, level).map(Encoder::Zstd),
+            Compression::Zstd { level } => zstd_encoder(out, level, workers).map(Encoder::Zstd),
         }
     }
 }
 
-/// The zstd crate is built without its `zstdmt` feature, so compression is single-threaded
-/// and the output does not depend on the machine. The content size is left out explicitly:
-/// the stream is written before its length is known, and the kernel does not need it.
-fn zstd_encoder<W: Write>(out: W, level: i32) -> Result<zstd::Encoder<'static, W>, CompressError> {
+/// Worker threads for zstd: one per available core, at least one and at most
+/// [`MAX_WORKERS`].
+pub(crate) fn default_workers() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    u32::try_from(cores)
+        .unwrap_or(MAX_WORKERS)
+        .clamp(1, MAX_WORKERS)
+}
+
+/// zstd's multithreaded mode cuts the input into jobs of a size that follows from the
+/// level alone (`ZSTD_c_jobSize` left at its default: 4 windows, at least 1 MiB; 8 MiB at
+/// level 3) and compresses each with the tail of the one before as a dictionary
+/// (`ZSTD_c_overlapLog`, also from the level), then writes the jobs' output in input
+/// order. Where jobs are cut and what each one sees depends on the input and those
+/// parameters, never on how many workers run them or how the writes were split, so any
+/// number of workers from one up gives the same frame (`writer.rs` tests it). No workers
+/// at all would be zstd's single-threaded mode, a different (and slower) frame, so it is
+/// never used. The content size is left out explicitly: the stream is written before
+/// its length is known, and the kernel does not need it.
+fn zstd_encoder<W: Write>(
+    out: W,
+    level: i32,
+    workers: u32,
+) -> Result<zstd::Encoder<'static, W>, CompressError> {
     let start = |source| CompressError::Start {
         format: "zstd",
         source,
@@ -135,6 +162,7 @@ fn zstd_encoder<W: Write>(out: W, level: i32) -> Result<zstd::Encoder<'static, W
     let mut encoder = zstd::Encoder::new(out, level).map_err(start)?;
     encoder.include_contentsize(false).map_err(start)?;
     encoder.include_checksum(true).map_err(start)?;
+    encoder.multithread(workers.max(1)).map_err(start)?;
     Ok(encoder)
 }
 
@@ -218,7 +246,7 @@ mod tests {
     use super::*;
 
     fn compress(compression: Compression, data: &[u8]) -> Vec<u8> {
-        let mut encoder = compression.encoder(Vec::new()).unwrap();
+        let mut encoder = compression.encoder(Vec::new(), 2).unwrap();
         encoder.write_all(data).unwrap();
         encoder.finish().unwrap()
     }

@@ -14,8 +14,10 @@
 //! 0755). The writer stamps uid/gid 0, the mtime from the options (the builder passes
 //! `SOURCE_DATE_EPOCH`), inode numbers counted up in written order, nlink 2 for directories
 //! and 1 otherwise, and zero for the device the files came from. Compression is pinned too:
-//! gzip with no mtime or file name in its header, zstd single-threaded at a fixed level.
-//! Given the same `Cargo.lock`, the same entries give the same bytes on any host.
+//! gzip with no mtime or file name in its header, zstd at a fixed level in its
+//! multithreaded format, whose jobs are cut by size alone, so the frame is the same on one
+//! core or many. Given the same `Cargo.lock`, the same entries give the same bytes on any
+//! host. File contents can be lent to the archive rather than copied into it.
 //!
 //! [`read`] parses untrusted archives (gzip, zstd or plain, detected by magic) and reports
 //! malformed input as a [`ReadError`] with the byte offset of the problem; it never trusts a

@@ -17,7 +17,7 @@ fn options(compression: Compression) -> WriteOptions {
 }
 
 /// The shape of a cairn initramfs; `order` permutes the calls.
-fn sample(order: &[usize]) -> Archive {
+fn sample(order: &[usize]) -> Archive<'static> {
     type Add = fn(&mut Archive);
     let adds: [Add; 7] = [
         |a| {
