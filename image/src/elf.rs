@@ -89,8 +89,8 @@ pub struct Resolved {
 /// `inputs` are `(image path, file bytes)`; `roots` are `(unpacked package root,
 /// component)`. Returns every needed file and symlink not already among the inputs,
 /// sorted by image path.
-pub fn closure(
-    inputs: &[(String, Vec<u8>)],
+pub fn closure<D: AsRef<[u8]>>(
+    inputs: &[(String, D)],
     roots: &[(PathBuf, String)],
 ) -> Result<Vec<Resolved>, ElfError> {
     let mut search = Search {
@@ -101,7 +101,7 @@ pub fn closure(
     };
     let mut queue: Vec<Object> = inputs
         .iter()
-        .map(|(path, data)| (path.clone(), Cow::Borrowed(data.as_slice())))
+        .map(|(path, data)| (path.clone(), Cow::Borrowed(data.as_ref())))
         .collect();
     while let Some((path, data)) = queue.pop() {
         if search.visited.insert(path.clone()) {

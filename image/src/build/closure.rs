@@ -50,13 +50,13 @@ pub(super) fn add_libraries(
     Ok(())
 }
 
-/// The planned files ld.so would load (image path and bytes).
-fn loader_inputs(plan: &Plan) -> Vec<(String, Vec<u8>)> {
+/// The planned files ld.so would load (image path and bytes, borrowed).
+fn loader_inputs(plan: &Plan) -> Vec<(String, &[u8])> {
     plan.entries
         .iter()
         .filter_map(|(path, planned)| match &planned.content {
             Content::File(data) if needs_loader(data, planned.mode) => {
-                Some((path.clone(), data.clone()))
+                Some((path.clone(), data.as_slice()))
             }
             _ => None,
         })

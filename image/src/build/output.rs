@@ -2,10 +2,12 @@
 //! image directory, written beside its final place and swapped in with
 //! `renameat2(RENAME_EXCHANGE)` so a failed build leaves the previous image intact.
 
-use std::fs;
+use std::fs::{self, File};
+use std::io::{self, Write};
 use std::path::Path;
 
 use cairn_initramfs as cpio;
+use sha2::{Digest, Sha256};
 
 use super::closure::Modules;
 use super::plan::{Content, Plan};
@@ -14,17 +16,57 @@ use crate::config::{CompressionKind, Validated};
 use crate::manifest::{self, Manifest};
 use crate::osrelease::BuildInfo;
 
-/// The planned entries as a newc cpio archive, compressed as the config says.
-pub(super) fn write_archive(
-    plan: &Plan,
+/// The archive, hashed and ready to be written into the image directory.
+pub(super) struct Initramfs<'a> {
+    content: Archived<'a>,
+    size: u64,
+    sha256: String,
+}
+
+enum Archived<'a> {
+    /// Compressed in memory: a fraction of the payload.
+    Compressed(Vec<u8>),
+    /// Uncompressed, the archive is little more than the plan's file contents, which
+    /// it borrows: streamed into the output file when that is written, never copied
+    /// into a buffer of its own.
+    Plain(cpio::Archive<'a>, cpio::WriteOptions),
+}
+
+impl Initramfs<'_> {
+    /// Writes the archive to a new file at `path`.
+    fn write_to(&self, path: &Path) -> Result<(), BuildError> {
+        let output = |source| BuildError::Output {
+            path: path.to_owned(),
+            source,
+        };
+        let file = File::create(path).map_err(output)?;
+        match &self.content {
+            Archived::Compressed(bytes) => (&file).write_all(bytes).map_err(output),
+            Archived::Plain(archive, options) => archive
+                .write(file, options)
+                .map(drop)
+                .map_err(BuildError::Write),
+        }
+    }
+}
+
+/// The planned entries as a newc cpio archive, compressed as the config says. The
+/// archive borrows the plan's file contents and is hashed as it is made, so no byte of
+/// the payload is copied or read more often than the output needs.
+pub(super) fn write_archive<'a>(
+    plan: &'a Plan,
     config: &Validated,
     mtime: u64,
-) -> Result<Vec<u8>, BuildError> {
+) -> Result<Initramfs<'a>, BuildError> {
     let mut archive = cpio::Archive::new();
+    let mut payload = 0;
     for (path, planned) in &plan.entries {
         let result = match &planned.content {
             Content::Dir => archive.add_dir(path, planned.mode),
-            Content::File(data) => archive.add_file(path, planned.mode, data.clone()),
+            Content::File(data) => {
+                payload += data.len();
+                archive.add_file(path, planned.mode, data.as_slice())
+            }
             Content::Symlink(target) => archive.add_symlink(path, target),
             Content::CharDevice(major, minor) => {
                 archive.add_char_device(path, planned.mode, *major, *minor)
@@ -44,7 +86,57 @@ pub(super) fn write_archive(
     // newc stores 32-bit times; clamp rather than wrap (year 2106 problem).
     let mtime = u32::try_from(mtime).unwrap_or(u32::MAX);
     let options = cpio::WriteOptions { mtime, compression };
-    archive.to_bytes(&options).map_err(BuildError::Write)
+    if compression == cpio::Compression::None {
+        let hashed = archive.write(Hashing::new(io::sink()), &options);
+        let hashed = hashed.map_err(BuildError::Write)?;
+        return Ok(Initramfs {
+            content: Archived::Plain(archive, options),
+            size: hashed.size,
+            sha256: hashed.hex(),
+        });
+    }
+    // Compressed, the archive is a fraction of its payload.
+    let out = Hashing::new(Vec::with_capacity(payload / 2));
+    let hashed = archive.write(out, &options).map_err(BuildError::Write)?;
+    Ok(Initramfs {
+        size: hashed.size,
+        sha256: hashed.hex(),
+        content: Archived::Compressed(hashed.out),
+    })
+}
+
+/// Hashes and counts what passes through it.
+struct Hashing<W> {
+    out: W,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl<W: Write> Hashing<W> {
+    fn new(out: W) -> Self {
+        Hashing {
+            out,
+            hasher: Sha256::new(),
+            size: 0,
+        }
+    }
+
+    fn hex(&self) -> String {
+        hex::encode(self.hasher.clone().finalize())
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let written = self.out.write(buf)?;
+        self.hasher.update(&buf[..written]);
+        self.size += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
 }
 
 /// Everything the manifest describes, gathered by the build.
@@ -54,8 +146,8 @@ pub(super) struct ManifestInputs<'a> {
     pub info: &'a BuildInfo,
     pub kernel: &'a Kernel,
     pub vmlinuz: &'a [u8],
-    /// The compressed archive, as written to `initramfs.img`.
-    pub initramfs: &'a [u8],
+    /// The archive, as written to `initramfs.img`.
+    pub initramfs: &'a Initramfs<'a>,
     pub modules: Modules,
     /// The digest `build.json` carries.
     pub content_digest: String,
@@ -64,7 +156,7 @@ pub(super) struct ManifestInputs<'a> {
 impl ManifestInputs<'_> {
     pub fn manifest(self) -> Manifest {
         let vmlinuz_sha256 = manifest::sha256_hex(self.vmlinuz);
-        let initramfs_sha256 = manifest::sha256_hex(self.initramfs);
+        let initramfs_sha256 = self.initramfs.sha256.clone();
         let mut sources = self.plan.sources.clone();
         sources.sort();
         sources.dedup();
@@ -92,7 +184,7 @@ impl ManifestInputs<'_> {
             initramfs: manifest::InitramfsInfo {
                 file: "initramfs.img".into(),
                 compression: format!("{:?}", config.initramfs.compression).to_lowercase(),
-                size: self.initramfs.len() as u64,
+                size: self.initramfs.size,
                 sha256: initramfs_sha256,
             },
             content_digest: self.content_digest,
@@ -109,7 +201,7 @@ impl ManifestInputs<'_> {
 pub(super) fn write_output(
     out: &Path,
     vmlinuz: &[u8],
-    initramfs: &[u8],
+    initramfs: &Initramfs<'_>,
     cmdline: &str,
     manifest: &Manifest,
 ) -> Result<(), BuildError> {
@@ -127,9 +219,8 @@ pub(super) fn write_output(
         .tempdir_in(parent)
         .map_err(write_err(parent))?;
     let manifest_json = manifest.to_json();
-    let files: [(&str, &[u8]); 4] = [
+    let files: [(&str, &[u8]); 3] = [
         ("vmlinuz", vmlinuz),
-        ("initramfs.img", initramfs),
         ("cmdline", cmdline.as_bytes()),
         ("manifest.json", manifest_json.as_bytes()),
     ];
@@ -137,6 +228,7 @@ pub(super) fn write_output(
         let path = staging.path().join(name);
         fs::write(&path, bytes).map_err(write_err(&path))?;
     }
+    initramfs.write_to(&staging.path().join("initramfs.img"))?;
     swap_into_place(staging, out).map_err(write_err(out))
 }
 

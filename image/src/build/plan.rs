@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 use super::{BuildError, BUILD_JSON};
 use crate::config::Validated;
@@ -27,6 +29,19 @@ pub(super) struct Planned {
     pub mode: u32,
     pub content: Content,
     pub component: String,
+    /// sha256 of a file's content, taken once: `build.json`, the manifest and the
+    /// sources all name it, and hundreds of megabytes are too many to hash thrice.
+    sha256: OnceLock<String>,
+}
+
+impl Planned {
+    /// sha256 (hex) of a file's content; `None` for anything else.
+    pub fn sha256(&self) -> Option<&str> {
+        match &self.content {
+            Content::File(data) => Some(self.sha256.get_or_init(|| manifest::sha256_hex(data))),
+            _ => None,
+        }
+    }
 }
 
 /// Everything going into the initramfs, keyed by absolute image path.
@@ -51,6 +66,7 @@ impl Plan {
             mode,
             content,
             component: component.to_owned(),
+            sha256: OnceLock::new(),
         };
         match self.entries.get(path) {
             Some(existing) if existing.content == planned.content => Ok(()),
@@ -88,6 +104,8 @@ impl Plan {
         let data = read(host, component)?;
         let sha256 = manifest::sha256_hex(&data);
         self.add(install, 0o755, Content::File(data), component)?;
+        // The entry now holds these bytes (added, or already there the same).
+        let _ = self.entries[install].sha256.set(sha256.clone());
         self.sources.push(SourceInfo {
             component: component.to_owned(),
             kind: kind.to_owned(),
@@ -105,6 +123,29 @@ impl Plan {
             name: deb.control.package.clone(),
             version: Some(deb.control.version.clone()),
             sha256: deb.sha256.clone(),
+        });
+    }
+
+    /// Hashes every file not hashed yet, on all cores: one thread per core takes the
+    /// next unhashed file until none is left.
+    pub fn hash_files(&self) {
+        let files: Vec<&Planned> = self
+            .entries
+            .values()
+            .filter(|p| matches!(p.content, Content::File(_)) && p.sha256.get().is_none())
+            .collect();
+        let next = AtomicUsize::new(0);
+        let work = || {
+            while let Some(planned) = files.get(next.fetch_add(1, Ordering::Relaxed)) {
+                planned.sha256();
+            }
+        };
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        std::thread::scope(|scope| {
+            for _ in 1..threads.min(files.len()) {
+                scope.spawn(work);
+            }
+            work();
         });
     }
 
@@ -210,6 +251,7 @@ pub(super) fn add_registries(
 /// other initramfs entry, so the running node can name exactly what it booted (the
 /// same value is in manifest.json). Added last, after everything it covers.
 pub(super) fn add_build_json(plan: &mut Plan, info: &BuildInfo) -> Result<String, BuildError> {
+    plan.hash_files();
     let mut text = String::new();
     for (path, planned) in &plan.entries {
         let info = file_info(path, planned);
@@ -236,7 +278,7 @@ fn file_info(path: &str, planned: &Planned) -> FileInfo {
         Content::File(data) => (
             "file",
             data.len() as u64,
-            Some(manifest::sha256_hex(data)),
+            planned.sha256().map(str::to_owned),
             None,
         ),
         Content::Symlink(target) => ("symlink", target.len() as u64, None, Some(target.clone())),
@@ -328,6 +370,29 @@ mod tests {
             .add_single_file("/x", &missing, "x", ("file", "missing".into()))
             .unwrap_err();
         assert!(matches!(err, BuildError::ReadInput { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn hash_files_hashes_every_file_once_for_build_json_and_the_manifest() {
+        let mut plan = Plan::default();
+        for i in 0..9 {
+            let data = format!("file {i}");
+            plan.add(&format!("/f{i}"), 0o644, file(data.as_bytes()), "x")
+                .unwrap();
+        }
+        plan.add("/d", 0o755, Content::Dir, "x").unwrap();
+        plan.hash_files();
+        for planned in plan.entries.values() {
+            match &planned.content {
+                Content::File(data) => {
+                    let expected = manifest::sha256_hex(data);
+                    assert_eq!(planned.sha256.get(), Some(&expected));
+                }
+                _ => assert_eq!(planned.sha256(), None),
+            }
+        }
+        let listed = plan.files();
+        assert_eq!(listed[1].sha256, Some(manifest::sha256_hex(b"file 0")));
     }
 
     #[test]
