@@ -61,7 +61,10 @@ fn preamble(results: &Results) -> String {
          seconds; CPU is user + system of the tool and all its children. Every tool \
          runs in its reproducible mode (SOURCE_DATE_EPOCH={}); *identical* means every \
          run of that tool gave the same bytes. Ratios are cairn / peer at the same \
-         temperature: below 1 means cairn is faster or smaller. Peers: {} (Debian \
+         temperature: below 1 means cairn is faster or smaller. zstd runs on one \
+         thread in the peers' reproducible modes (dracut is given `-T1`; mkinitramfs \
+         drops `-T0` when SOURCE_DATE_EPOCH is set) and on every core in cairn's, \
+         whose output does not depend on the number of threads. Peers: {} (Debian \
          packages, run from extracted copies in a private mount namespace, see \
          `bench/src/assembly/sandbox.rs`).\n",
         p.files,
