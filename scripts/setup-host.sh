@@ -24,8 +24,9 @@ for cmd in "${!wanted[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${wanted[$cmd]}")
 done
 
-# The builder fetches .debs with `apt-get download`, which needs package lists.
-lists_empty() { ! compgen -G "/var/lib/apt/lists/*_Packages" >/dev/null; }
+# The builder fetches .debs with `apt-get download`, which needs package lists. apt
+# may keep them compressed (`*_Packages.lz4`, `.gz`, …): any of those counts.
+lists_empty() { ! compgen -G "/var/lib/apt/lists/*_Packages*" >/dev/null; }
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@";
