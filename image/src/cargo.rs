@@ -7,9 +7,14 @@
 //! Paths end up in a release binary even with symbols stripped: panic locations name
 //! the source file, absolute for crates from the registry (`$CARGO_HOME/registry/src/…`)
 //! and for code generated into the target directory (`OUT_DIR`). The builder remaps
-//! those prefixes (and the workspace's own) to fixed names, so two checkouts at
-//! different paths with different Cargo homes and target directories build the same
-//! bytes (`make test-repro` proves it).
+//! those prefixes to fixed names, so two checkouts at different paths with different
+//! Cargo homes and target directories build the same bytes (`make test-repro` proves
+//! it). The workspace's own path is not remapped: Cargo names workspace members'
+//! sources relative to the workspace root, so it never reaches the binary, and a flag
+//! naming it would make the flags differ per checkout. Cargo keeps one copy of each
+//! dependency per target directory whatever the flags (they are not in its artifact
+//! names), so checkouts sharing the cache directory would rebuild every dependency
+//! over each other's at each image build.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -102,8 +107,8 @@ pub fn build(workspace: &Path, source: &CargoSource) -> Result<PathBuf, CargoErr
 }
 
 /// `--remap-path-prefix` for every machine-specific directory a build reads sources
-/// from: the Cargo home's registry and git checkouts, the target directory (generated
-/// code) and the workspace. Later flags win in rustc, so the most specific go last.
+/// from by absolute path: the Cargo home's registry and git checkouts and the target
+/// directory (generated code). The same for every checkout sharing those caches.
 fn remap_flags(workspace: &Path) -> Vec<String> {
     let var = |name| std::env::var_os(name).map(PathBuf::from);
     let cargo_home = var("CARGO_HOME").or_else(|| var("HOME").map(|h| h.join(".cargo")));
@@ -117,7 +122,7 @@ fn remap_flags_for(
 ) -> Vec<String> {
     // Relative ones are relative to where cargo runs: the workspace.
     let target = workspace.join(target.unwrap_or_else(|| "target".into()));
-    let mut pairs = vec![(workspace.to_owned(), "/cairn")];
+    let mut pairs = Vec::new();
     if let Some(cargo_home) = cargo_home {
         pairs.push((cargo_home.join("registry/src"), "/cargo/registry/src"));
         pairs.push((cargo_home.join("git/checkouts"), "/cargo/git/checkouts"));
@@ -158,20 +163,15 @@ mod tests {
         assert_eq!(
             flags,
             [
-                "--remap-path-prefix=/home/me/src/cairn=/cairn",
                 "--remap-path-prefix=/home/me/.cargo/registry/src=/cargo/registry/src",
                 "--remap-path-prefix=/home/me/.cargo/git/checkouts=/cargo/git/checkouts",
                 "--remap-path-prefix=/home/me/src/cairn/build/target=/target",
             ]
         );
-        let absolute = remap_flags_for(Path::new("/w"), None, Some("/cache/target".into()));
-        assert_eq!(
-            absolute,
-            [
-                "--remap-path-prefix=/w=/cairn",
-                "--remap-path-prefix=/cache/target=/target"
-            ]
-        );
+        // A shared target directory: the same flags from any checkout.
+        let shared = |workspace| remap_flags_for(Path::new(workspace), None, Some("/t".into()));
+        assert_eq!(shared("/w"), ["--remap-path-prefix=/t=/target"]);
+        assert_eq!(shared("/w"), shared("/elsewhere/w"));
     }
 
     #[test]
