@@ -32,6 +32,10 @@ enum Command {
         /// Timestamp of every file in the image (default: the last commit's time).
         #[arg(long, env = "SOURCE_DATE_EPOCH")]
         source_date_epoch: Option<u64>,
+        /// Assemble the image even when the one in the output directory is current
+        /// (built by this builder from the same inputs, and untouched since).
+        #[arg(long)]
+        force: bool,
     },
     /// List the files of an image's initramfs, like `ls -l`.
     Inspect {
@@ -69,6 +73,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             out,
             cache,
             source_date_epoch,
+            force,
         } => {
             let cache = cache.unwrap_or_else(default_cache);
             let options = cairn_image::build::Options {
@@ -76,9 +81,10 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 out,
                 cache,
                 source_date_epoch,
+                force,
             };
-            let manifest = cairn_image::build::build(&options)?;
-            println!("{} {}", manifest.image_digest, options.out.display());
+            let built = cairn_image::build::build(&options)?;
+            println!("{} {}", built.manifest.image_digest, options.out.display());
         }
         Command::Inspect { image } => {
             print!("{}", cairn_image::build::inspect(&image)?);

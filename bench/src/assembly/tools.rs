@@ -109,7 +109,10 @@ impl Tools {
                     .arg("--cache")
                     .arg(&self.cairn_cache)
                     .arg("--source-date-epoch")
-                    .arg(SOURCE_DATE_EPOCH.to_string());
+                    .arg(SOURCE_DATE_EPOCH.to_string())
+                    // Every run assembles: the same inputs would find the last run's
+                    // output current and assemble nothing.
+                    .arg("--force");
                 command
             }
             Tool::Dracut | Tool::Mkinitramfs => self
@@ -123,7 +126,7 @@ impl Tools {
         match tool {
             Tool::Cairn => format!(
                 "cairn-image build --config cairn-{}.toml --out OUT --cache CACHE \
-                 --source-date-epoch {SOURCE_DATE_EPOCH}",
+                 --source-date-epoch {SOURCE_DATE_EPOCH} --force",
                 setting.key()
             ),
             Tool::Dracut | Tool::Mkinitramfs => format!(

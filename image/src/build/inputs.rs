@@ -2,16 +2,17 @@
 //! binary, a repository file, files of a Debian package), and container images are
 //! planned from their own components and archived whole.
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use super::fresh::Facts;
 use super::plan::{Content, Plan};
 use super::BuildError;
 use crate::cargo;
-use crate::config::{Component, ContainerImage, SingleFile, Source};
+use crate::config::{CargoSource, Component, ContainerImage, SingleFile, Source, Validated};
 use crate::deb::DebCache;
 use crate::gobuild;
 use crate::manifest::{self, ContainerImageInfo};
@@ -28,6 +29,9 @@ pub(super) struct Inputs<'a> {
     pub go_out: PathBuf,
     /// Set once `third_party/build.sh` has run in this build.
     pub go_built: OnceCell<PathBuf>,
+    /// Executables Cargo built in this build, by their source: built once, whether
+    /// the up-to-date check or the plan asks first.
+    pub cargo_built: RefCell<BTreeMap<String, PathBuf>>,
 }
 
 impl Inputs<'_> {
@@ -39,6 +43,95 @@ impl Inputs<'_> {
         let out = gobuild::build(self.workspace, &self.go_out)?;
         Ok(self.go_built.get_or_init(|| out))
     }
+
+    /// The executable Cargo builds for component `name`, building it the first time.
+    fn cargo_binary(&self, name: &str, source: &CargoSource) -> Result<PathBuf, BuildError> {
+        let key = format!("{source:?}");
+        if let Some(built) = self.cargo_built.borrow().get(&key) {
+            return Ok(built.clone());
+        }
+        let binary = cargo::build(self.workspace, source).map_err(|source| BuildError::Cargo {
+            component: name.to_owned(),
+            source,
+        })?;
+        self.cargo_built.borrow_mut().insert(key, binary.clone());
+        Ok(binary)
+    }
+
+    /// The host file a single-file component installs, and its source for the manifest.
+    fn single_file(
+        &self,
+        name: &str,
+        file: &SingleFile,
+    ) -> Result<(PathBuf, (&'static str, String)), BuildError> {
+        Ok(match file {
+            SingleFile::Cargo(source) => (
+                self.cargo_binary(name, source)?,
+                ("cargo", source.package.clone()),
+            ),
+            SingleFile::Repo(path) => (
+                self.config_dir.join(path),
+                ("file", path.display().to_string()),
+            ),
+            SingleFile::Go(source) => (
+                self.go_out()?.join(&source.path),
+                ("go", source.path.clone()),
+            ),
+        })
+    }
+}
+
+/// What an image built from `config` depends on, as cheap facts (see [`super::fresh`]):
+/// Cargo and the Go script run their own up-to-date checks, built and repository files
+/// are `stat`ed, Debian packages are named by their sha256.
+pub(super) fn facts(
+    config: &Validated,
+    inputs: &Inputs,
+    progress: &Progress,
+) -> Result<Facts, BuildError> {
+    let mut facts = Facts::default();
+    let deb_fact = |facts: &mut Facts, key: String, deb: &crate::deb::Deb| {
+        let c = &deb.control;
+        facts.add(key, format!("{} {} {}", c.package, c.version, deb.sha256));
+    };
+    let kernel = &config.kernel;
+    let deb = inputs
+        .debs
+        .fetch_kernel(&kernel.package, kernel.version.as_deref())?;
+    deb_fact(&mut facts, "kernel".into(), &deb);
+    for package in &config.libraries.packages {
+        let deb = inputs.debs.fetch(package, None)?;
+        deb_fact(&mut facts, format!("libraries/{package}"), &deb);
+    }
+    let images = config.container_images.iter().flat_map(|i| {
+        i.components
+            .iter()
+            .map(move |c| (format!("image/{}/", i.name), c))
+    });
+    let components = config.components.iter().map(|c| (String::new(), c));
+    for (prefix, component) in components.chain(images) {
+        progress.detail(&component.name);
+        let key = format!("component/{prefix}{}", component.name);
+        match &component.source {
+            Source::Single { file, .. } => {
+                let (host, _) = inputs.single_file(&component.name, file)?;
+                facts.add_file(key, &host)?;
+            }
+            Source::Deb(source) => {
+                let deb = inputs
+                    .debs
+                    .fetch(&source.package, source.version.as_deref())?;
+                deb_fact(&mut facts, key, &deb);
+            }
+        }
+    }
+    for registry in &config.registries {
+        if let Some(ca) = &registry.ca_file {
+            let key = format!("registry/{}/ca_file", registry.host);
+            facts.add_file(key, &inputs.config_dir.join(ca))?;
+        }
+    }
+    Ok(facts)
 }
 
 pub(super) fn add_components(
@@ -70,25 +163,7 @@ fn add_component(
     let name = component.name.as_str();
     match &component.source {
         Source::Single { install, file } => {
-            let (host, source) = match file {
-                SingleFile::Cargo(source) => {
-                    let binary = cargo::build(inputs.workspace, source).map_err(|source| {
-                        BuildError::Cargo {
-                            component: name.to_owned(),
-                            source,
-                        }
-                    })?;
-                    (binary, ("cargo", source.package.clone()))
-                }
-                SingleFile::Repo(path) => (
-                    inputs.config_dir.join(path),
-                    ("file", path.display().to_string()),
-                ),
-                SingleFile::Go(source) => (
-                    inputs.go_out()?.join(&source.path),
-                    ("go", source.path.clone()),
-                ),
-            };
+            let (host, source) = inputs.single_file(name, file)?;
             plan.add_single_file(install, &host, name, source)
         }
         Source::Deb(source) => {

@@ -8,11 +8,12 @@
 //! kernel modules), and `output` writes the archive, the manifest and the image
 //! directory, swapped in with `renameat2(RENAME_EXCHANGE)`.
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use cairn_initramfs as cpio;
+use sha2::Digest as _;
 
 use crate::cargo::CargoError;
 use crate::config::{ConfigError, Source, Validated};
@@ -25,10 +26,12 @@ use crate::osrelease::BuildInfo;
 use crate::progress::Progress;
 
 mod closure;
+mod fresh;
 mod inputs;
 mod output;
 mod plan;
 
+use fresh::Freshness;
 use inputs::Inputs;
 use output::ManifestInputs;
 use plan::Plan;
@@ -119,17 +122,61 @@ pub struct Options {
     /// Holds `debs/` (downloaded packages and their unpacked trees).
     pub cache: PathBuf,
     pub source_date_epoch: Option<u64>,
+    /// Assemble the image even when the one in `out` is current.
+    pub force: bool,
 }
 
-/// Builds the image described by `options` and returns its manifest.
-pub fn build(options: &Options) -> Result<Manifest, BuildError> {
-    let mut progress = Progress::new(8);
+/// What a build did.
+#[derive(Debug)]
+pub struct Built {
+    pub manifest: Manifest,
+    /// The image in `out` was current: nothing was assembled or written.
+    pub up_to_date: bool,
+}
+
+/// Builds the image described by `options` and returns its manifest, or finds the
+/// image in `options.out` current (see [`fresh`]) and returns that one's.
+pub fn build(options: &Options) -> Result<Built, BuildError> {
+    let _lock = fresh::lock(&options.out)?;
+    let mut progress = Progress::new(9);
     progress.step("reading config");
     let config = Validated::load(&options.config)?;
     let workspace = workspace_root();
     let info = BuildInfo::detect(&workspace, options.source_date_epoch);
     let debs = DebCache::new(options.cache.join("debs"));
     debs.resolve_ahead(deb_specs(&config));
+    let inputs = Inputs {
+        workspace: &workspace,
+        config_dir: options.config.parent().unwrap_or(Path::new(".")),
+        debs: &debs,
+        go_out: options.cache.join("go-out"),
+        go_built: OnceCell::new(),
+        cargo_built: RefCell::new(Default::default()),
+    };
+
+    progress.step("building components and checking what changed");
+    let mut facts = inputs::facts(&config, &inputs, &progress)?;
+    facts.add("builder", builder_fact());
+    facts.add_digest("config", format!("{config:?}").as_bytes());
+    facts.add_digest("build-info", format!("{info:?}").as_bytes());
+    match (options.force, fresh::check(&options.out, &facts)) {
+        (false, Freshness::Current) => {
+            if let Some(manifest) = fresh::read_manifest(&options.out) {
+                progress.finish();
+                eprintln!(
+                    "cairn-image: {} is up to date (no input changed since it was built)",
+                    options.out.display()
+                );
+                return Ok(Built {
+                    manifest,
+                    up_to_date: true,
+                });
+            }
+            eprintln!("cairn-image: building: the manifest in the image directory is unreadable");
+        }
+        (true, _) => eprintln!("cairn-image: building: --force"),
+        (false, Freshness::Stale(why)) => eprintln!("cairn-image: building: {why}"),
+    }
     let mut plan = Plan::default();
     plan::add_base(&mut plan, &config, &info)?;
     plan::add_registries(&mut plan, &config, &options.config)?;
@@ -138,13 +185,6 @@ pub fn build(options: &Options) -> Result<Manifest, BuildError> {
     let kernel = fetch_kernel(&debs, &config, &mut plan)?;
 
     progress.step("building and collecting components");
-    let inputs = Inputs {
-        workspace: &workspace,
-        config_dir: options.config.parent().unwrap_or(Path::new(".")),
-        debs: &debs,
-        go_out: options.cache.join("go-out"),
-        go_built: OnceCell::new(),
-    };
     inputs::add_components(&mut plan, &config.components, &inputs, &progress)?;
 
     progress.step("assembling container images");
@@ -181,8 +221,26 @@ pub fn build(options: &Options) -> Result<Manifest, BuildError> {
     .manifest();
     let cmdline = &config.kernel.cmdline;
     output::write_output(&options.out, &vmlinuz, &initramfs, cmdline, &manifest)?;
+    // After the swap: killed before this, the new image has no facts and is rebuilt.
+    fresh::record(&options.out, facts)?;
     progress.finish();
-    Ok(manifest)
+    Ok(Built {
+        manifest,
+        up_to_date: false,
+    })
+}
+
+/// The builder itself is an input: another builder may assemble differently. By its
+/// bytes, not its mtime: `cargo test` and `cargo run` link the same builder anew.
+fn builder_fact() -> String {
+    std::env::current_exe()
+        .and_then(|exe| {
+            let mut hasher = sha2::Sha256::new();
+            std::io::copy(&mut fs::File::open(&exe)?, &mut hasher)?;
+            Ok(format!("sha256 {}", hex::encode(hasher.finalize())))
+        })
+        // Unknown: a value no build recorded, so the image is assembled.
+        .unwrap_or_else(|err| format!("unknown ({err}) {:?}", std::time::SystemTime::now()))
 }
 
 /// The Cargo workspace the builder runs in (cargo components are built there and

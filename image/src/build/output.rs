@@ -215,7 +215,7 @@ pub(super) fn write_output(
     };
     fs::create_dir_all(parent).map_err(write_err(parent))?;
     let staging = tempfile::Builder::new()
-        .prefix(".cairn-image-")
+        .prefix(&super::fresh::staging_prefix(out))
         .tempdir_in(parent)
         .map_err(write_err(parent))?;
     let manifest_json = manifest.to_json();

@@ -16,6 +16,7 @@ fn inputs<'a>(dir: &'a Path, debs: &'a DebCache) -> Inputs<'a> {
         debs,
         go_out: dir.join("go-out"),
         go_built: OnceCell::new(),
+        cargo_built: Default::default(),
     }
 }
 
