@@ -29,7 +29,7 @@ CARGO ?= cargo
 IMAGE_TOOL := $(CARGO) run --quiet --release --locked -p cairn-image --
 QEMU_TOOL := $(CARGO) run --quiet --release --locked -p cairn-qemu --
 
-.PHONY: help setup image production-image inspect run start stop registry test unit-test boot-test test-repro bench fuzz lint fmt clean
+.PHONY: help setup image production-image inspect run start stop registry test unit-test boot-test test-repro test-churn bench fuzz lint fmt clean
 
 help:
 	@echo "make run     build the image and boot a node in QEMU (console here; Ctrl-C stops it)"
@@ -41,6 +41,7 @@ help:
 	@echo "make production-image  build $(PRODUCTION_DIR) from $(PRODUCTION_CONFIG)"
 	@echo "make inspect list the files of the built initramfs"
 	@echo "make test-repro  two clones, separate empty caches: the same image digest (slow)"
+	@echo "make test-churn  the make targets' Cargo builds twice: the second pass compiles nothing"
 	@echo "make lint    rustfmt --check, clippy -D warnings, cargo deny, gofmt/go vet"
 	@echo "             + gofmt/go vet of our Go in third_party/ (third_party/check.sh)"
 	@echo "make bench   every benchmark -> bench/results/ and bench/RESULTS.md"
@@ -84,6 +85,13 @@ unit-test: setup
 # twice from nothing, so it takes two cold builds; .ci/run with CAIRN_CI_REPRO=1.
 test-repro: setup
 	scripts/test-repro.sh
+
+# No rebuild churn (bench/src/churn.rs): the Cargo builds of test, lint, image,
+# production-image, run and bench, three passes; fails if a pass after the first
+# compiles anything. Figures in bench/results/churn.md. A few minutes when warm.
+test-churn: setup
+	$(CARGO) run --quiet --release --locked -p cairn-bench -- --image-dir $(IMAGE_DIR) \
+	  --config $(CONFIG) --accel $(ACCEL) churn --check
 
 # Boot-level tests (ignored by plain `cargo test`) need the image built first, and
 # the `dbg` binary they run (qemu-tests/tests/kubernetes_pods.rs).

@@ -9,8 +9,8 @@ use std::time::Duration;
 use crate::error::{chain, Error};
 use crate::node::Bench;
 use crate::{
-    assembly, debug_api, footprint, go_build, image_size, rebuild, recovery, services, summary,
-    timeline,
+    assembly, churn, debug_api, footprint, go_build, image_size, rebuild, recovery, services,
+    summary, timeline,
 };
 
 /// The knobs `make bench` passes (`BENCH_*`).
@@ -34,6 +34,7 @@ pub fn run(bench: &Bench, options: &Options) -> Result<PathBuf, Error> {
             assembly::NAME,
             Box::new(|| assembly::run(bench, options.assembly_runs)),
         ),
+        (churn::NAME, Box::new(|| churn::run(bench, false))),
         (
             rebuild::NAME,
             Box::new(|| rebuild::run(bench, options.rebuild_runs)),

@@ -5,6 +5,7 @@
 //!
 //! - [`assembly`]: the same payload assembled by cairn's builder, dracut and
 //!   mkinitramfs, cold and warm, with output size and reproducibility;
+//! - [`churn`]: the make targets' Cargo builds, three passes: only the first compiles;
 //! - [`rebuild`]: `make image` when nothing changed and when only the agent changed;
 //! - [`timeline`]: the conditions' first-true times over several boots, against a
 //!   floor ([`floor`]: the same kernel booting an `/init` that powers off), with an
@@ -23,6 +24,7 @@
 
 pub mod all;
 pub mod assembly;
+pub mod churn;
 pub mod debug_api;
 pub mod error;
 pub mod first_pod;

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use cairn_bench::{
-    all, assembly, debug_api, error, go_build, image_size, rebuild, recovery, services, summary,
-    timeline, Bench,
+    all, assembly, churn, debug_api, error, go_build, image_size, rebuild, recovery, services,
+    summary, timeline, Bench,
 };
 use clap::{Parser, Subcommand};
 
@@ -74,6 +74,12 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// The make targets' Cargo builds three times over: what compiles after the first.
+    Churn {
+        /// Fail when anything compiles after the first pass (`make test-churn`).
+        #[arg(long)]
+        check: bool,
+    },
     /// `make image` when nothing changed and when only the agent changed.
     Rebuild {
         #[arg(long, default_value_t = 2)]
@@ -139,6 +145,7 @@ fn main() -> ExitCode {
             first_pod,
         } => timeline::run(&bench, boots, &until, first_pod),
         Command::Assembly { runs } => assembly::run(&bench, runs),
+        Command::Churn { check } => churn::run(&bench, check),
         Command::Rebuild { runs } => rebuild::run(&bench, runs),
         Command::Footprint { soak_seconds } => {
             cairn_bench::footprint::run(&bench, Duration::from_secs(soak_seconds))
