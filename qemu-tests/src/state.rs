@@ -32,6 +32,9 @@ pub enum StateError {
     /// A state file could not be removed.
     #[error("cannot remove {0}")]
     Remove(PathBuf, #[source] io::Error),
+    /// An earlier boot's log could not be moved aside.
+    #[error("cannot move {0} aside (kept logs are numbered .1, .2, …)")]
+    Rotate(PathBuf, #[source] io::Error),
     /// `node.json` is not a node record.
     #[error("malformed node record {0}")]
     Parse(PathBuf, #[source] serde_json::Error),
@@ -145,8 +148,10 @@ impl StateDir {
         self.root.join("node.json")
     }
 
-    /// Creates the directory for a new node: refuses while a node runs from it, and removes
-    /// the previous node's files (the console log included) so waits never see old lines.
+    /// Creates the directory for a new node: refuses while a node runs from it, and moves
+    /// the previous boots' console and QEMU logs aside (`console.log.1` is the last
+    /// boot's, up to [`KEPT_LOGS`]) so waits never see old lines and a boot that failed
+    /// keeps its evidence.
     pub fn prepare(&self) -> Result<(), StateError> {
         if let Some(pid) = self.running_pid()? {
             return Err(StateError::Busy {
@@ -160,9 +165,9 @@ impl StateDir {
         }
         fs::create_dir_all(&self.root).map_err(|e| StateError::Create(self.root.clone(), e))?;
         self.clear()?;
-        remove_if_exists(&self.console_log())?;
-        remove_if_exists(&self.node_config())?;
-        remove_if_exists(&self.qemu_log())
+        rotate(&self.console_log(), KEPT_LOGS)?;
+        rotate(&self.qemu_log(), KEPT_LOGS)?;
+        remove_if_exists(&self.node_config())
     }
 
     /// Writes the pid file and `node.json` (atomically: temporary file, then rename).
@@ -235,6 +240,33 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     fs::rename(&tmp, path).map_err(|e| StateError::Write(path.to_owned(), e))
 }
 
+/// Earlier boots' logs kept beside the current one (`console.log.1` … `.5`).
+pub const KEPT_LOGS: usize = 5;
+
+/// Moves `path` to `path.1`, `path.1` to `path.2` and so on, dropping `path.<keep>`.
+fn rotate(path: &Path, keep: usize) -> Result<(), StateError> {
+    let numbered = |n: usize| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(format!(".{n}"));
+        PathBuf::from(name)
+    };
+    remove_if_exists(&numbered(keep))?;
+    for n in (1..=keep).rev() {
+        let from = if n == 1 {
+            path.to_owned()
+        } else {
+            numbered(n - 1)
+        };
+        match fs::rename(&from, numbered(n)) {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => {
+                return Err(StateError::Rotate(from, err));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 fn remove_if_exists(path: &Path) -> Result<(), StateError> {
     match fs::remove_file(path) {
         Err(err) if err.kind() != io::ErrorKind::NotFound => {
@@ -285,6 +317,29 @@ mod tests {
         state.clear().unwrap();
         assert_eq!(state.read().unwrap(), None);
         assert!(state.console_log().exists());
+    }
+
+    #[test]
+    fn each_start_keeps_the_previous_boots_console_logs_up_to_a_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(&dir.path().join("node"));
+        for boot in 1..=KEPT_LOGS + 2 {
+            state.prepare().unwrap();
+            assert!(!state.console_log().exists(), "a new boot starts a new log");
+            fs::write(state.console_log(), format!("boot {boot}\n")).unwrap();
+        }
+        let last = KEPT_LOGS + 2;
+        let kept = |n: usize| {
+            let path = dir.path().join(format!("node/console.log.{n}"));
+            fs::read_to_string(path).ok()
+        };
+        state.prepare().unwrap();
+        assert_eq!(kept(1).as_deref(), Some(format!("boot {last}\n").as_str()));
+        assert_eq!(
+            kept(KEPT_LOGS).as_deref(),
+            Some(format!("boot {}\n", last + 1 - KEPT_LOGS).as_str())
+        );
+        assert_eq!(kept(KEPT_LOGS + 1), None, "more than {KEPT_LOGS} kept");
     }
 
     /// The launcher writes `node.json`; `dbg` reads it with its own, smaller type. Both
