@@ -33,7 +33,7 @@ QEMU_TOOL := $(CARGO) run --quiet --release --locked -p cairn-qemu --
 
 help:
 	@echo "make run     build the image and boot a node in QEMU (console here; Ctrl-C stops it)"
-	@echo "make start   boot a node in the background and return once it is ready"
+	@echo "make start   boot a node in the background and return once Kubernetes is ready"
 	@echo "make stop    stop the background node"
 	@echo "make registry  an OCI registry on the host for nodes to pull from (Ctrl-C stops it)"
 	@echo "make test    unit tests, then boot-level tests against the built image"
@@ -63,9 +63,25 @@ run: image
 	$(QEMU_TOOL) run --image-dir $(IMAGE_DIR) --state-dir $(STATE_DIR) --accel $(ACCEL) \
 	  $(if $(NODE_CONFIG),--node-config $(NODE_CONFIG))
 
+# `make start` returns once Kubernetes is usable: the `START_UNTIL` condition is true
+# (`START_UNTIL=agent`: as soon as the agent is up). If it is not within START_TIMEOUT
+# seconds, it prints every condition with its reason and the last lines of the
+# apiserver's and kubelet's logs, and fails (the node keeps running: `make stop`).
+START_UNTIL ?= node-ready
+START_TIMEOUT ?= 300
+DBG_TOOL := CAIRN_STATE_DIR=$(STATE_DIR) $(CARGO) run --quiet --release --locked -p cairn-dbg --
 start: image
 	$(QEMU_TOOL) run --detach --image-dir $(IMAGE_DIR) --state-dir $(STATE_DIR) --accel $(ACCEL) \
 	  --forward $(NODE_PORT_FORWARD) $(if $(NODE_CONFIG),--node-config $(NODE_CONFIG))
+ifneq ($(START_UNTIL),agent)
+	@echo "start: waiting up to $(START_TIMEOUT) s for $(START_UNTIL) (START_UNTIL=agent returns now)"
+	@$(DBG_TOOL) conditions --wait $(START_UNTIL) --timeout $(START_TIMEOUT) || { \
+	  echo "start: $(START_UNTIL) is not true; the node's conditions:"; \
+	  $(DBG_TOOL) conditions; \
+	  for c in kube-apiserver kubelet; do \
+	    echo "--- $$c, last 20 lines"; $(DBG_TOOL) logs $$c -n 20; \
+	  done; exit 1; }
+endif
 
 stop:
 	$(QEMU_TOOL) stop --state-dir $(STATE_DIR)
