@@ -186,6 +186,15 @@ fn compiled(stderr: &str) -> Vec<String> {
 }
 
 pub fn markdown(results: &Results) -> String {
+    report::page(
+        "Rebuild churn across make targets",
+        &results.machine,
+        &body(results),
+    )
+}
+
+/// The figures, for this page and RESULTS.md.
+pub fn body(results: &Results) -> String {
     let mut body = String::from(
         "The Cargo builds of `make test`, `make lint`, `make image`, `make production-image`, \
          `make run` and `make bench` (stopped short of running tests or booting), run three \
@@ -223,7 +232,7 @@ pub fn markdown(results: &Results) -> String {
             let _ = writeln!(body, "- {krate} in {target}");
         }
     }
-    report::page("Rebuild churn across make targets", &results.machine, &body)
+    body
 }
 
 #[cfg(test)]

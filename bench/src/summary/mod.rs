@@ -16,7 +16,7 @@ use crate::footprint;
 use crate::image_size;
 use crate::report::{self, mb, num, ratio, Machine};
 use crate::timeline;
-use crate::{debug_api, go_build, rebuild, recovery, services};
+use crate::{churn, debug_api, go_build, rebuild, recovery, services};
 
 /// A peer's published figure: what, how much, and the caveat of comparing.
 #[derive(Debug, Clone, Copy)]
@@ -67,6 +67,7 @@ pub struct All {
     pub unreadable: Vec<(String, String)>,
     pub assembly: Option<assembly::Results>,
     pub rebuild: Option<rebuild::Results>,
+    pub churn: Option<churn::Results>,
     pub timeline: Option<timeline::Results>,
     pub footprint: Option<footprint::Results>,
     pub image_size: Option<image_size::Results>,
@@ -82,6 +83,7 @@ impl All {
         All {
             assembly: tolerant(dir, assembly::NAME, &mut unreadable),
             rebuild: tolerant(dir, rebuild::NAME, &mut unreadable),
+            churn: tolerant(dir, churn::NAME, &mut unreadable),
             timeline: tolerant(dir, timeline::NAME, &mut unreadable),
             footprint: tolerant(dir, footprint::NAME, &mut unreadable),
             image_size: tolerant(dir, image_size::NAME, &mut unreadable),
@@ -468,6 +470,7 @@ fn unmeasured(all: &All, failures: &[(String, String)]) -> String {
     let present = [
         (assembly::NAME, all.assembly.is_some()),
         (rebuild::NAME, all.rebuild.is_some()),
+        (churn::NAME, all.churn.is_some()),
         (timeline::NAME, all.timeline.is_some()),
         (footprint::NAME, all.footprint.is_some()),
         (image_size::NAME, all.image_size.is_some()),
@@ -549,7 +552,7 @@ mod tests {
     fn nothing_measured_says_so_for_every_benchmark() {
         let text = render(&All::default(), &Machine::describe("none"), &[]);
         assert!(text.starts_with("# cairn benchmark results"));
-        assert_eq!(text.matches("no results yet").count(), 9, "{text}");
+        assert_eq!(text.matches("no results yet").count(), 10, "{text}");
         assert!(text.contains("NOT measured here"));
     }
 
@@ -600,6 +603,6 @@ mod tests {
         let failures = [("assembly".to_owned(), "no dracut\nat all".to_owned())];
         let text = render(&All::default(), &Machine::describe("none"), &failures);
         assert!(text.contains("- `assembly` could not be measured in this run: no dracut at all"));
-        assert_eq!(text.matches("no results yet").count(), 8);
+        assert_eq!(text.matches("no results yet").count(), 9);
     }
 }

@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 use super::All;
 use crate::report::Machine;
 use crate::{
-    assembly, debug_api, footprint, go_build, image_size, rebuild, recovery, services, timeline,
+    assembly, churn, debug_api, footprint, go_build, image_size, rebuild, recovery, services,
+    timeline,
 };
 
 pub fn render(all: &All) -> String {
@@ -18,6 +19,10 @@ pub fn render(all: &All) -> String {
     if let Some(r) = &all.rebuild {
         section(&mut text, "Incremental rebuild", rebuild::NAME, &r.machine);
         text.push_str(&rebuild::body(r));
+    }
+    if let Some(r) = &all.churn {
+        section(&mut text, "Rebuild churn", churn::NAME, &r.machine);
+        text.push_str(&churn::body(r));
     }
     if let Some(r) = &all.timeline {
         section(&mut text, "Boot timeline", timeline::NAME, &r.machine);
