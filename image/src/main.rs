@@ -83,8 +83,8 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 source_date_epoch,
                 force,
             };
-            let built = cairn_image::build::build(&options)?;
-            println!("{} {}", built.manifest.image_digest, options.out.display());
+            let manifest = cairn_image::build::build(&options)?;
+            println!("{} {}", manifest.image_digest, options.out.display());
         }
         Command::Inspect { image } => {
             print!("{}", cairn_image::build::inspect(&image)?);

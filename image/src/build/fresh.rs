@@ -170,7 +170,8 @@ fn out_name(out: &Path) -> String {
         .into_owned()
 }
 
-fn parent_of(out: &Path) -> &Path {
+/// The directory `out` is written in (beside it: staging, the lock).
+pub fn parent_of(out: &Path) -> &Path {
     out.parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))

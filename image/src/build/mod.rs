@@ -126,17 +126,9 @@ pub struct Options {
     pub force: bool,
 }
 
-/// What a build did.
-#[derive(Debug)]
-pub struct Built {
-    pub manifest: Manifest,
-    /// The image in `out` was current: nothing was assembled or written.
-    pub up_to_date: bool,
-}
-
 /// Builds the image described by `options` and returns its manifest, or finds the
 /// image in `options.out` current (see [`fresh`]) and returns that one's.
-pub fn build(options: &Options) -> Result<Built, BuildError> {
+pub fn build(options: &Options) -> Result<Manifest, BuildError> {
     let _lock = fresh::lock(&options.out)?;
     let mut progress = Progress::new(9);
     progress.step("reading config");
@@ -167,10 +159,7 @@ pub fn build(options: &Options) -> Result<Built, BuildError> {
                     "cairn-image: {} is up to date (no input changed since it was built)",
                     options.out.display()
                 );
-                return Ok(Built {
-                    manifest,
-                    up_to_date: true,
-                });
+                return Ok(manifest);
             }
             eprintln!("cairn-image: building: the manifest in the image directory is unreadable");
         }
@@ -224,10 +213,7 @@ pub fn build(options: &Options) -> Result<Built, BuildError> {
     // After the swap: killed before this, the new image has no facts and is rebuilt.
     fresh::record(&options.out, facts)?;
     progress.finish();
-    Ok(Built {
-        manifest,
-        up_to_date: false,
-    })
+    Ok(manifest)
 }
 
 /// The builder itself is an input: another builder may assemble differently. By its

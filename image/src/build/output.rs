@@ -205,10 +205,7 @@ pub(super) fn write_output(
     cmdline: &str,
     manifest: &Manifest,
 ) -> Result<(), BuildError> {
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let parent = super::fresh::parent_of(out);
     let write_err = |path: &Path| {
         let path = path.to_owned();
         move |source| BuildError::Output { path, source }

@@ -24,6 +24,9 @@ pub struct DebCache {
     /// What apt answered (now or in an earlier build with the same apt state), by
     /// the spec asked for; `None` until first used.
     resolved: Arc<Mutex<Option<AptAnswers>>>,
+    /// Packages already opened (and their sha256 checked) in this build, by file name:
+    /// a build asks for each one more than once (its up-to-date check, then the plan).
+    opened: Arc<Mutex<BTreeMap<String, Deb>>>,
 }
 
 impl DebCache {
@@ -32,6 +35,7 @@ impl DebCache {
         DebCache {
             root: root.into(),
             resolved: Arc::default(),
+            opened: Arc::default(),
         }
     }
 
@@ -129,9 +133,22 @@ impl DebCache {
     /// good copy is there, else downloaded with `apt-get download`.
     pub fn fetch(&self, name: &str, version: Option<&str>) -> Result<Deb> {
         let candidate = self.candidate(name, version)?;
+        let opened = self.opened.lock().expect("no panic while holding the lock");
+        if let Some(deb) = opened.get(&candidate.file_name) {
+            return Ok(deb.clone());
+        }
+        drop(opened);
+        let deb = self.fetch_candidate(name, &candidate)?;
+        let mut opened = self.opened.lock().expect("no panic while holding the lock");
+        opened.insert(candidate.file_name, deb.clone());
+        Ok(deb)
+    }
+
+    /// [`DebCache::fetch`] of what apt answered, from the cache or downloaded.
+    fn fetch_candidate(&self, name: &str, candidate: &Candidate) -> Result<Deb> {
         let path = self.root.join(&candidate.file_name);
         if path.exists() {
-            match check_cached(&path, &candidate) {
+            match check_cached(&path, candidate) {
                 Ok(deb) => {
                     debug!(package = name, path = %path.display(), "reusing cached deb");
                     return Ok(deb);
@@ -141,7 +158,7 @@ impl DebCache {
                 }
             }
         }
-        self.download(&candidate, &path)
+        self.download(candidate, &path)
     }
 
     /// Fetches a kernel package, following `linux-image-*` metapackages.
