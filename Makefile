@@ -29,7 +29,7 @@ CARGO ?= cargo
 IMAGE_TOOL := $(CARGO) run --quiet --release --locked -p cairn-image --
 QEMU_TOOL := $(CARGO) run --quiet --release --locked -p cairn-qemu --
 
-.PHONY: help setup image production-image inspect run start stop registry test unit-test boot-test test-repro test-churn bench fuzz lint fmt clean
+.PHONY: help setup image production-image inspect run start stop registry test unit-test boot-test test-repro test-churn bench profile-boot fuzz lint fmt clean
 
 help:
 	@echo "make run     build the image and boot a node in QEMU (console here; Ctrl-C stops it)"
@@ -45,6 +45,7 @@ help:
 	@echo "make lint    rustfmt --check, clippy -D warnings, cargo deny, gofmt/go vet"
 	@echo "             + gofmt/go vet of our Go in third_party/ (third_party/check.sh)"
 	@echo "make bench   every benchmark -> bench/results/ and bench/RESULTS.md"
+	@echo "make profile-boot  one profiled boot: where the control plane's start time goes"
 	@echo "make fuzz    every fuzz target for FUZZ_SECONDS (default 60) each"
 
 setup:
@@ -130,6 +131,11 @@ bench: image
 	$(BENCH_TOOL) all --boots $(BENCH_BOOTS) --until $(BENCH_UNTIL) \
 	  --assembly-runs $(BENCH_ASSEMBLY_RUNS) --rebuild-runs $(BENCH_REBUILD_RUNS) \
 	  --soak-seconds $(BENCH_SOAK_SECONDS) $(if $(BENCH_COLD),--go-cold)
+
+# Go init traces, the apiserver's readyz checks and CPU profile of one boot
+# (bench/results/boot-profile.md); needs debugfs (e2fsprogs) and go on the host.
+profile-boot: image
+	$(BENCH_TOOL) profile-boot
 
 # Fuzzing needs nightly (rustup) and cargo-fuzz (from crates.io, installed if missing).
 FUZZ_SECONDS ?= 60

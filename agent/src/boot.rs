@@ -344,9 +344,20 @@ impl Boot<'_> {
             tracing::error!("containerd config: {reason}");
             self.conditions.set(containerd::SERVICE, false, reason);
         }
-        let specs = services::services(self.paths, node);
+        let mut specs = services::services(self.paths, node);
+        let profiled = cfg!(feature = "debug-service") && crate::profile::requested(self.paths);
+        if profiled {
+            tracing::info!(
+                "profile: this boot profiles itself ({})",
+                crate::profile::PARAMETER
+            );
+            specs = crate::profile::instrument(self.paths, specs);
+        }
         let count = specs.len();
         supervisor.start(specs)?;
+        if profiled && have_pki {
+            crate::profile::spawn(self.paths, &self.conditions, supervisor);
+        }
         tracing::info!("supervising {count} services");
         // Post-ready steps run beside the services and set their own conditions.
         tokio::spawn(containerd::import_when_ready(

@@ -33,6 +33,7 @@ pub mod paths;
 pub mod pid1;
 pub mod pki;
 pub mod power;
+pub mod profile;
 pub mod ready;
 pub mod reaper;
 pub mod reconciler;

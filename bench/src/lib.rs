@@ -14,6 +14,8 @@
 //! - [`image_size`]: sizes per component, uncompressed and compressed, and counts;
 //! - [`debug_api`]: log tail latency and followed-line delay;
 //! - [`go_build`]: build time of the Go components;
+//! - [`profile_boot`]: where a boot's time goes (Go init traces, the apiserver's
+//!   `/readyz` checks and CPU profile), before cutting it;
 //! - [`recovery`]: time back to Ready after each component is killed, a clean reboot
 //!   and a hard power-off.
 //!
@@ -34,6 +36,7 @@ pub mod go_build;
 pub mod image_size;
 pub mod measure;
 pub mod node;
+pub mod profile_boot;
 pub mod rebuild;
 pub mod recovery;
 pub mod report;

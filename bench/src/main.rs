@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use cairn_bench::{
-    all, assembly, churn, debug_api, error, go_build, image_size, rebuild, recovery, services,
-    summary, timeline, Bench,
+    all, assembly, churn, debug_api, error, go_build, image_size, profile_boot, rebuild, recovery,
+    services, summary, timeline, Bench,
 };
 use clap::{Parser, Subcommand};
 
@@ -103,6 +103,8 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         rounds: usize,
     },
+    /// One profiled boot: Go init traces, the apiserver's readyz checks and CPU profile.
+    ProfileBoot,
     /// Time back to node Ready after each component's SIGKILL, a clean reboot and a
     /// hard power-off.
     Recovery,
@@ -153,6 +155,7 @@ fn main() -> ExitCode {
         Command::ImageSize => image_size::run(&bench),
         Command::GoBuild { cold } => go_build::run(&bench, cold),
         Command::DebugApi { rounds } => debug_api::run(&bench, rounds),
+        Command::ProfileBoot => profile_boot::run(&bench),
         Command::Recovery => recovery::run(&bench),
         Command::Services { services: count } => services::run(&bench, count),
         Command::Summary => summary::write(&bench.results, &[]),

@@ -99,12 +99,24 @@ impl Bench {
     /// Boots the image once as a new node (state under `target/bench/<name>`, a blank
     /// data disk: the first boot formats it) and connects.
     pub async fn boot(&self, name: &str, accel: Accel) -> Result<Booted, Error> {
+        self.boot_with(name, accel, &[]).await
+    }
+
+    /// [`Bench::boot`] with `extra_cmdline` appended to the kernel command line.
+    pub async fn boot_with(
+        &self,
+        name: &str,
+        accel: Accel,
+        extra_cmdline: &[String],
+    ) -> Result<Booted, Error> {
         let image = self.image()?;
-        let state = PathBuf::from("target/bench").join(name);
+        let state = state_dir(name);
         fresh_data_disk(&state)?;
         let node_error = Error::node(name);
         let started = Instant::now();
-        let mut node = Node::start(&NodeConfig::new(image, accel, &state)).map_err(&node_error)?;
+        let mut config = NodeConfig::new(image, accel, &state);
+        config.extra_cmdline.extend_from_slice(extra_cmdline);
+        let mut node = Node::start(&config).map_err(&node_error)?;
         node.wait_ready(READY_TIMEOUT).map_err(&node_error)?;
         let ready_host_s = started.elapsed().as_secs_f64();
         let endpoint = node
@@ -129,6 +141,11 @@ impl Drop for Booted {
     fn drop(&mut self) {
         let _ = self.node.stop(STOP_TIMEOUT);
     }
+}
+
+/// Where a benchmark node called `name` keeps its state (QEMU logs, data disk).
+pub fn state_dir(name: &str) -> PathBuf {
+    PathBuf::from("target/bench").join(name)
 }
 
 /// Removes the data disk the launcher keeps in `state`, so the next boot is a new

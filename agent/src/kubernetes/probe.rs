@@ -86,6 +86,22 @@ fn client(access: &Access, url: &str) -> Result<Client, String> {
     Client::try_from(config).map_err(|e| error_chain(&e))
 }
 
+/// A client with the agent's certificate, for repeated requests to `url`.
+pub fn agent_client(pki_dir: &Path, url: &str) -> Result<Client, String> {
+    client(&Access::Agent(pki_dir.to_owned()), url)
+}
+
+/// The body at `path` whatever the status (a failing `/readyz?verbose` lists its
+/// checks in the body of a 500); `None` when there is no answer at all.
+pub async fn body_any_status(client: &Client, path: &str) -> Option<String> {
+    let request = http::Request::get(path).body(Vec::new()).ok()?;
+    match client.request_text(request).await {
+        Ok(body) => Some(body),
+        Err(::kube::Error::Api(status)) => Some(status.message),
+        Err(_) => None,
+    }
+}
+
 async fn fetch(client: &Client, path: &str) -> Result<String, String> {
     let request = http::Request::get(path)
         .body(Vec::new())

@@ -91,5 +91,6 @@ func main() {
 		usage()
 		os.Exit(2)
 	}
+	startProfile(name)
 	os.Exit(run())
 }
