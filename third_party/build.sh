@@ -288,7 +288,7 @@ build_kubernetes() {
 		# dependency: about 3 min on an empty cache (after a ~17 min cold
 		# build, 2 cores), seconds when only our packages changed.
 		CGO_ENABLED=0 nice -n 19 "$GO" vet "${common_flags[@]}" -mod=vendor -tags "$k8s_tags" \
-			./cmd/kube k8s.io/mount-utils || { echo "build.sh: go vet failed in $src" >&2; exit 1; }
+			./cmd/kube/... k8s.io/mount-utils || { echo "build.sh: go vet failed in $src" >&2; exit 1; }
 	)
 }
 

@@ -21,6 +21,9 @@ import (
 
 	_ "time/tzdata" // CronJob time zones (kube-apiserver, kube-controller-manager)
 
+	// Before anything that translates: kubectl's catalogue for kubectl only.
+	_ "cairn.invalid/third_party/kubernetes/cmd/kube/kubectli18n"
+
 	"go.etcd.io/etcd/server/v3/etcdmain"
 	"k8s.io/component-base/cli"
 	"k8s.io/component-base/logs"
