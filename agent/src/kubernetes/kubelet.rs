@@ -13,7 +13,7 @@
 use serde_json::json;
 
 use super::probe;
-use super::{apiserver, cluster_dns, Files, Node, CLUSTER_DOMAIN};
+use super::{cluster_dns, Files, Node, CLUSTER_DOMAIN, PKI_CONDITION};
 use crate::containerd;
 use crate::supervisor::ServiceSpec;
 use crate::Paths;
@@ -45,7 +45,13 @@ pub fn service(paths: &Paths, files: &Files, node: &Node) -> ServiceSpec {
         .env("PATH", containerd::PATH)
         .depends_on(containerd::SERVICE)
         .depends_on(containerd::IMAGES_CONDITION)
-        .depends_on(apiserver::SERVICE)
+        // Not on kube-apiserver: the kubelet is built to start before its apiserver
+        // (it retries registration), and its own start (Go init, runtime and cgroup
+        // setup: several seconds under TCG) then overlaps the apiserver's, which
+        // leaves most of the second vCPU idle (`make profile-boot`). Its requests need
+        // no RBAC role: the Node authorizer admits a kubelet's own objects.
+        .depends_on(PKI_CONDITION)
+        .depends_on(crate::network::CONDITION)
         .readiness(probe::healthz(files.pki_dir(), HEALTH_URL))
 }
 
