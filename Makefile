@@ -64,7 +64,8 @@ run: image
 	$(QEMU_TOOL) run --image-dir $(IMAGE_DIR) --state-dir $(STATE_DIR) --accel $(ACCEL) \
 	  $(if $(NODE_CONFIG),--node-config $(NODE_CONFIG))
 
-# `make start` returns once Kubernetes is usable: the `START_UNTIL` condition is true
+# `make start` returns once Kubernetes is usable: the `START_UNTIL` condition is true,
+# printing each condition as it turns true
 # (`START_UNTIL=agent`: as soon as the agent is up). If it is not within START_TIMEOUT
 # seconds, it prints every condition with its reason and the last lines of the
 # apiserver's and kubelet's logs, and fails (the node keeps running: `make stop`).
@@ -76,7 +77,7 @@ start: image
 	  --forward $(NODE_PORT_FORWARD) $(if $(NODE_CONFIG),--node-config $(NODE_CONFIG))
 ifneq ($(START_UNTIL),agent)
 	@echo "start: waiting up to $(START_TIMEOUT) s for $(START_UNTIL) (START_UNTIL=agent returns now)"
-	@$(DBG_TOOL) conditions --wait $(START_UNTIL) --timeout $(START_TIMEOUT) || { \
+	@$(DBG_TOOL) conditions --wait $(START_UNTIL) --timeout $(START_TIMEOUT) --progress || { \
 	  echo "start: $(START_UNTIL) is not true; the node's conditions:"; \
 	  $(DBG_TOOL) conditions; \
 	  for c in kube-apiserver kubelet; do \

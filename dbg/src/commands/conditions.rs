@@ -1,5 +1,6 @@
-//! `dbg conditions [NAME...]` and `dbg conditions --wait NAME [--timeout S]`.
+//! `dbg conditions [NAME...]` and `dbg conditions --wait NAME [--timeout S] [--progress]`.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::time::Duration;
 
@@ -22,7 +23,13 @@ pub struct Args {
     /// Seconds to wait (at most one hour).
     #[arg(long, value_name = "S", default_value_t = 60.0, value_parser = wait_seconds, requires = "wait")]
     pub timeout: f64,
+    /// While waiting, print each condition as it turns true (to stderr).
+    #[arg(long, requires = "wait")]
+    pub progress: bool,
 }
+
+/// How often `--progress` lists the conditions.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 fn wait_seconds(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
@@ -41,10 +48,15 @@ pub async fn run(args: Args, ctx: Context, out: &mut dyn Write) -> Result<(), Db
                 timeout_ms: u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
             };
             let wait = client.wait_condition(request);
-            vec![
-                ctx.call("WaitCondition", timeout + WAIT_SLACK, wait)
-                    .await?,
-            ]
+            let wait = ctx.call("WaitCondition", timeout + WAIT_SLACK, wait);
+            let condition = match args.progress {
+                false => wait.await?,
+                true => tokio::select! {
+                    condition = wait => condition?,
+                    never = report_progress(&ctx) => match never {},
+                },
+            };
+            vec![condition]
         }
         None => {
             let request = ListConditionsRequest { names: args.names };
@@ -55,6 +67,40 @@ pub async fn run(args: Args, ctx: Context, out: &mut dyn Write) -> Result<(), Db
         }
     };
     table(out, &rows(&conditions)).map_err(DbgError::Output)
+}
+
+/// Lists the conditions every [`PROGRESS_EVERY`] and prints each one that turned
+/// true since the last list, with when and why; forever (the caller's wait ends it).
+/// A list that fails is skipped: the wait itself reports an unreachable node.
+async fn report_progress(ctx: &Context) -> std::convert::Infallible {
+    let mut client = ctx.client.clone();
+    let mut shown = BTreeSet::new();
+    loop {
+        let list = client.list_conditions(ListConditionsRequest::default());
+        if let Ok(list) = ctx.call("ListConditions", ctx.call_timeout, list).await {
+            for line in newly_true(&list.conditions, &mut shown) {
+                eprintln!("{line}");
+            }
+        }
+        tokio::time::sleep(PROGRESS_EVERY).await;
+    }
+}
+
+/// One line per condition in `conditions` that is true and not in `shown` yet, in
+/// the order they turned true; adds them to `shown`.
+fn newly_true(conditions: &[Condition], shown: &mut BTreeSet<String>) -> Vec<String> {
+    let mut new: Vec<&Condition> = conditions
+        .iter()
+        .filter(|c| c.status && c.first_true_boot_ns.is_some() && !shown.contains(&c.name))
+        .collect();
+    new.sort_by_key(|c| c.first_true_boot_ns);
+    new.into_iter()
+        .map(|c| {
+            shown.insert(c.name.clone());
+            let at = boot_time(c.first_true_boot_ns.unwrap_or_default());
+            format!("{}s  {}: {}", at.trim(), c.name, c.reason)
+        })
+        .collect()
 }
 
 /// The header and one row per condition.
@@ -87,6 +133,40 @@ mod tests {
             crate::Command::Conditions(args) => Ok(args),
             other => panic!("not conditions: {other:?}"),
         }
+    }
+
+    #[test]
+    fn progress_lines_name_each_condition_once_in_the_order_it_turned_true() {
+        let condition = |name: &str, status: bool, at_ms: Option<u64>| Condition {
+            name: name.into(),
+            status,
+            reason: format!("{name} reason"),
+            first_true_boot_ns: at_ms.map(|ms| ms * 1_000_000),
+            ..Default::default()
+        };
+        let mut shown = BTreeSet::new();
+        let first = [
+            condition("etcd", true, Some(9_010)),
+            condition("mounts", true, Some(4_200)),
+            condition("kubelet", false, None),
+        ];
+        assert_eq!(
+            newly_true(&first, &mut shown),
+            [
+                "4.200000s  mounts: mounts reason",
+                "9.010000s  etcd: etcd reason"
+            ]
+        );
+        let second = [
+            condition("etcd", true, Some(9_010)),
+            condition("mounts", true, Some(4_200)),
+            condition("kubelet", true, Some(12_500)),
+        ];
+        assert_eq!(
+            newly_true(&second, &mut shown),
+            ["12.500000s  kubelet: kubelet reason"]
+        );
+        assert!(newly_true(&second, &mut shown).is_empty());
     }
 
     #[test]
