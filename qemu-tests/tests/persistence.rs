@@ -17,20 +17,15 @@ mod common;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use cairn_api::v1::{BuildInfo, GetBuildInfoRequest, ShutdownRequest};
-
-use cairn_qemu::{ForwardRequest, Node};
 use common::kubernetes::{Session, KUBECTL_TIMEOUT, NODE_PORT};
+use common::restart::{
+    build_info, call_shutdown, press_ctrl_alt_delete, restart_qemu, wait_next_boot, QemuStop, POLL,
+};
 
 /// etcd, the control plane, the kubelet and node registration under TCG.
 const NODE_READY_TIMEOUT: Duration = Duration::from_secs(300);
-/// From a reboot request to the next boot's `CAIRN_READY` (services stop, the disk is
-/// unmounted, the kernel boots again).
-const REBOOT_TIMEOUT: Duration = Duration::from_secs(180);
 /// From node Ready to the Deployment's pod running again in this boot.
 const POD_TIMEOUT: Duration = Duration::from_secs(240);
-/// Between two looks at something that offers no watch across a reboot.
-const POLL: Duration = Duration::from_secs(1);
 const DEPLOYMENT: &str = "survivor";
 const NAMESPACE: &str = "default";
 /// From the pod Ready to its Service answering (kube-proxy's and CoreDNS's first sync).
@@ -132,11 +127,7 @@ fn the_node_survives_reboots_and_a_power_cut() {
 
     // 2. Reboot through ctrl-alt-delete.
     let started = Instant::now();
-    {
-        let node = session.cluster.node.lock().unwrap();
-        node.press_ctrl_alt_delete()
-            .unwrap_or_else(|e| session.fail(format!("ctrl-alt-delete: {e}")));
-    }
+    press_ctrl_alt_delete(&session);
     wait_next_boot(&session, 3, &boot_id);
     wait_ready(&session);
     eprintln!(
@@ -149,7 +140,7 @@ fn the_node_survives_reboots_and_a_power_cut() {
 
     // 3. Hard power-off: QEMU killed, then the same state dir and disk booted again.
     let started = Instant::now();
-    power_cycle(&session);
+    restart_qemu(&session, QemuStop::Kill);
     wait_ready(&session);
     eprintln!("power cut -> node Ready: {:.1?}", started.elapsed());
     check_same(&session, &before, "a hard power-off");
@@ -200,94 +191,6 @@ fn check_service(session: &Session, after_what: &str) {
 
 fn wait_ready(session: &Session) {
     session.wait_true("node-ready", NODE_READY_TIMEOUT);
-}
-
-fn build_info(session: &Session) -> BuildInfo {
-    let mut client = session.client.clone();
-    match session
-        .runtime
-        .block_on(client.get_build_info(GetBuildInfoRequest {}))
-    {
-        Ok(info) => info.into_inner(),
-        Err(status) => session.fail(format!("GetBuildInfo: {status}")),
-    }
-}
-
-fn call_shutdown(session: &Session) {
-    let mut client = session.client.clone();
-    let request = ShutdownRequest { power_off: false };
-    if let Err(status) = session.runtime.block_on(client.shutdown(request)) {
-        session.fail(format!("Shutdown: {status}"));
-    }
-}
-
-/// Waits for boot number `boot` of this QEMU to print `CAIRN_READY` and for the
-/// debug service to answer with a boot ID other than `previous`; returns the new one.
-fn wait_next_boot(session: &Session, boot: usize, previous: &str) -> String {
-    let started = Instant::now();
-    {
-        let mut node = session.cluster.node.lock().unwrap();
-        if let Err(err) = node.wait_boot_ready(boot, REBOOT_TIMEOUT) {
-            drop(node);
-            session.fail(format!("boot {boot} did not come: {err}"));
-        }
-    }
-    eprintln!("  boot {boot}: CAIRN_READY after {:.1?}", started.elapsed());
-    let boot_id = wait_debug_service(session, previous);
-    eprintln!(
-        "  boot {boot}: debug service after {:.1?}",
-        started.elapsed()
-    );
-    boot_id
-}
-
-/// Polls GetBuildInfo (the service is down while the node reboots) until it reports a
-/// boot ID other than `previous`.
-fn wait_debug_service(session: &Session, previous: &str) -> String {
-    let deadline = Instant::now() + REBOOT_TIMEOUT;
-    loop {
-        let mut client = session.client.clone();
-        let call = client.get_build_info(GetBuildInfoRequest {});
-        let answer = session
-            .runtime
-            .block_on(async { tokio::time::timeout(POLL * 5, call).await });
-        if let Ok(Ok(info)) = answer {
-            let info = info.into_inner();
-            if info.boot_id != previous && !info.boot_id.is_empty() {
-                return info.boot_id;
-            }
-        }
-        if Instant::now() >= deadline {
-            session.fail(format!(
-                "the debug service did not come back within {REBOOT_TIMEOUT:?}"
-            ));
-        }
-        thread::sleep(POLL);
-    }
-}
-
-/// Kills QEMU and boots the same state dir (same data disk, same host ports) again.
-fn power_cycle(session: &Session) {
-    let mut node = session.cluster.node.lock().unwrap();
-    let forwards: Vec<ForwardRequest> = (node.record().forwards.iter())
-        .map(|f| ForwardRequest {
-            host: Some(f.host),
-            guest: f.guest,
-        })
-        .collect();
-    node.kill()
-        .unwrap_or_else(|e| panic!("cannot kill qemu: {e}"));
-    let mut config = common::node_config(env!("CARGO_CRATE_NAME"));
-    config.forwards = forwards;
-    let mut restarted = Node::start(&config).unwrap_or_else(|e| panic!("restart: {e}"));
-    if let Err(err) = restarted.wait_ready(REBOOT_TIMEOUT) {
-        panic!("no CAIRN_READY after the power cut: {err}");
-    }
-    // The old handle's QEMU is dead; detached, its drop leaves the new one's state
-    // files (same directory) alone.
-    std::mem::replace(&mut *node, restarted).detach();
-    drop(node);
-    wait_debug_service(session, "");
 }
 
 fn persistent(session: &Session) -> Persistent {

@@ -20,6 +20,8 @@ use cairn_qemu::{Image, Node, NodeConfig, ReadyInfo};
 pub mod dbg;
 #[allow(dead_code)]
 pub mod kubernetes;
+#[allow(dead_code)]
+pub mod restart;
 
 /// Deadline for `CAIRN_READY` (TCG on a small CI host).
 pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
