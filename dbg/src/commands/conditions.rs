@@ -51,10 +51,16 @@ pub async fn run(args: Args, ctx: Context, out: &mut dyn Write) -> Result<(), Db
             let wait = ctx.call("WaitCondition", timeout + WAIT_SLACK, wait);
             let condition = match args.progress {
                 false => wait.await?,
-                true => tokio::select! {
-                    condition = wait => condition?,
-                    never = report_progress(&ctx) => match never {},
-                },
+                true => {
+                    let mut shown = BTreeSet::new();
+                    let condition = tokio::select! {
+                        condition = wait => condition,
+                        never = report_progress(&ctx, &mut shown) => match never {},
+                    };
+                    // What turned true since the last look, the awaited one included.
+                    print_progress(&ctx, &mut shown).await;
+                    condition?
+                }
             };
             vec![condition]
         }
@@ -72,17 +78,21 @@ pub async fn run(args: Args, ctx: Context, out: &mut dyn Write) -> Result<(), Db
 /// Lists the conditions every [`PROGRESS_EVERY`] and prints each one that turned
 /// true since the last list, with when and why; forever (the caller's wait ends it).
 /// A list that fails is skipped: the wait itself reports an unreachable node.
-async fn report_progress(ctx: &Context) -> std::convert::Infallible {
-    let mut client = ctx.client.clone();
-    let mut shown = BTreeSet::new();
+async fn report_progress(ctx: &Context, shown: &mut BTreeSet<String>) -> std::convert::Infallible {
     loop {
-        let list = client.list_conditions(ListConditionsRequest::default());
-        if let Ok(list) = ctx.call("ListConditions", ctx.call_timeout, list).await {
-            for line in newly_true(&list.conditions, &mut shown) {
-                eprintln!("{line}");
-            }
-        }
+        print_progress(ctx, shown).await;
         tokio::time::sleep(PROGRESS_EVERY).await;
+    }
+}
+
+/// One look: prints the conditions that turned true and are not in `shown` yet.
+async fn print_progress(ctx: &Context, shown: &mut BTreeSet<String>) {
+    let mut client = ctx.client.clone();
+    let list = client.list_conditions(ListConditionsRequest::default());
+    if let Ok(list) = ctx.call("ListConditions", ctx.call_timeout, list).await {
+        for line in newly_true(&list.conditions, shown) {
+            eprintln!("{line}");
+        }
     }
 }
 
