@@ -25,10 +25,7 @@ use crate::kubernetes::{apiserver, client::LOCAL_APISERVER, probe};
 use crate::supervisor::{ServiceSpec, Supervisor};
 use crate::Paths;
 
-/// The kernel command-line parameter that asks for a profile.
-pub const PARAMETER: &str = "cairn.profile=boot";
-/// Where kube-apiserver's CPU profile goes (on the data disk's `/var`).
-pub const CPU_PROFILE: &str = "/var/lib/cairn/profile/kube-apiserver.cpu.pprof";
+pub use cairn_api::names::profile::{CPU_PROFILE, PARAMETER};
 /// How often `/readyz?verbose` is asked while the apiserver starts.
 const POLL: Duration = Duration::from_millis(250);
 

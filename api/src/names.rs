@@ -100,3 +100,11 @@ mod tests {
         }
     }
 }
+
+/// The boot profile (`make profile-boot`; the agent's `profile` module).
+pub mod profile {
+    /// The kernel command-line parameter that makes a debug image profile its boot.
+    pub const PARAMETER: &str = "cairn.profile=boot";
+    /// Where kube-apiserver's CPU profile goes, on the data disk's `/var`.
+    pub const CPU_PROFILE: &str = "/var/lib/cairn/profile/kube-apiserver.cpu.pprof";
+}

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use cairn_api::names::profile::{CPU_PROFILE, PARAMETER};
 use cairn_api::names::{condition, service};
 use cairn_api::v1::{
     get_logs_response::Kind, GetLogsRequest, ListConditionsRequest, LogStream, WaitConditionRequest,
@@ -34,10 +35,6 @@ use crate::node::{self, Bench};
 use crate::report::{self, Machine};
 
 pub const NAME: &str = "boot-profile";
-/// The kernel command-line parameter the agent reads (agent/src/profile.rs).
-const PARAMETER: &str = "cairn.profile=boot";
-/// The profile's path inside the data partition (mounted on /var in the guest).
-const PROFILE_IN_PARTITION: &str = "/lib/cairn/profile/kube-apiserver.cpu.pprof";
 /// The data partition's offset in the data disk (the agent partitions from 1 MiB).
 const PARTITION_OFFSET: u64 = 1 << 20;
 const UNTIL_TIMEOUT: Duration = Duration::from_secs(600);
@@ -251,7 +248,9 @@ async fn wait_for_line(
 fn extract(disk: &Path, to: &Path) -> Result<(), Error> {
     let _ = std::fs::remove_file(to);
     let image = format!("{}?offset={PARTITION_OFFSET}", disk.display());
-    let request = format!("dump {PROFILE_IN_PARTITION} {}", to.display());
+    // The data partition is mounted on /var in the guest.
+    let in_partition = CPU_PROFILE.strip_prefix("/var").unwrap_or(CPU_PROFILE);
+    let request = format!("dump {in_partition} {}", to.display());
     measure::run(
         Command::new("debugfs").args(["-R", &request, &image]),
         "debugfs (copying the CPU profile off the data disk)",
@@ -259,7 +258,7 @@ fn extract(disk: &Path, to: &Path) -> Result<(), Error> {
     match std::fs::metadata(to) {
         Ok(meta) if meta.len() > 0 => Ok(()),
         _ => Err(Error::Unmeasurable(format!(
-            "no CPU profile at {PROFILE_IN_PARTITION} in {}",
+            "no CPU profile at {CPU_PROFILE} on {}",
             disk.display()
         ))),
     }

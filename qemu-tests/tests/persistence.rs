@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use common::kubernetes::{Session, KUBECTL_TIMEOUT, NODE_PORT};
 use common::restart::{
-    build_info, call_shutdown, press_ctrl_alt_delete, restart_qemu, wait_next_boot, QemuStop, POLL,
+    build_info, call_shutdown, press_ctrl_alt_delete, ready_container, restart_qemu,
+    wait_next_boot, QemuStop, POLL,
 };
 
 /// etcd, the control plane, the kubelet and node registration under TCG.
@@ -239,21 +240,13 @@ fn check_same(session: &Session, before: &Persistent, after_what: &str) {
 /// one in this boot) and is Ready; returns its container ID.
 fn wait_pod_running(session: &Session, previous: Option<&str>) -> String {
     let deadline = Instant::now() + POD_TIMEOUT;
-    let selector = format!("app={DEPLOYMENT}");
-    let jsonpath = "jsonpath={range .items[*]}{.status.containerStatuses[0].containerID} \
-                    {.status.containerStatuses[0].ready}{\"\\n\"}{end}";
     loop {
-        let out = session.kubectl_ok(&[
-            "get", "pods", "-n", NAMESPACE, "-l", &selector, "-o", jsonpath,
-        ]);
-        let running = out.lines().find_map(|line| {
-            let (id, ready) = line.split_once(' ')?;
-            (ready == "true" && !id.is_empty() && Some(id) != previous).then(|| id.to_owned())
-        });
+        let (running, out) = ready_container(session, NAMESPACE, DEPLOYMENT, previous);
         if let Some(id) = running {
             return id;
         }
         if Instant::now() >= deadline {
+            let selector = format!("app={DEPLOYMENT}");
             let pods = session.kubectl(&["describe", "pods", "-n", NAMESPACE, "-l", &selector], "");
             session.fail(format!(
                 "the {DEPLOYMENT} pod did not run again (previous container {previous:?}); last: \

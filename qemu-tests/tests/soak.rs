@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 
 use common::kubernetes::{Session, KUBECTL_TIMEOUT};
 use common::restart::{
-    build_info, call_shutdown, press_ctrl_alt_delete, restart_qemu, wait_next_boot, QemuStop, POLL,
+    build_info, call_shutdown, press_ctrl_alt_delete, ready_container, restart_qemu,
+    wait_next_boot, QemuStop, POLL,
 };
 
 /// Restarts in one run (`CAIRN_SOAK_CYCLES` overrides it).
@@ -275,8 +276,13 @@ fn job_done(session: &Session, budget: Duration) -> String {
 fn workloads_back(session: &Session, previous: Option<&Running>, budget: Duration) -> Running {
     let deadline = Instant::now() + budget;
     loop {
-        let web = ready_container(session, WEB, previous.map(|p| p.web.as_str()));
-        let volumes = ready_container(session, VOLUMES, previous.map(|p| p.volumes.as_str()));
+        let (web, _) = ready_container(session, NAMESPACE, WEB, previous.map(|p| p.web.as_str()));
+        let (volumes, _) = ready_container(
+            session,
+            NAMESPACE,
+            VOLUMES,
+            previous.map(|p| p.volumes.as_str()),
+        );
         if let (Some(web), Some(volumes)) = (web, volumes) {
             let seen = session.kubectl(
                 &[
@@ -310,19 +316,4 @@ fn workloads_back(session: &Session, previous: Option<&Running>, budget: Duratio
         }
         thread::sleep(POLL * 2);
     }
-}
-
-/// The container ID of the Ready pod labelled `app=APP` whose container is not
-/// `previous`, if there is one.
-fn ready_container(session: &Session, app: &str, previous: Option<&str>) -> Option<String> {
-    let selector = format!("app={app}");
-    let jsonpath = "jsonpath={range .items[*]}{.status.containerStatuses[0].containerID} \
-                    {.status.containerStatuses[0].ready}{\"\\n\"}{end}";
-    let out = session.kubectl_ok(&[
-        "get", "pods", "-n", NAMESPACE, "-l", &selector, "-o", jsonpath,
-    ]);
-    out.lines().find_map(|line| {
-        let (id, ready) = line.split_once(' ')?;
-        (ready == "true" && !id.is_empty() && Some(id) != previous).then(|| id.to_owned())
-    })
 }

@@ -141,3 +141,25 @@ pub fn restart_qemu(session: &Session, how: QemuStop) -> String {
     drop(node);
     wait_debug_service(session, "")
 }
+
+/// The container ID of a Ready pod in `namespace` labelled `app=APP` whose container
+/// is not `previous` (one started after a restart), if there is one; with the
+/// listing it was read from, for a failure message.
+pub fn ready_container(
+    session: &Session,
+    namespace: &str,
+    app: &str,
+    previous: Option<&str>,
+) -> (Option<String>, String) {
+    let selector = format!("app={app}");
+    let jsonpath = "jsonpath={range .items[*]}{.status.containerStatuses[0].containerID} \
+                    {.status.containerStatuses[0].ready}{\"\\n\"}{end}";
+    let out = session.kubectl_ok(&[
+        "get", "pods", "-n", namespace, "-l", &selector, "-o", jsonpath,
+    ]);
+    let running = out.lines().find_map(|line| {
+        let (id, ready) = line.split_once(' ')?;
+        (ready == "true" && !id.is_empty() && Some(id) != previous).then(|| id.to_owned())
+    });
+    (running, out)
+}
