@@ -249,7 +249,7 @@ impl Boot<'_> {
                 None
             }
         };
-        self.start_debug_service(&supervisor, pki, pid1.requester());
+        self.start_apis(&supervisor, &node, pki, pid1.requester(), settings);
         self.announce_ready(identity)?;
         let request = pid1.shutdown_request().await;
         tracing::info!("stopping services");
@@ -383,38 +383,74 @@ impl Boot<'_> {
         }
     }
 
-    /// Debug images only (feature `debug-service`): after the supervisor exists, so
-    /// every component it reports is registered; before the ready line, so a launcher
-    /// that sees the line can connect.
-    #[cfg(feature = "debug-service")]
-    fn start_debug_service(
+    /// After the supervisor exists, so every component it reports is registered;
+    /// before the ready line, so a launcher that sees the line can connect. The owner's
+    /// node API on every image (if the node has an owner), the debug service on debug
+    /// images (feature `debug-service`); both over the same handlers.
+    fn start_apis(
         &self,
         supervisor: &Supervisor,
+        node: &Node,
         pki: Option<Arc<Pki>>,
         power: PowerRequester,
+        settings: &NodeConfig,
     ) {
-        let state = crate::debug::DebugState {
+        let handlers = crate::api::handlers(crate::api::ApiState {
             conditions: self.conditions.clone(),
             logs: self.logs.clone(),
             services: Arc::new(supervisor.clone()),
             paths: self.paths.clone(),
-            pki,
+            pki: pki.clone(),
             power,
+        });
+        #[cfg(feature = "debug-service")]
+        {
+            let handlers = handlers.clone();
+            tokio::spawn(async move {
+                let addr = crate::api::debug::DEBUG_ADDR;
+                if let Err(err) = crate::api::debug::serve(addr, handlers).await {
+                    tracing::error!("debug service: {}", cairn_api::error_chain(&err));
+                }
+            });
+        }
+        let offered = settings.owner.as_ref().map(|owner| owner.ca.as_str());
+        let (ca_pem, owner) = match crate::api::owner::settle(self.paths, offered) {
+            crate::api::owner::Decision::Serve { ca_pem, reason } => (ca_pem, reason),
+            crate::api::owner::Decision::Off { reason } => {
+                tracing::info!("node API: {reason}");
+                self.conditions.set(condition::NODE_API, false, reason);
+                return;
+            }
         };
+        let Some(pki) = pki else {
+            let reason = format!("{owner}; no cluster PKI to issue its certificate (see pki)");
+            self.conditions.set(condition::NODE_API, false, reason);
+            return;
+        };
+        let conditions = self.conditions.clone();
+        let (name, ip) = (node.name.clone(), node.ip);
         tokio::spawn(async move {
-            if let Err(err) = crate::debug::serve(crate::debug::DEBUG_ADDR, state).await {
-                tracing::error!("debug service: {}", cairn_api::error_chain(&err));
+            match start_node_api(&pki, &name, ip, &ca_pem, handlers).await {
+                Ok(serve) => {
+                    let reason = format!(
+                        "serving on port {}; {owner}",
+                        crate::api::node::NODE_API_ADDR.port()
+                    );
+                    tracing::info!("node API: {reason}");
+                    conditions.set(condition::NODE_API, true, reason);
+                    if let Err(err) = serve.await {
+                        let reason = cairn_api::error_chain(&err);
+                        tracing::error!("node API: {reason}");
+                        conditions.set(condition::NODE_API, false, reason);
+                    }
+                }
+                Err(err) => {
+                    let reason = format!("{owner}; {}", cairn_api::error_chain(&err));
+                    tracing::error!("node API: {reason}");
+                    conditions.set(condition::NODE_API, false, reason);
+                }
             }
         });
-    }
-
-    #[cfg(not(feature = "debug-service"))]
-    fn start_debug_service(
-        &self,
-        _supervisor: &Supervisor,
-        _pki: Option<Arc<Pki>>,
-        _power: PowerRequester,
-    ) {
     }
 
     /// Last before the main loop: the launcher treats the line as "boot complete".
@@ -424,4 +460,48 @@ impl Boot<'_> {
         console::write_line(&mut io::stderr(), &report.line());
         Ok(())
     }
+}
+
+/// Issues the node API's certificate and binds its port; the future serves.
+async fn start_node_api(
+    pki: &Pki,
+    node_name: &str,
+    node_ip: Option<std::net::Ipv4Addr>,
+    owner_ca_pem: &str,
+    handlers: Arc<crate::api::Handlers>,
+) -> Result<
+    impl std::future::Future<Output = Result<(), crate::api::node::NodeApiError>>,
+    StartNodeApiError,
+> {
+    use crate::api::node;
+    let mut ips = vec![IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)];
+    ips.extend(node_ip.map(IpAddr::V4));
+    let now = OffsetDateTime::now_utc();
+    let issued = pki
+        .issue_server(
+            node_name,
+            &[node_name, "localhost"],
+            &ips,
+            now,
+            node::SERVING_VALIDITY,
+        )
+        .map_err(StartNodeApiError::Certificate)?;
+    let chain = format!("{}{}", issued.cert_pem, pki.ca_pem());
+    let tls = node::tls_config(&chain, &issued.key_pem, owner_ca_pem)?;
+    let listener = node::bind(node::NODE_API_ADDR).await?;
+    Ok(node::serve_on(
+        listener,
+        handlers,
+        tls,
+        std::future::pending(),
+    ))
+}
+
+/// Why the node API could not start.
+#[derive(Debug, thiserror::Error)]
+enum StartNodeApiError {
+    #[error("cannot issue the node API certificate")]
+    Certificate(#[source] pki::PkiError),
+    #[error(transparent)]
+    Api(#[from] crate::api::node::NodeApiError),
 }

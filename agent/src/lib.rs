@@ -15,12 +15,11 @@
 //! [`run`] and turns its outcome into a deliberate power-off or reboot: PID 1 never
 //! simply exits.
 
+pub mod api;
 pub mod atomic_write;
 pub mod conditions;
 pub mod console;
 pub mod containerd;
-#[cfg(feature = "debug-service")]
-pub mod debug;
 pub mod identity;
 pub mod kubernetes;
 pub mod logbuf;

@@ -18,8 +18,12 @@
 pub mod client;
 mod error_chain;
 pub mod names;
+#[cfg(feature = "client")]
+pub mod node_client;
 #[cfg(feature = "node-config")]
 pub mod node_config;
+#[cfg(feature = "client")]
+pub mod owner_client;
 pub mod validate;
 
 pub use error_chain::error_chain;
@@ -31,8 +35,28 @@ pub mod v1 {
     tonic::include_proto!("cairn.debug.v1");
 }
 
+/// Package `cairn.debug.v1` under its proto path, where the generated code of
+/// `cairn.node.v1` looks for the messages it imports.
+#[cfg(feature = "proto")]
+pub mod debug {
+    pub use crate::v1;
+}
+
+/// Generated code of package `cairn.node.v1`, the owner's node API. Its messages are
+/// [`v1`]'s; only the service and `GetKubeconfigRequest` are its own.
+#[cfg(feature = "proto")]
+pub mod node {
+    /// The package itself.
+    pub mod v1 {
+        #![allow(missing_docs, missing_debug_implementations, clippy::all)]
+        tonic::include_proto!("cairn.node.v1");
+    }
+}
+
 /// The TCP port the agent serves on (docs/interfaces.md).
 pub const DEBUG_PORT: u16 = names::port::DEBUG;
 
 #[cfg(feature = "client")]
 pub use client::{connect, connect_within, Client, ConnectError};
+#[cfg(feature = "client")]
+pub use node_client::NodeClient;

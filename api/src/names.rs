@@ -19,6 +19,9 @@ pub mod condition {
     pub const BUILTIN_OBJECTS: &str = "builtin-objects";
     /// The Node object reports Ready.
     pub const NODE_READY: &str = "node-ready";
+    /// The owner's node API serves. Not in [`BOOT_ORDER`]: a node with no owner never
+    /// serves it, and the condition's reason says so.
+    pub const NODE_API: &str = "node-api";
 
     /// Every condition a control-plane node sets, in the order a boot makes them true:
     /// the boot steps, then each service (a service's condition has its name) and the
@@ -77,6 +80,8 @@ pub mod service {
 pub mod port {
     /// The NodeDebugService (debug images only).
     pub const DEBUG: u16 = 7837;
+    /// The owner's node API (NodeService, mTLS; every image).
+    pub const NODE_API: u16 = 7838;
     /// kube-apiserver (HTTPS).
     pub const APISERVER: u16 = 6443;
     /// The kubelet API (HTTPS, client certificates only).

@@ -31,6 +31,8 @@ struct NodeRecord {
     #[serde(default)]
     api_endpoint: Option<String>,
     #[serde(default)]
+    node_api_endpoint: Option<String>,
+    #[serde(default)]
     forwards: Vec<Forward>,
 }
 
@@ -66,6 +68,17 @@ pub fn find_record(start: &Path) -> Option<PathBuf> {
 /// The endpoint a node record forwards to the debug port, if any.
 pub fn from_record(path: &Path) -> Option<String> {
     recorded(path, |r| r.debug_endpoint, "http", DEBUG_PORT)
+}
+
+/// The node API endpoint a node record gives: `node_api_endpoint`, else the forward
+/// of guest port 7838.
+pub fn node_api_from_record(path: &Path) -> Option<String> {
+    recorded(
+        path,
+        |r| r.node_api_endpoint,
+        "https",
+        cairn_api::names::port::NODE_API,
+    )
 }
 
 /// The apiserver endpoint a node record gives: `api_endpoint`, else the forward of

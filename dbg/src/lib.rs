@@ -1,15 +1,19 @@
-//! `dbg`: the host-side CLI of a cairn node's NodeDebugService.
+//! `dbg`: the host-side CLI of a cairn node: its debug service (debug images) and its
+//! owner's node API (mTLS, every image).
 //!
-//! Each subcommand is one file under [`commands`]: it builds a request, calls the
-//! service through `cairn_api::connect`, and formats the answer with a pure function
-//! that the unit tests check. The endpoint comes from `--endpoint`, else
-//! `CAIRN_DEBUG_ENDPOINT`, else the node that `make run`/`make start` recorded in
-//! `build/node/node.json` (its host port forwarded to guest port 7837), else
-//! `http://127.0.0.1:7837` ([`endpoint`]). Every call has a deadline, so a missing node
+//! Each subcommand is one file under [`commands`]: it builds a request, calls the node
+//! through a `cairn_api::NodeClient` of either surface, and formats the answer with a
+//! pure function that the unit tests check. Which surface and endpoint: [`connect`];
+//! the debug endpoint comes from `--endpoint`, else `CAIRN_DEBUG_ENDPOINT`, else the
+//! node that `make run`/`make start` recorded in `build/node/node.json` (its host port
+//! forwarded to guest port 7837), else `http://127.0.0.1:7837` ([`endpoint`]).
+//! `dbg owner init` makes the owner credentials ([`owner`]). Every call has a deadline, so a missing node
 //! costs seconds, and the exit code says what went wrong ([`DbgError::exit_code`]).
 
 pub mod commands;
+pub mod connect;
 pub mod endpoint;
+pub mod owner;
 
 use std::io;
 use std::time::Duration;
@@ -21,6 +25,8 @@ pub use commands::Command;
 
 /// Exit code when the node could not be reached.
 pub const EXIT_UNREACHABLE: u8 = 3;
+/// Exit code when the node API and `dbg` did not accept each other's certificates.
+pub const EXIT_REFUSED: u8 = 4;
 /// gRPC errors exit with this plus the status code (NOT_FOUND = 5 gives 15,
 /// DEADLINE_EXCEEDED = 4 gives 14, INVALID_ARGUMENT = 3 gives 13).
 pub const EXIT_GRPC_BASE: u8 = 10;
@@ -34,6 +40,19 @@ pub struct Cli {
     /// build/node/node.json, else http://127.0.0.1:7837]
     #[arg(long, global = true, env = "CAIRN_DEBUG_ENDPOINT")]
     pub endpoint: Option<String>,
+    /// Talk to the owner's node API (mTLS with the owner certificate), not the debug
+    /// service [default: the debug service if it answers, else the node API when owner
+    /// credentials exist].
+    #[arg(long, global = true)]
+    pub owner: bool,
+    /// Node API endpoint, e.g. https://127.0.0.1:40124 (implies --owner) [default: the
+    /// node in build/node/node.json].
+    #[arg(long, global = true, env = "CAIRN_NODE_API_ENDPOINT")]
+    pub node_api: Option<String>,
+    /// Directory of the owner credentials [default: $CAIRN_OWNER_DIR, else
+    /// $XDG_CONFIG_HOME/cairn/owner, else ~/.config/cairn/owner].
+    #[arg(long, global = true, env = "CAIRN_OWNER_DIR")]
+    pub owner_dir: Option<std::path::PathBuf>,
     /// Seconds to keep trying to reach the node (one just started may not listen yet).
     #[arg(long, global = true, default_value_t = 5.0, value_parser = seconds)]
     pub connect_timeout: f64,
@@ -56,6 +75,19 @@ pub enum DbgError {
     Runtime(#[source] io::Error),
     #[error(transparent)]
     Connect(#[from] cairn_api::ConnectError),
+    #[error(transparent)]
+    OwnerConnect(#[from] cairn_api::owner_client::OwnerConnectError),
+    #[error(transparent)]
+    Owner(#[from] owner::OwnerError),
+    #[error("cannot keep the node's CA pin {}", .0.display())]
+    Pin(std::path::PathBuf, #[source] io::Error),
+    #[error("no node API endpoint: pass --node-api or set CAIRN_NODE_API_ENDPOINT{}", match record {
+        Some(path) => format!(" ({path} forwards no port to guest port 7838)"),
+        None => " (no build/node/node.json here or above; is a node running?)".to_owned(),
+    })]
+    NoNodeApiEndpoint { record: Option<String> },
+    #[error("the node API issues kubeconfigs for the owner only (user cairn:owner, group cairn:owners); --user and --group need a debug image's debug service")]
+    OwnerIdentityOnly,
     #[error("{call} at {endpoint} failed: {}: {}", .status.code(), .status.message())]
     Call {
         call: &'static str,
@@ -128,7 +160,19 @@ impl DbgError {
             | DbgError::RunKubectl { .. }
             | DbgError::ReadArchive { .. }
             | DbgError::NotAnArchive(_)
-            | DbgError::ArchiveTooLarge { .. } => 1,
+            | DbgError::ArchiveTooLarge { .. }
+            | DbgError::Owner(_)
+            | DbgError::Pin(..)
+            | DbgError::NoNodeApiEndpoint { .. }
+            | DbgError::OwnerIdentityOnly => 1,
+            DbgError::OwnerConnect(err) => {
+                use cairn_api::owner_client::OwnerConnectError as E;
+                match err {
+                    E::Refused(..) | E::ServerCertificate(..) => EXIT_REFUSED,
+                    E::Unreachable(..) | E::NoAnswer(..) | E::Timeout(..) => EXIT_UNREACHABLE,
+                    E::InvalidEndpoint(_) | E::Identity(..) | E::PinnedCa(_) | E::Tls(_) => 1,
+                }
+            }
             DbgError::KubectlExit(code) => *code,
             DbgError::Stopped(signal) => u8::try_from(128 + *signal as i32).unwrap_or(1),
             DbgError::Connect(_) | DbgError::CallTimeout { .. } => EXIT_UNREACHABLE,
@@ -158,13 +202,16 @@ pub fn run(cli: Cli) -> Result<(), DbgError> {
         .enable_all()
         .build()
         .map_err(DbgError::Runtime)?;
-    let endpoint = endpoint::resolve(cli.endpoint.as_deref());
+    // Commands that need no node.
+    if let Command::Owner(args) = &cli.command {
+        return commands::owner::run(args, cli.owner_dir.as_deref(), &mut io::stdout().lock());
+    }
     let connect_timeout = Duration::from_secs_f64(cli.connect_timeout);
     runtime.block_on(async {
-        let client = cairn_api::connect_within(&endpoint, connect_timeout).await?;
+        let connected = connect::connect(&cli, connect_timeout).await?;
         let ctx = commands::Context {
-            client,
-            endpoint,
+            client: connected.client,
+            endpoint: connected.endpoint,
             call_timeout: connect_timeout.max(Duration::from_secs(10)),
         };
         cli.command.run(ctx, &mut io::stdout().lock()).await

@@ -27,6 +27,8 @@ pub const DEBUG_PORT: u16 = cairn_api::names::port::DEBUG;
 pub const APISERVER_PORT: u16 = cairn_api::names::port::APISERVER;
 /// Guest port of the kubelet's API (docs/interfaces.md "Network ports").
 pub const KUBELET_PORT: u16 = cairn_api::names::port::KUBELET;
+/// Guest port of the owner's node API, mTLS (docs/interfaces.md "Network ports").
+pub const NODE_API_PORT: u16 = cairn_api::names::port::NODE_API;
 
 /// An accelerator QEMU runs the guest with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::command::{
     Accel, Disk, DiskFormat, PortForward, QemuCommand, APISERVER_PORT, DEBUG_PORT, DEFAULT_CPUS,
-    DEFAULT_MEMORY_MIB, KUBELET_PORT, USER_NET_IP_PARAM,
+    DEFAULT_MEMORY_MIB, KUBELET_PORT, NODE_API_PORT, USER_NET_IP_PARAM,
 };
 use crate::image::Image;
 use crate::ports::ForwardRequest;
@@ -32,13 +32,14 @@ pub struct NodeConfig {
     pub memory_mib: u32,
     /// Guest vCPUs.
     pub cpus: u32,
-    /// Host-to-guest TCP forwards, besides the debug and apiserver ones.
+    /// Host-to-guest TCP forwards, besides the debug and API ones.
     pub forwards: Vec<ForwardRequest>,
     /// Forward a free host port to the debug service (guest port 7837) unless
     /// `forwards` already has one for that guest port.
     pub debug_forward: bool,
-    /// Forward a free host port to kube-apiserver (guest port 6443) unless `forwards`
-    /// already has one for that guest port.
+    /// Forward a free host port to each of the node's HTTPS APIs: kube-apiserver (guest
+    /// port 6443), the kubelet (10250) and the owner's node API (7838), each unless
+    /// `forwards` already has one for that guest port.
     pub api_forward: bool,
     /// The persistent data disk (attached first, as `vda`), if any.
     pub data_disk: Option<DataDisk>,
@@ -75,14 +76,15 @@ impl NodeConfig {
         }
     }
 
-    /// Every forward to set up: [`NodeConfig::forwards`] plus the debug and apiserver
-    /// ones, each only if not asked for explicitly.
+    /// Every forward to set up: [`NodeConfig::forwards`] plus the debug and API ones,
+    /// each only if not asked for explicitly.
     pub fn forward_requests(&self) -> Vec<ForwardRequest> {
         let mut requests = self.forwards.clone();
         for (wanted, guest) in [
             (self.debug_forward, DEBUG_PORT),
             (self.api_forward, APISERVER_PORT),
             (self.api_forward, KUBELET_PORT),
+            (self.api_forward, NODE_API_PORT),
         ] {
             if wanted && requests.iter().all(|r| r.guest != guest) {
                 requests.push(ForwardRequest { host: None, guest });
@@ -182,14 +184,30 @@ mod tests {
         let guests = |config: &NodeConfig| -> Vec<u16> {
             config.forward_requests().iter().map(|r| r.guest).collect()
         };
-        assert_eq!(guests(&config), [DEBUG_PORT, APISERVER_PORT, KUBELET_PORT]);
+        assert_eq!(NODE_API_PORT, 7838);
+        assert_eq!(
+            guests(&config),
+            [DEBUG_PORT, APISERVER_PORT, KUBELET_PORT, NODE_API_PORT]
+        );
         config.forwards = vec!["6443".parse().unwrap()];
-        assert_eq!(guests(&config), [APISERVER_PORT, DEBUG_PORT, KUBELET_PORT]);
+        assert_eq!(
+            guests(&config),
+            [APISERVER_PORT, DEBUG_PORT, KUBELET_PORT, NODE_API_PORT]
+        );
+        config.forwards = vec!["17838:7838".parse().unwrap()];
+        assert_eq!(
+            guests(&config),
+            [NODE_API_PORT, DEBUG_PORT, APISERVER_PORT, KUBELET_PORT]
+        );
+        config.api_forward = false;
+        assert_eq!(guests(&config), [NODE_API_PORT, DEBUG_PORT]);
+        config.api_forward = true;
 
         config.forwards = vec![
             "17837:7837".parse().unwrap(),
             "16443:6443".parse().unwrap(),
             "20250:10250".parse().unwrap(),
+            "17838:7838".parse().unwrap(),
         ];
         assert_eq!(config.forward_requests(), config.forwards);
         config.debug_forward = false;

@@ -10,6 +10,9 @@
 //! ([`qmp`]). No QEMU outlives an attached node: `Drop` kills its group, and a
 //! parent-death signal covers a launcher that dies without dropping it.
 //!
+//! Unless told not to, a node started by `cairn-qemu run` is given the host's owner CA in
+//! its per-node config ([`owner`]).
+//!
 //! The `cairn-qemu` binary (`run`, `stop`, `probe`) and the `#[ignore]`d boot tests in
 //! `tests/` are thin users of this library.
 
@@ -20,6 +23,7 @@ pub mod config;
 pub mod console;
 pub mod image;
 pub mod node;
+pub mod owner;
 pub mod ports;
 pub mod process;
 pub mod qmp;

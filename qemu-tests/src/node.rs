@@ -8,12 +8,12 @@
 //! cleanly); if QEMU has not ended by the deadline its process group is killed. Dropping a [`Node`] kills QEMU unless it
 //! was [detached](Node::detach). Model: cloud-hypervisor `test_infra` (`wait_vm_boot`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::command::{APISERVER_PORT, DEBUG_PORT};
+use crate::command::{PortForward, APISERVER_PORT, DEBUG_PORT, NODE_API_PORT};
 use crate::config::NodeConfig;
 use crate::console::{self, ConsoleError, ConsoleReader, ExitInfo, ReadyInfo};
 use crate::ports::{self, PortError};
@@ -109,16 +109,13 @@ pub struct Node {
 }
 
 impl Node {
-    /// Prepares the state dir, picks host ports, starts QEMU and records it.
+    /// Prepares the state dir, picks host ports, starts QEMU and records it. A node
+    /// with a new data disk, or none, makes a new cluster CA: `dbg`'s pin of the old one
+    /// ([`StateDir::node_api_ca`]) is removed.
     pub fn start(config: &NodeConfig) -> Result<Self, NodeError> {
         let state = StateDir::new(&config.state_dir);
         state.prepare()?;
-        if let Some(data) = &config.data_disk {
-            let created = data
-                .ensure()
-                .map_err(|e| StateError::Create(data.path.clone(), e))?;
-            tracing::debug!(path = %data.path.display(), created, "data disk");
-        }
+        ensure_data_disk(config, &state)?;
         let node_config = match &config.settings {
             Some(settings) => {
                 let path = state.node_config();
@@ -131,19 +128,7 @@ impl Node {
         let forwards = ports::resolve(&config.forward_requests())?;
         let qemu = config.qemu_command(&state, forwards.clone());
         let process = QemuProcess::spawn(&qemu, &state.qemu_log(), config.mode)?;
-        let debug_endpoint = NodeRecord::endpoint_for(&forwards, DEBUG_PORT);
-        let api_endpoint = NodeRecord::tls_endpoint_for(&forwards, APISERVER_PORT);
-        let record = NodeRecord {
-            pid: process.pid(),
-            accel: config.accel,
-            forwards,
-            console_log: state.console_log(),
-            qmp_socket: state.qmp_socket(),
-            node_id: None,
-            debug_endpoint,
-            api_endpoint,
-            node_config,
-        };
+        let record = new_record(process.pid(), config, &state, forwards, node_config);
         let node = Node {
             process,
             state,
@@ -168,6 +153,12 @@ impl Node {
     /// `https://127.0.0.1:PORT` reaching the guest's kube-apiserver, if forwarded.
     pub fn api_endpoint(&self) -> Option<&str> {
         self.record.api_endpoint.as_deref()
+    }
+
+    /// `https://127.0.0.1:PORT` reaching the guest's node API (the owner's), if
+    /// forwarded.
+    pub fn node_api_endpoint(&self) -> Option<&str> {
+        self.record.node_api_endpoint.as_deref()
     }
 
     /// The state directory.
@@ -385,6 +376,120 @@ impl Drop for Node {
     }
 }
 
+/// Creates the data disk if missing. A new data disk, or none (an ephemeral node), means
+/// a new cluster CA: `dbg`'s pin of the old one ([`StateDir::node_api_ca`]) goes.
+fn ensure_data_disk(config: &NodeConfig, state: &StateDir) -> Result<(), StateError> {
+    let new_cluster_ca = match &config.data_disk {
+        Some(data) => {
+            let created = data
+                .ensure()
+                .map_err(|e| StateError::Create(data.path.clone(), e))?;
+            tracing::debug!(path = %data.path.display(), created, "data disk");
+            created
+        }
+        None => true,
+    };
+    if new_cluster_ca && state.forget_node_api_ca()? {
+        tracing::info!(
+            path = %state.node_api_ca().display(),
+            "new node state: removed the node API's pinned cluster CA"
+        );
+    }
+    Ok(())
+}
+
+/// The record of a just-started QEMU, with the endpoints its forwards reach.
+fn new_record(
+    pid: u32,
+    config: &NodeConfig,
+    state: &StateDir,
+    forwards: Vec<PortForward>,
+    node_config: Option<PathBuf>,
+) -> NodeRecord {
+    NodeRecord {
+        pid,
+        accel: config.accel,
+        debug_endpoint: NodeRecord::endpoint_for(&forwards, DEBUG_PORT),
+        api_endpoint: NodeRecord::tls_endpoint_for(&forwards, APISERVER_PORT),
+        node_api_endpoint: NodeRecord::tls_endpoint_for(&forwards, NODE_API_PORT),
+        forwards,
+        console_log: state.console_log(),
+        qmp_socket: state.qmp_socket(),
+        node_id: None,
+        node_config,
+    }
+}
+
 /// `err` and all its causes on one line, for reasons stored as text; here for the boot
 /// tests' and the bench's `use` lines.
 pub use cairn_api::error_chain;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::Accel;
+    use crate::config::DataDisk;
+    use crate::image::Image;
+    use crate::ports::ForwardRequest;
+
+    fn config(state_dir: &Path) -> NodeConfig {
+        let image = Image {
+            dir: "/img".into(),
+            kernel: "/img/vmlinuz".into(),
+            initrd: "/img/initramfs.img".into(),
+            cmdline: "console=ttyS0".into(),
+        };
+        NodeConfig::new(image, Accel::Tcg, state_dir)
+    }
+
+    #[test]
+    fn the_record_names_each_forwarded_api() {
+        let state = StateDir::new(Path::new("/state"));
+        let config = config(state.root());
+        let forwards: Vec<PortForward> = (config.forward_requests().iter())
+            .zip(40000..)
+            .map(|(r, host): (&ForwardRequest, u16)| PortForward {
+                host,
+                guest: r.guest,
+            })
+            .collect();
+        let host = |guest| forwards.iter().find(|f| f.guest == guest).unwrap().host;
+        let record = new_record(7, &config, &state, forwards.clone(), None);
+        assert_eq!(
+            record.node_api_endpoint,
+            Some(format!("https://127.0.0.1:{}", host(NODE_API_PORT)))
+        );
+        assert_eq!(
+            record.api_endpoint,
+            Some(format!("https://127.0.0.1:{}", host(APISERVER_PORT)))
+        );
+        assert_eq!(
+            record.debug_endpoint,
+            Some(format!("http://127.0.0.1:{}", host(DEBUG_PORT)))
+        );
+        let record = new_record(7, &config, &state, Vec::new(), None);
+        assert_eq!(record.node_api_endpoint, None);
+    }
+
+    #[test]
+    fn only_new_node_state_drops_the_node_api_pin() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        let mut config = config(dir.path());
+        let pin = |text: &str| std::fs::write(state.node_api_ca(), text).unwrap();
+
+        pin("old cluster CA");
+        ensure_data_disk(&config, &state).unwrap();
+        assert!(dir.path().join(DataDisk::FILE_NAME).exists());
+        assert!(!state.node_api_ca().exists(), "a new data disk, a new CA");
+
+        pin("this disk's cluster CA");
+        ensure_data_disk(&config, &state).unwrap();
+        let kept = std::fs::read_to_string(state.node_api_ca()).unwrap();
+        assert_eq!(kept, "this disk's cluster CA", "same disk, same CA");
+
+        config.data_disk = None;
+        ensure_data_disk(&config, &state).unwrap();
+        assert!(!state.node_api_ca().exists(), "an ephemeral node, a new CA");
+    }
+}

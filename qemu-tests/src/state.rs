@@ -2,7 +2,9 @@
 //!
 //! Layout: `qemu.pid`, `console.log` (serial capture), `qmp.sock`, `qemu.log` (QEMU's own
 //! stderr) and `node.json` ([`NodeRecord`]). The launcher writes them when it starts QEMU;
-//! `cairn-qemu stop` and other tools read them. A recorded pid only counts as running
+//! `cairn-qemu stop` and other tools read them. `node-api-ca.pem` ([`NODE_API_CA_FILE`])
+//! is `dbg`'s pin of the node's cluster CA, which it trusts for the node API on first
+//! use; the launcher removes it when the node gets a new data disk (a new cluster CA). A recorded pid only counts as running
 //! while `/proc/<pid>` is a live process whose command line names this directory's QMP
 //! socket, so a recycled pid is never signalled.
 
@@ -13,6 +15,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Accel, PortForward};
+
+/// `dbg`'s trust-on-first-use pin of the node's cluster CA, which serves the node API
+/// ([`StateDir::node_api_ca`]).
+pub use cairn_dbg::connect::NODE_API_CA_FILE;
 
 /// Longest unix socket path the kernel accepts (`sun_path` is 108 bytes with the NUL).
 const MAX_SOCKET_PATH: usize = 107;
@@ -75,6 +81,10 @@ pub struct NodeRecord {
     /// `dbg kubeconfig` and `dbg kubectl` point the kubeconfig at).
     #[serde(default)]
     pub api_endpoint: Option<String>,
+    /// `https://127.0.0.1:PORT` of the forwarded node API (the owner's mTLS API), if
+    /// forwarded.
+    #[serde(default)]
+    pub node_api_endpoint: Option<String>,
     /// The per-node config file the node was started with, if any (`node.toml` in the
     /// state dir).
     #[serde(default)]
@@ -146,6 +156,21 @@ impl StateDir {
     /// The node record.
     pub fn record_file(&self) -> PathBuf {
         self.root.join("node.json")
+    }
+
+    /// `dbg`'s pin of the node's cluster CA for the node API ([`NODE_API_CA_FILE`]).
+    /// Kept across runs; only a new data disk (a new cluster CA) removes it.
+    pub fn node_api_ca(&self) -> PathBuf {
+        self.root.join(NODE_API_CA_FILE)
+    }
+
+    /// Removes the node API pin, as for a node with a new cluster CA; whether there was
+    /// one.
+    pub fn forget_node_api_ca(&self) -> Result<bool, StateError> {
+        let path = self.node_api_ca();
+        let existed = path.exists();
+        remove_if_exists(&path)?;
+        Ok(existed)
     }
 
     /// Creates the directory for a new node: refuses while a node runs from it, and moves
@@ -293,12 +318,17 @@ mod tests {
                     host: 40001,
                     guest: 6443,
                 },
+                PortForward {
+                    host: 40002,
+                    guest: 7838,
+                },
             ],
             console_log: state.console_log(),
             qmp_socket: state.qmp_socket(),
             node_id: Some("00112233445566778899aabbccddeeff".to_owned()),
             debug_endpoint: Some("http://127.0.0.1:40000".to_owned()),
             api_endpoint: Some("https://127.0.0.1:40001".to_owned()),
+            node_api_endpoint: Some("https://127.0.0.1:40002".to_owned()),
             node_config: None,
         }
     }
@@ -390,6 +420,10 @@ mod tests {
             NodeRecord::tls_endpoint_for(&forwards, 6443).as_deref(),
             Some("https://127.0.0.1:40001")
         );
+        assert_eq!(
+            NodeRecord::tls_endpoint_for(&forwards, 7838).as_deref(),
+            Some("https://127.0.0.1:40002")
+        );
         assert_eq!(NodeRecord::endpoint_for(&forwards, 22), None);
     }
 
@@ -399,8 +433,33 @@ mod tests {
         let state = StateDir::new(dir.path());
         let mut json = serde_json::to_value(record(&state)).unwrap();
         json.as_object_mut().unwrap().remove("api_endpoint");
+        json.as_object_mut().unwrap().remove("node_api_endpoint");
         fs::write(state.record_file(), json.to_string()).unwrap();
-        assert_eq!(state.read().unwrap().unwrap().api_endpoint, None);
+        let read = state.read().unwrap().unwrap();
+        assert_eq!(read.api_endpoint, None);
+        assert_eq!(read.node_api_endpoint, None);
+    }
+
+    #[test]
+    fn the_record_names_the_node_api_endpoint() {
+        let state = StateDir::new(Path::new("/s"));
+        let json = serde_json::to_value(record(&state)).unwrap();
+        assert_eq!(json["node_api_endpoint"], "https://127.0.0.1:40002");
+    }
+
+    #[test]
+    fn the_node_api_pin_survives_prepare_and_clear_until_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        assert_eq!(state.node_api_ca(), dir.path().join(NODE_API_CA_FILE));
+        assert_eq!(NODE_API_CA_FILE, "node-api-ca.pem");
+        fs::write(state.node_api_ca(), "pinned CA").unwrap();
+        state.prepare().unwrap();
+        state.clear().unwrap();
+        assert!(state.node_api_ca().exists());
+        assert!(state.forget_node_api_ca().unwrap());
+        assert!(!state.node_api_ca().exists());
+        assert!(!state.forget_node_api_ca().unwrap());
     }
 
     #[test]

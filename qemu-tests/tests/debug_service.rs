@@ -501,7 +501,8 @@ fn the_debug_image_contains_the_service() {
     );
 }
 
-/// The production image: built without the feature, so no server code and no listener.
+/// The production image: built without the feature, so no server code and no listener;
+/// and booted without an owner, no node API.
 #[test]
 #[ignore = "boots QEMU; run with `make test`"]
 fn the_production_image_has_no_debug_listener() {
@@ -547,6 +548,36 @@ fn the_production_image_has_no_debug_listener() {
             Err(err) => common::fail(&node, format!("unexpected: {}", error_chain(&err))),
             Ok(_) => common::fail(&node, format!("a production node answers at {endpoint}")),
         }
+    }
+    // Booted with no owner: no node API either, and `node-api` would say why (the
+    // owner_api.rs test reads the condition through the API of a node that has one).
+    let Some(node_api) = node.node_api_endpoint().map(str::to_owned) else {
+        common::fail(
+            &node,
+            "the launcher forwarded no host port to guest port 7838",
+        )
+    };
+    let anyone = {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let params = rcgen::CertificateParams::new(vec!["anyone".to_owned()]).unwrap();
+        cairn_api::owner_client::OwnerIdentity {
+            cert_pem: params.self_signed(&key).unwrap().pem(),
+            key_pem: key.serialize_pem(),
+        }
+    };
+    let trust = cairn_api::owner_client::ServerTrust::FirstUse;
+    let connect =
+        cairn_api::owner_client::connect_owner(&node_api, &anyone, &trust, Duration::from_secs(5));
+    match runtime.block_on(connect) {
+        Err(cairn_api::owner_client::OwnerConnectError::Unreachable(..)) => {}
+        Err(err) => common::fail(
+            &node,
+            format!("node API: unexpected: {}", error_chain(&err)),
+        ),
+        Ok(_) => common::fail(
+            &node,
+            format!("an ownerless node serves its node API at {node_api}"),
+        ),
     }
 }
 

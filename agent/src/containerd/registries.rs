@@ -113,6 +113,7 @@ mod tests {
     fn mirrors_come_first_and_share_the_trust() {
         let config = NodeConfig {
             version: 1,
+            owner: None,
             registries: vec![Registry {
                 host: "registry.test:5000".to_owned(),
                 mirrors: vec![
@@ -145,6 +146,7 @@ mod tests {
     fn plain_http_and_docker_hub_servers() {
         let config = NodeConfig {
             version: 1,
+            owner: None,
             registries: vec![
                 Registry {
                     host: "docker.io".to_owned(),

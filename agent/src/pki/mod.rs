@@ -178,6 +178,23 @@ impl Pki {
         })
     }
 
+    /// A serving certificate named `common_name` for `names` and `ips`, valid for
+    /// `validity` from `now` (the node API's, issued at each boot). Not written to disk.
+    pub fn issue_server(
+        &self,
+        common_name: &str,
+        names: &[&str],
+        ips: &[IpAddr],
+        now: OffsetDateTime,
+        validity: Duration,
+    ) -> Result<Issued, PkiError> {
+        let mut params = base_params(common_name, now, validity);
+        params.subject_alt_names = sans(names, ips);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        self.issue(common_name, &params)
+    }
+
     fn issue(&self, name: &str, params: &CertificateParams) -> Result<Issued, PkiError> {
         let (key, cert) = self.sign(name, params)?;
         Ok(Issued {

@@ -31,6 +31,10 @@ pub struct NodeConfig {
     /// Container registries: where pulls go and what they trust.
     #[serde(rename = "registry", default, skip_serializing_if = "Vec::is_empty")]
     pub registries: Vec<Registry>,
+    /// Who operates the node through its node API. Per node only: the image's settings
+    /// never carry it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
 }
 
 impl Default for NodeConfig {
@@ -38,8 +42,19 @@ impl Default for NodeConfig {
         NodeConfig {
             version: VERSION,
             registries: Vec::new(),
+            owner: None,
         }
     }
+}
+
+/// The node's owner: the CA whose client certificates the node API accepts. The node
+/// pins the first one it is given on its data disk (trust on first use) and keeps it
+/// across boots; a different one in a later config is reported and ignored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Owner {
+    /// The owner CA certificate, PEM (`dbg owner init` writes it as `ca.crt`).
+    pub ca: String,
 }
 
 /// One registry, by the host name image references use (`HOST/NAME:TAG`).
@@ -126,11 +141,15 @@ impl NodeConfig {
                 ));
             }
         }
+        if let Some(owner) = &self.owner {
+            check_one_certificate(&owner.ca).map_err(|p| field("owner.ca", p))?;
+        }
         Ok(())
     }
 
     /// `self` with `other`'s registries added; one of `other` replaces one of `self`
-    /// with the same host (the node's setting wins over the image's).
+    /// with the same host (the node's setting wins over the image's). The owner is
+    /// `other`'s alone.
     pub fn merged_with(&self, other: &NodeConfig) -> NodeConfig {
         let mut registries: Vec<Registry> = self
             .registries
@@ -142,6 +161,9 @@ impl NodeConfig {
         NodeConfig {
             version: VERSION,
             registries,
+            // The image's settings never name an owner: every node booted from it
+            // would share it.
+            owner: other.owner.clone(),
         }
     }
 }
@@ -258,6 +280,19 @@ pub fn check_certificates(pem: &str) -> Result<(), String> {
         return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".to_owned());
     }
     Ok(())
+}
+
+/// Exactly one PEM certificate.
+pub fn check_one_certificate(pem: &str) -> Result<(), String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    check_certificates(pem)?;
+    match CertificateDer::pem_slice_iter(pem.as_bytes()).count() {
+        1 => Ok(()),
+        n => Err(format!(
+            "holds {n} certificates; give the one CA certificate"
+        )),
+    }
 }
 
 fn check_private_key(pem: &str) -> Result<(), String> {

@@ -19,6 +19,7 @@ fn a_full_config_round_trips() {
     let (cert, key) = certificate_and_key();
     let config = NodeConfig {
         version: 1,
+        owner: None,
         registries: vec![
             Registry {
                 host: "10.0.2.2:5000".to_owned(),
@@ -45,6 +46,7 @@ fn the_smallest_config_is_a_version() {
         NodeConfig::parse("version = 1\n").unwrap(),
         NodeConfig {
             version: 1,
+            owner: None,
             registries: vec![]
         }
     );
@@ -126,6 +128,7 @@ fn certificates_and_keys_must_be_pem_and_paired() {
 fn the_node_wins_over_the_image_per_host() {
     let image = NodeConfig {
         version: 1,
+        owner: None,
         registries: vec![
             Registry {
                 host: "a".to_owned(),
@@ -140,6 +143,7 @@ fn the_node_wins_over_the_image_per_host() {
     };
     let node = NodeConfig {
         version: 1,
+        owner: None,
         registries: vec![Registry {
             host: "b".to_owned(),
             ..Default::default()
@@ -161,4 +165,42 @@ fn oversized_text_is_refused_before_parsing() {
         NodeConfig::parse(&text),
         Err(NodeConfigError::TooLarge(MAX_SIZE + 1))
     );
+}
+
+#[test]
+fn the_owner_ca_is_one_pem_certificate() {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["owner".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap()
+        .pem();
+    let with = |ca: &str| format!("version = 1\n[owner]\nca = {ca:?}\n");
+    let config = NodeConfig::parse(&with(&cert)).unwrap();
+    assert_eq!(
+        config.owner.as_ref().map(|o| o.ca.as_str()),
+        Some(cert.as_str())
+    );
+    assert_eq!(NodeConfig::parse(&config.to_toml()), Ok(config));
+    for bad in ["", "not pem", &format!("{cert}{cert}")] {
+        assert_eq!(error_field(&with(bad)), "owner.ca", "{bad:?}");
+    }
+    let unknown = format!("{}fingerprint = \"x\"\n", with(&cert));
+    assert!(matches!(
+        NodeConfig::parse(&unknown),
+        Err(NodeConfigError::Parse(message)) if message.contains("fingerprint")
+    ));
+}
+
+#[test]
+fn the_owner_comes_from_the_node_never_from_the_image_alone() {
+    let owner = Some(Owner {
+        ca: "node".to_owned(),
+    });
+    let node = NodeConfig {
+        owner: owner.clone(),
+        ..NodeConfig::default()
+    };
+    assert_eq!(NodeConfig::default().merged_with(&node).owner, owner);
+    assert_eq!(node.merged_with(&NodeConfig::default()).owner, None);
 }

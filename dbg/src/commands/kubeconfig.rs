@@ -1,6 +1,7 @@
 //! `dbg kubeconfig [--user U] [--group G]... [--validity S] [--server URL]`.
 //!
-//! Asks the node for a short-lived kubeconfig (GetDebugKubeconfig) and points it at the
+//! Asks the node for a short-lived kubeconfig (GetDebugKubeconfig of the debug service,
+//! for any user and groups; GetKubeconfig of the node API, for the owner) and points it at the
 //! host's forward of the apiserver: the node writes its own loopback address
 //! (`https://127.0.0.1:6443`), which means nothing on the host. The forward comes from
 //! `--server`/`CAIRN_API_ENDPOINT`, else the node record (`build/node/node.json`:
@@ -10,6 +11,7 @@
 use std::io::Write;
 
 use cairn_api::v1::{GetDebugKubeconfigRequest, GetDebugKubeconfigResponse};
+use cairn_api::NodeClient;
 
 use super::Context;
 pub use crate::endpoint::api_from_record;
@@ -58,11 +60,19 @@ pub async fn fetch(credentials: &Credentials, ctx: &Context) -> Result<String, D
     // Resolve first: without a way to the apiserver the credentials are useless.
     let server = api_server(credentials.server.as_deref())?;
     let mut client = ctx.client.clone();
+    let owner = matches!(client, NodeClient::Owner(_));
+    if owner && (credentials.user != DEFAULT_USER || !credentials.groups.is_empty()) {
+        return Err(DbgError::OwnerIdentityOnly);
+    }
+    let call = match owner {
+        true => "GetKubeconfig",
+        false => "GetDebugKubeconfig",
+    };
     let response: GetDebugKubeconfigResponse = ctx
         .call(
-            "GetDebugKubeconfig",
+            call,
             ctx.call_timeout,
-            client.get_debug_kubeconfig(request(credentials)),
+            client.kubeconfig(request(credentials)),
         )
         .await?;
     Ok(rewrite_server(&response.kubeconfig, &server))

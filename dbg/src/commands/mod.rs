@@ -9,6 +9,7 @@ pub mod kubeconfig;
 pub mod kubectl;
 pub mod load_image;
 pub mod logs;
+pub mod owner;
 pub mod reboot;
 pub mod stats;
 
@@ -16,7 +17,7 @@ use std::future::Future;
 use std::io::Write;
 use std::time::Duration;
 
-use cairn_api::Client;
+use cairn_api::NodeClient;
 
 use crate::DbgError;
 
@@ -42,6 +43,9 @@ pub enum Command {
     LoadImage(load_image::Args),
     /// List the node's container images: reference, digest, size, pinned.
     Images(images::Args),
+    /// The owner credentials on this host (`dbg owner init`).
+    #[command(subcommand)]
+    Owner(owner::Args),
 }
 
 impl Command {
@@ -57,6 +61,7 @@ impl Command {
             Command::Stats(args) => stats::run(args, ctx, out).await,
             Command::LoadImage(args) => load_image::run(args, ctx, out).await,
             Command::Images(args) => images::run(args, ctx, out).await,
+            Command::Owner(args) => owner::run(&args, None, out),
         }
     }
 }
@@ -64,7 +69,7 @@ impl Command {
 /// A connected client and how to report its calls.
 #[derive(Debug)]
 pub struct Context {
-    pub client: Client,
+    pub client: NodeClient,
     pub endpoint: String,
     /// Deadline of a call that should answer at once.
     pub call_timeout: Duration,

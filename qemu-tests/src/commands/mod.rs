@@ -72,13 +72,17 @@ pub enum CommandError {
     /// The per-node config file is unreadable or invalid; nothing was started.
     #[error("node config {}: {problem}", .path.display())]
     NodeConfig { path: PathBuf, problem: String },
+    /// The owner CA could not be read; nothing was started.
+    #[error("owner CA (--no-owner starts the node without one)")]
+    Owner(#[source] cairn_dbg::owner::OwnerError),
 }
 
 impl CommandError {
-    /// 2 when the image is missing (nothing was started), else 1.
+    /// 2 when the image, node config or owner CA is missing or bad (nothing was
+    /// started), else 1.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CommandError::Image(_) | CommandError::NodeConfig { .. } => 2,
+            CommandError::Image(_) | CommandError::NodeConfig { .. } | CommandError::Owner(_) => 2,
             CommandError::Start(_)
             | CommandError::NotReady(_)
             | CommandError::Attach(_)

@@ -13,6 +13,7 @@ use cairn_qemu::attach::{self, AttachOptions};
 use cairn_qemu::command::{DEFAULT_CPUS, DEFAULT_MEMORY_MIB};
 use cairn_qemu::config::Settings;
 use cairn_qemu::image::{DEFAULT_IMAGE_DIR, DEFAULT_STATE_DIR};
+use cairn_qemu::owner;
 use cairn_qemu::{
     DataDisk, Disk, DiskFormat, ForwardRequest, Image, Node, NodeConfig, NodeRecord, ReadyInfo,
     SpawnMode,
@@ -71,10 +72,19 @@ pub struct RunArgs {
     /// this node may pull from; checked here, handed to the guest at boot.
     #[arg(long, value_name = "FILE")]
     node_config: Option<PathBuf>,
+    /// Owner directory whose ca.crt the node is given as its owner CA (`dbg owner
+    /// init` fills it) [default: $XDG_CONFIG_HOME/cairn/owner, else
+    /// ~/.config/cairn/owner]. A node config's own [owner] wins.
+    #[arg(long, value_name = "DIR", env = cairn_dbg::owner::OWNER_DIR_ENV)]
+    owner_dir: Option<PathBuf>,
+    /// Give the node no owner CA from the host (ignores --owner-dir).
+    #[arg(long)]
+    no_owner: bool,
 }
 
 pub fn run(args: RunArgs) -> Result<ExitCode, CommandError> {
     let settings = args.node_config.as_deref().map(read_settings).transpose()?;
+    let settings = with_owner(settings, &args)?;
     let image = Image::open(&dir_or_default(args.image_dir.clone(), DEFAULT_IMAGE_DIR))?;
     let accel = match args.accel {
         AccelChoice::Auto => {
@@ -112,6 +122,23 @@ pub fn run(args: RunArgs) -> Result<ExitCode, CommandError> {
         };
         foreground(&config, options)
     }
+}
+
+/// `settings` with the host's owner CA unless `--no-owner` or the node config names
+/// its own (`cairn_qemu::owner`); says which one the node gets.
+fn with_owner(
+    settings: Option<Settings>,
+    args: &RunArgs,
+) -> Result<Option<Settings>, CommandError> {
+    let dir = match args.owner_dir.clone().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => Some(dir),
+        None if args.no_owner => None,
+        None => cairn_dbg::owner::default_dir().ok(),
+    };
+    let (settings, choice) =
+        owner::apply(settings, args.no_owner, dir.as_deref()).map_err(CommandError::Owner)?;
+    tracing::info!("{}", choice.describe());
+    Ok(settings)
 }
 
 /// The node config at `path`, checked as the agent will check it.
@@ -208,6 +235,9 @@ fn print_reachability(record: &NodeRecord, ready: &ReadyInfo, config: &NodeConfi
     }
     if let Some(endpoint) = &record.api_endpoint {
         println!("  apiserver:   {endpoint} (CAIRN_API_ENDPOINT; `dbg kubectl get nodes`)");
+    }
+    if let Some(endpoint) = &record.node_api_endpoint {
+        println!("  node API:    {endpoint} (the owner's, mTLS)");
     }
     println!("  stop it:     cairn-qemu stop --state-dir {state_dir}");
 }

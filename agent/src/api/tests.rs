@@ -75,7 +75,7 @@ async fn start_with(pki: Option<Arc<crate::pki::Pki>>) -> Harness {
     });
     let supervisor = Arc::new(FakeSupervisor::default());
     let (requester, power) = crate::pid1::PowerRequester::channel();
-    let state = DebugState {
+    let state = ApiState {
         conditions: conditions.clone(),
         logs: logs.clone(),
         services: supervisor.clone(),
@@ -83,10 +83,10 @@ async fn start_with(pki: Option<Arc<crate::pki::Pki>>) -> Harness {
         pki,
         power: requester,
     };
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(serve_on(listener, state, async {
+    tokio::spawn(debug::serve_on(listener, handlers(state), async {
         stopped.await.ok();
     }));
     let client = cairn_api::connect(&addr.to_string(), Duration::from_secs(5))

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use cairn_api::v1::{GetDebugKubeconfigRequest, GetDebugKubeconfigResponse};
+use cairn_api::v1::GetDebugKubeconfigResponse;
 use cairn_api::validate;
 use time::OffsetDateTime;
 
@@ -20,12 +20,14 @@ use crate::pki::Pki;
 /// Validates the request and issues the kubeconfig, valid from `now`.
 pub(super) fn issue(
     pki: Option<&Pki>,
-    request: &GetDebugKubeconfigRequest,
+    user: &str,
+    groups: &[String],
+    validity_seconds: Option<u32>,
     now: OffsetDateTime,
 ) -> Result<GetDebugKubeconfigResponse, RpcError> {
-    let user = validate::subject("user", &request.user)?;
-    let groups = validate::groups(&request.groups)?;
-    let validity = validate::validity(request.validity_seconds)?;
+    let user = validate::subject("user", user)?;
+    let groups = validate::groups(groups)?;
+    let validity = validate::validity(validity_seconds)?;
     let pki = pki.ok_or(RpcError::PkiNotReady)?;
     let validity = time_duration(validity);
     let issued = pki
@@ -58,6 +60,8 @@ mod tests {
     use base64::Engine;
     use x509_parser::prelude::*;
 
+    use cairn_api::v1::GetDebugKubeconfigRequest;
+
     use super::*;
     use crate::pki::{self, NodeSubject};
 
@@ -72,6 +76,20 @@ mod tests {
             service_ip: "10.96.0.1".parse().unwrap(),
         };
         pki::ensure(dir, &node, now()).unwrap()
+    }
+
+    fn issue_req(
+        pki: Option<&Pki>,
+        request: &GetDebugKubeconfigRequest,
+        now: OffsetDateTime,
+    ) -> Result<GetDebugKubeconfigResponse, RpcError> {
+        issue(
+            pki,
+            &request.user,
+            &request.groups,
+            request.validity_seconds,
+            now,
+        )
     }
 
     fn request(user: &str, groups: &[&str], validity: Option<u32>) -> GetDebugKubeconfigRequest {
@@ -96,7 +114,7 @@ mod tests {
     fn the_certificate_names_the_user_and_groups_and_expires() {
         let dir = tempfile::tempdir().unwrap();
         let pki = node_pki(dir.path());
-        let response = issue(
+        let response = issue_req(
             Some(&pki),
             &request("cairn-debug", &["system:masters"], Some(60)),
             now(),
@@ -125,7 +143,7 @@ mod tests {
     fn the_default_validity_is_an_hour() {
         let dir = tempfile::tempdir().unwrap();
         let pki = node_pki(dir.path());
-        let response = issue(Some(&pki), &request("u", &[], None), now()).unwrap();
+        let response = issue_req(Some(&pki), &request("u", &[], None), now()).unwrap();
         assert_eq!(response.expires_unix_seconds, now().unix_timestamp() + 3600);
     }
 
@@ -139,13 +157,13 @@ mod tests {
             request("u", &[], Some(86_401)),
         ];
         for req in bad {
-            let err = issue(None, &req, now()).unwrap_err();
+            let err = issue_req(None, &req, now()).unwrap_err();
             assert!(
                 matches!(err, RpcError::InvalidArgument(_)),
                 "{req:?}: {err}"
             );
         }
-        let err = issue(None, &request("u", &[], None), now()).unwrap_err();
+        let err = issue_req(None, &request("u", &[], None), now()).unwrap_err();
         assert!(matches!(err, RpcError::PkiNotReady), "{err}");
     }
 }

@@ -1,18 +1,18 @@
-//! The NodeDebugService handlers: validate the request, ask the registries, convert.
-//! Every failure is an [`RpcError`], turned into a status in one place.
+//! The handlers of both surfaces: validate the request, ask the registries, convert.
+//! Every failure is an [`RpcError`], turned into a status in one place; the services
+//! ([`super::node`], [`super::debug`]) only unwrap requests and wrap responses.
 
-use cairn_api::v1::node_debug_service_server::NodeDebugService;
 use cairn_api::v1::{
     exit_info, BuildInfo, Component, ComponentState as Proto, Condition, ExitInfo,
-    GetBuildInfoRequest, GetDebugKubeconfigRequest, GetDebugKubeconfigResponse, GetLogsRequest,
-    GetProcessStatsRequest, GetProcessStatsResponse, ListComponentsRequest, ListComponentsResponse,
-    ListConditionsRequest, ListConditionsResponse, ListImagesRequest, ListImagesResponse,
-    LoadImageRequest, LoadImageResponse, RunContainerRequest, RunContainerResponse,
-    ShutdownRequest, ShutdownResponse, SignalComponentRequest, SignalComponentResponse,
-    WaitConditionRequest,
+    GetDebugKubeconfigResponse, GetLogsRequest, GetProcessStatsResponse, ListComponentsResponse,
+    ListConditionsRequest, ListConditionsResponse, ListImagesResponse, LoadImageRequest,
+    LoadImageResponse, ShutdownRequest, ShutdownResponse, WaitConditionRequest,
+};
+#[cfg(feature = "debug-service")]
+use cairn_api::v1::{
+    RunContainerRequest, RunContainerResponse, SignalComponentRequest, SignalComponentResponse,
 };
 use cairn_api::validate;
-use tonic::{Request, Response, Status};
 
 use super::error::RpcError;
 use super::images;
@@ -20,24 +20,25 @@ use super::kubeconfig;
 use super::logs::{self, duration_ns, FollowerSlots, LogStreamBox};
 use super::process_stats::{self, Target};
 use super::services::{LastExit, ServiceState, ServiceStatus};
-use super::DebugState;
+use super::ApiState;
 use crate::conditions::{self, WaitError};
+#[cfg(feature = "debug-service")]
 use crate::containerd;
 use crate::logbuf::AGENT;
 use crate::power::PowerAction;
 
-/// The service over the agent's registries.
+/// The calls over the agent's registries.
 #[derive(Debug)]
-pub struct DebugService {
-    state: DebugState,
+pub struct Handlers {
+    state: ApiState,
     build_info: BuildInfo,
     followers: FollowerSlots,
     /// One image load at a time.
     load_slot: tokio::sync::Semaphore,
 }
 
-impl DebugService {
-    pub fn new(state: DebugState, build_info: BuildInfo) -> Self {
+impl Handlers {
+    pub fn new(state: ApiState, build_info: BuildInfo) -> Self {
         Self {
             state,
             build_info,
@@ -100,6 +101,7 @@ impl DebugService {
         }
     }
 
+    #[cfg(feature = "debug-service")]
     async fn run_container(
         &self,
         request: RunContainerRequest,
@@ -119,6 +121,7 @@ impl DebugService {
         })
     }
 
+    #[cfg(feature = "debug-service")]
     fn signal(&self, request: &SignalComponentRequest) -> Result<u32, RpcError> {
         let name = validate::name("component", &request.component)?;
         let signal = validate::signal(&request.signal)?;
@@ -146,114 +149,95 @@ impl DebugService {
     }
 }
 
-#[tonic::async_trait]
-impl NodeDebugService for DebugService {
-    type GetLogsStream = LogStreamBox;
-
-    async fn get_logs(
-        &self,
-        request: Request<GetLogsRequest>,
-    ) -> Result<Response<Self::GetLogsStream>, Status> {
-        Ok(Response::new(self.get_logs_stream(request.into_inner())?))
+/// The calls both surfaces serve, one method per call.
+impl Handlers {
+    pub(super) fn get_logs(&self, request: GetLogsRequest) -> Result<LogStreamBox, RpcError> {
+        self.get_logs_stream(request)
     }
 
-    async fn list_components(
-        &self,
-        _request: Request<ListComponentsRequest>,
-    ) -> Result<Response<ListComponentsResponse>, Status> {
+    pub(super) fn list_components(&self) -> ListComponentsResponse {
         let components = self.components().iter().map(component).collect();
-        Ok(Response::new(ListComponentsResponse { components }))
+        ListComponentsResponse { components }
     }
 
-    async fn list_conditions(
+    pub(super) fn list_conditions_response(
         &self,
-        request: Request<ListConditionsRequest>,
-    ) -> Result<Response<ListConditionsResponse>, Status> {
-        let conditions = self.list_conditions(&request.into_inner().names)?;
-        Ok(Response::new(ListConditionsResponse { conditions }))
+        request: ListConditionsRequest,
+    ) -> Result<ListConditionsResponse, RpcError> {
+        let conditions = self.list_conditions(&request.names)?;
+        Ok(ListConditionsResponse { conditions })
     }
 
-    async fn wait_condition(
-        &self,
-        request: Request<WaitConditionRequest>,
-    ) -> Result<Response<Condition>, Status> {
-        Ok(Response::new(
-            self.wait_condition(request.into_inner()).await?,
-        ))
+    pub(super) async fn wait(&self, request: WaitConditionRequest) -> Result<Condition, RpcError> {
+        self.wait_condition(request).await
     }
 
-    async fn get_build_info(
-        &self,
-        _request: Request<GetBuildInfoRequest>,
-    ) -> Result<Response<BuildInfo>, Status> {
-        Ok(Response::new(self.build_info.clone()))
+    pub(super) fn build_info(&self) -> BuildInfo {
+        self.build_info.clone()
     }
 
-    async fn signal_component(
-        &self,
-        request: Request<SignalComponentRequest>,
-    ) -> Result<Response<SignalComponentResponse>, Status> {
-        let pid = self.signal(&request.into_inner())?;
-        Ok(Response::new(SignalComponentResponse { pid }))
-    }
-
-    async fn get_debug_kubeconfig(
-        &self,
-        request: Request<GetDebugKubeconfigRequest>,
-    ) -> Result<Response<GetDebugKubeconfigResponse>, Status> {
-        let pki = self.state.pki.as_deref();
-        let now = time::OffsetDateTime::now_utc();
-        Ok(Response::new(kubeconfig::issue(
-            pki,
-            &request.into_inner(),
-            now,
-        )?))
-    }
-
-    async fn run_container(
-        &self,
-        request: Request<RunContainerRequest>,
-    ) -> Result<Response<RunContainerResponse>, Status> {
-        Ok(Response::new(
-            self.run_container(request.into_inner()).await?,
-        ))
-    }
-
-    async fn shutdown(
-        &self,
-        request: Request<ShutdownRequest>,
-    ) -> Result<Response<ShutdownResponse>, Status> {
-        let action = match request.into_inner().power_off {
+    /// `client` says who asked, for the agent's log.
+    pub(super) fn shutdown(&self, request: ShutdownRequest, client: &str) -> ShutdownResponse {
+        let action = match request.power_off {
             true => PowerAction::PowerOff,
             false => PowerAction::Reboot,
         };
-        tracing::info!("debug client requests {action}");
-        self.state.power.request(action, "debug service Shutdown");
-        Ok(Response::new(ShutdownResponse {}))
+        tracing::info!("{client} requests {action}");
+        self.state
+            .power
+            .request(action, format!("{client}: Shutdown"));
+        ShutdownResponse {}
     }
 
-    async fn get_process_stats(
-        &self,
-        _request: Request<GetProcessStatsRequest>,
-    ) -> Result<Response<GetProcessStatsResponse>, Status> {
-        Ok(Response::new(self.process_stats()))
+    pub(super) fn get_process_stats(&self) -> GetProcessStatsResponse {
+        self.process_stats()
     }
 
-    async fn load_image(
+    /// A kubeconfig for `user` in `groups`, valid `validity_seconds` (validated).
+    pub(super) fn kubeconfig(
         &self,
-        request: Request<tonic::Streaming<LoadImageRequest>>,
-    ) -> Result<Response<LoadImageResponse>, Status> {
-        let stream = request.into_inner();
-        Ok(Response::new(
-            images::load(&self.state, &self.load_slot, stream).await?,
-        ))
+        user: &str,
+        groups: &[String],
+        validity_seconds: Option<u32>,
+    ) -> Result<GetDebugKubeconfigResponse, RpcError> {
+        let now = time::OffsetDateTime::now_utc();
+        kubeconfig::issue(
+            self.state.pki.as_deref(),
+            user,
+            groups,
+            validity_seconds,
+            now,
+        )
     }
 
-    async fn list_images(
+    pub(super) async fn load_image(
         &self,
-        _request: Request<ListImagesRequest>,
-    ) -> Result<Response<ListImagesResponse>, Status> {
-        Ok(Response::new(images::list(&self.state).await?))
+        stream: tonic::Streaming<LoadImageRequest>,
+    ) -> Result<LoadImageResponse, RpcError> {
+        images::load(&self.state, &self.load_slot, stream).await
+    }
+
+    pub(super) async fn list_images(&self) -> Result<ListImagesResponse, RpcError> {
+        images::list(&self.state).await
+    }
+}
+
+/// Debug-only calls.
+#[cfg(feature = "debug-service")]
+impl Handlers {
+    pub(super) fn signal_component(
+        &self,
+        request: &SignalComponentRequest,
+    ) -> Result<SignalComponentResponse, RpcError> {
+        let pid = self.signal(request)?;
+        Ok(SignalComponentResponse { pid })
+    }
+
+    pub(super) async fn run(
+        &self,
+        request: RunContainerRequest,
+    ) -> Result<RunContainerResponse, RpcError> {
+        self.run_container(request).await
     }
 }
 

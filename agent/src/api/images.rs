@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tonic::Streaming;
 
 use super::error::RpcError;
-use super::DebugState;
+use super::ApiState;
 use crate::containerd::{self, images, import};
 
 /// How long a loading client may stay silent.
@@ -35,7 +35,7 @@ const QUEUED_CHUNKS: usize = 4;
 
 /// LoadImage: the archive in `stream` into containerd.
 pub async fn load(
-    state: &DebugState,
+    state: &ApiState,
     slot: &Semaphore,
     mut stream: Streaming<LoadImageRequest>,
 ) -> Result<LoadImageResponse, RpcError> {
@@ -182,7 +182,7 @@ impl Read for StreamReader {
 }
 
 /// ListImages.
-pub async fn list(state: &DebugState) -> Result<ListImagesResponse, RpcError> {
+pub async fn list(state: &ApiState) -> Result<ListImagesResponse, RpcError> {
     let list = images::list(&state.paths.resolve(containerd::SOCKET))
         .await
         .map_err(RpcError::ListImages)?;

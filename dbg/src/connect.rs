@@ -1,0 +1,228 @@
+//! Which surface `dbg` talks to, and connecting to it.
+//!
+//! - `--endpoint URL` (or `CAIRN_DEBUG_ENDPOINT`): that debug service, plain HTTP/2.
+//! - `--owner`, or `--node-api URL` (or `CAIRN_NODE_API_ENDPOINT`): the owner's node
+//!   API with mTLS, as the owner in the owner dir ([`crate::owner`]); the endpoint is
+//!   the flag's, else the node record's `node_api_endpoint`.
+//! - Neither: the recorded node's debug service if it answers at once; else, when
+//!   owner credentials and a node API endpoint exist, whichever of the two answers
+//!   first. So a debug image is reached as before, and a production image through its
+//!   node API, with no flag.
+//!
+//! The node's certificate is checked against the node CA pinned next to the node
+//! record ([`NODE_API_CA_FILE`]); the first connection pins the CA the node sends
+//! (trust on first use) and says so on stderr. A launcher that gives the node a new
+//! data disk deletes the pin, since that node has a new CA.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cairn_api::owner_client::{
+    connect_owner, OwnerConnectError, OwnerConnection, OwnerIdentity, ServerTrust,
+};
+use cairn_api::NodeClient;
+
+use crate::endpoint::{self, find_record};
+use crate::{owner, Cli, DbgError};
+
+/// The pin of the node's cluster CA, beside `node.json` in the launcher's state dir.
+pub const NODE_API_CA_FILE: &str = "node-api-ca.pem";
+/// How long the debug service gets to answer before the node API is considered.
+const DEBUG_FIRST: Duration = Duration::from_secs(2);
+
+/// A connected client and the endpoint it talks to.
+#[derive(Debug)]
+pub struct Connected {
+    pub client: NodeClient,
+    pub endpoint: String,
+}
+
+/// Connects as the flags say (module docs), within `timeout`.
+pub async fn connect(cli: &Cli, timeout: Duration) -> Result<Connected, DbgError> {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let record = find_record(&cwd).filter(|path| path.is_file());
+    let owner_wanted = cli.owner || cli.node_api.is_some();
+    if !owner_wanted {
+        if let Some(explicit) = cli.endpoint.as_deref().filter(|e| !e.is_empty()) {
+            return debug(explicit, timeout).await;
+        }
+    }
+    let node_api = (cli.node_api.clone())
+        .filter(|e| !e.is_empty())
+        .or_else(|| record.as_deref().and_then(endpoint::node_api_from_record));
+    let pin = record
+        .as_deref()
+        .and_then(Path::parent)
+        .map(|dir| dir.join(NODE_API_CA_FILE));
+    if owner_wanted {
+        let node_api = node_api.ok_or_else(|| DbgError::NoNodeApiEndpoint {
+            record: record.as_ref().map(|p| p.display().to_string()),
+        })?;
+        let identity = identity(cli.owner_dir.as_deref())?;
+        return owner_within(&node_api, &identity, pin.as_deref(), timeout).await;
+    }
+    let debug_endpoint = endpoint::resolve(None);
+    let identity = identity(cli.owner_dir.as_deref()).ok();
+    let (Some(node_api), Some(identity)) = (node_api, identity) else {
+        return debug(&debug_endpoint, timeout).await;
+    };
+    auto(
+        &debug_endpoint,
+        &node_api,
+        &identity,
+        pin.as_deref(),
+        timeout,
+    )
+    .await
+}
+
+async fn debug(endpoint: &str, timeout: Duration) -> Result<Connected, DbgError> {
+    let client = cairn_api::connect_within(endpoint, timeout).await?;
+    Ok(Connected {
+        client: NodeClient::Debug(client),
+        endpoint: endpoint.to_owned(),
+    })
+}
+
+/// The debug service if it answers within [`DEBUG_FIRST`]; else whichever surface
+/// answers first.
+async fn auto(
+    debug_endpoint: &str,
+    node_api: &str,
+    identity: &OwnerIdentity,
+    pin: Option<&Path>,
+    timeout: Duration,
+) -> Result<Connected, DbgError> {
+    let owner = owner_within(node_api, identity, pin, timeout);
+    tokio::pin!(owner);
+    let first = cairn_api::connect(debug_endpoint, DEBUG_FIRST.min(timeout));
+    if let Ok(client) = first.await {
+        return Ok(Connected {
+            client: NodeClient::Debug(client),
+            endpoint: debug_endpoint.to_owned(),
+        });
+    }
+    let debug = debug(debug_endpoint, timeout);
+    tokio::pin!(debug);
+    tokio::select! {
+        owner_result = &mut owner => match owner_result {
+            Ok(connected) => Ok(connected),
+            Err(owner_err) => prefer_refusal(owner_err, debug.await),
+        },
+        debug_result = &mut debug => match debug_result {
+            Ok(connected) => Ok(connected),
+            Err(debug_err) => prefer_refusal_rev(owner.await, debug_err),
+        },
+    }
+}
+
+/// Both failed (or the owner's did): a refusal says more than "nothing answers".
+fn prefer_refusal(
+    owner_err: DbgError,
+    debug: Result<Connected, DbgError>,
+) -> Result<Connected, DbgError> {
+    match debug {
+        Ok(connected) => Ok(connected),
+        Err(debug_err) => Err(pick(owner_err, debug_err)),
+    }
+}
+
+fn prefer_refusal_rev(
+    owner: Result<Connected, DbgError>,
+    debug_err: DbgError,
+) -> Result<Connected, DbgError> {
+    match owner {
+        Ok(connected) => Ok(connected),
+        Err(owner_err) => Err(pick(owner_err, debug_err)),
+    }
+}
+
+fn pick(owner_err: DbgError, debug_err: DbgError) -> DbgError {
+    match &owner_err {
+        DbgError::OwnerConnect(
+            OwnerConnectError::Refused(..) | OwnerConnectError::ServerCertificate(..),
+        ) => owner_err,
+        _ => debug_err,
+    }
+}
+
+/// The owner's client certificate from `dir` (else the default owner dir).
+fn identity(dir: Option<&Path>) -> Result<OwnerIdentity, DbgError> {
+    let dir = match dir {
+        Some(dir) => dir.to_owned(),
+        None => owner::default_dir()?,
+    };
+    let credentials = owner::load(&dir)?;
+    Ok(OwnerIdentity {
+        cert_pem: credentials.cert_pem,
+        key_pem: credentials.key_pem,
+    })
+}
+
+/// [`connect_owner`], retried every 250 ms until `within` has passed while nothing
+/// answers; a refusal by either side is final. Pins the node CA on first use.
+async fn owner_within(
+    endpoint: &str,
+    identity: &OwnerIdentity,
+    pin: Option<&Path>,
+    within: Duration,
+) -> Result<Connected, DbgError> {
+    let trust = match pin.map(std::fs::read_to_string) {
+        Some(Ok(pem)) => ServerTrust::Pinned(pem),
+        Some(Err(err)) if err.kind() != std::io::ErrorKind::NotFound => {
+            return Err(DbgError::Pin(pin.unwrap_or(Path::new("")).to_owned(), err))
+        }
+        _ => ServerTrust::FirstUse,
+    };
+    let deadline = tokio::time::Instant::now() + within;
+    let connection = loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match connect_owner(endpoint, identity, &trust, left.min(Duration::from_secs(5))).await {
+            Ok(connection) => break connection,
+            Err(
+                err @ (OwnerConnectError::Refused(..)
+                | OwnerConnectError::ServerCertificate(..)
+                | OwnerConnectError::InvalidEndpoint(..)
+                | OwnerConnectError::Identity(..)
+                | OwnerConnectError::PinnedCa(..)
+                | OwnerConnectError::Tls(..)),
+            ) => return Err(err.into()),
+            Err(err) if left <= Duration::from_millis(250) => return Err(err.into()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    };
+    if trust == ServerTrust::FirstUse {
+        pin_first_use(pin, &connection)?;
+    }
+    Ok(Connected {
+        client: NodeClient::Owner(connection.client),
+        endpoint: endpoint.to_owned(),
+    })
+}
+
+fn pin_first_use(pin: Option<&Path>, connection: &OwnerConnection) -> Result<(), DbgError> {
+    let fingerprint = owner::fingerprint(&connection.server_ca_pem)
+        .map(|hex| format!("sha256:{hex}"))
+        .unwrap_or_default();
+    match pin {
+        Some(path) => {
+            write_pin(path, &connection.server_ca_pem)
+                .map_err(|err| DbgError::Pin(path.to_owned(), err))?;
+            eprintln!(
+                "dbg: first connection to this node's API: pinned its CA {fingerprint} in {}",
+                path.display()
+            );
+        }
+        None => eprintln!(
+            "dbg: the node's CA {fingerprint} is trusted on first use and not pinned (no node \
+             record to keep it beside)"
+        ),
+    }
+    Ok(())
+}
+
+fn write_pin(path: &Path, pem: &str) -> std::io::Result<()> {
+    let temporary: PathBuf = path.with_extension("pem.tmp");
+    std::fs::write(&temporary, pem)?;
+    std::fs::rename(&temporary, path)
+}
