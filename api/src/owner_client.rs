@@ -217,12 +217,29 @@ fn classify_status(
     }
 }
 
-/// The TLS alert in an error's text, if the peer sent one.
+/// The TLS alert in an error's text, if the peer sent one ("received fatal alert:
+/// CertificateRequired").
 fn alert(chain: &str) -> Option<String> {
-    let at = chain.find("received fatal alert")?;
-    let alert = &chain[at..];
-    let end = alert.find([';', ')']).unwrap_or(alert.len());
-    Some(alert[..end].trim().to_owned())
+    const PREFIX: &str = "received fatal alert: ";
+    let at = chain.find(PREFIX)? + PREFIX.len();
+    let name: String = chain[at..]
+        .chars()
+        .take_while(char::is_ascii_alphanumeric)
+        .collect();
+    Some(format!("{PREFIX}{name}"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_alert_is_cut_out_of_an_error_chain() {
+        let chain = "transport error: connection error: received fatal alert: DecryptError\" }";
+        assert_eq!(
+            super::alert(chain).as_deref(),
+            Some("received fatal alert: DecryptError")
+        );
+        assert_eq!(super::alert("connection reset"), None);
+    }
 }
 
 /// Checks the node's certificate against the pinned CA, or on first use against the

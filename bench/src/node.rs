@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use cairn_api::Client;
-use cairn_qemu::config::DataDisk;
+use cairn_qemu::config::{DataDisk, Settings};
 use cairn_qemu::{Accel, AccelChoice, Image, Node, NodeConfig};
 
 use crate::error::Error;
@@ -109,6 +109,19 @@ impl Bench {
         accel: Accel,
         extra_cmdline: &[String],
     ) -> Result<Booted, Error> {
+        self.boot_with_settings(name, accel, extra_cmdline, None)
+            .await
+    }
+
+    /// [`Bench::boot_with`] handing the node `settings` as its per-node config (an
+    /// owner CA, say: without one the node serves no node API).
+    pub async fn boot_with_settings(
+        &self,
+        name: &str,
+        accel: Accel,
+        extra_cmdline: &[String],
+        settings: Option<Settings>,
+    ) -> Result<Booted, Error> {
         let image = self.image()?;
         let state = state_dir(name);
         fresh_data_disk(&state)?;
@@ -116,6 +129,7 @@ impl Bench {
         let started = Instant::now();
         let mut config = NodeConfig::new(image, accel, &state);
         config.extra_cmdline.extend_from_slice(extra_cmdline);
+        config.settings = settings;
         let mut node = Node::start(&config).map_err(&node_error)?;
         node.wait_ready(READY_TIMEOUT).map_err(&node_error)?;
         let ready_host_s = started.elapsed().as_secs_f64();

@@ -86,7 +86,7 @@ pub enum DbgError {
         None => " (no build/node/node.json here or above; is a node running?)".to_owned(),
     })]
     NoNodeApiEndpoint { record: Option<String> },
-    #[error("the node API issues kubeconfigs for the owner only (user cairn:owner, group cairn:owners); --user and --group need a debug image's debug service")]
+    #[error("the node API issues kubeconfigs for the owner only (user cairn:owner in system:masters); --user and --group need a debug image's debug service")]
     OwnerIdentityOnly,
     #[error("{call} at {endpoint} failed: {}: {}", .status.code(), .status.message())]
     Call {

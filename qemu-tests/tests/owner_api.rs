@@ -250,6 +250,8 @@ fn the_owner_operates_a_production_node_and_nobody_else_can() {
         common::fail(&node, format!("dbg as a stranger: {}", text(&stranger_dbg)));
     }
 
+    pods_cannot_use_the_node_api(&node, &state, &owner_dir);
+
     // Reboot with the stranger's CA in the node config: the pinned owner stays.
     node.stop(Duration::from_secs(120))
         .unwrap_or_else(|err| common::fail(&node, error_chain(&err)));
@@ -293,6 +295,140 @@ fn the_owner_operates_a_production_node_and_nobody_else_can() {
             &node,
             format!("the new config's owner: {:?}", other.map(|_| ())),
         ),
+    }
+}
+
+/// A pod on the pod network is closed at accept; a host-network pod (kube-system, the
+/// only namespace allowed one) reaches the TLS layer and is refused there. The pods
+/// have no TLS client (busybox's wget crashes on https), so each sends bytes that are
+/// not TLS: what proves the point is the agent's log, with the refusal of the node's
+/// own address and none from the pod network. That a real TLS 1.3 client without the
+/// owner's key is refused, whatever its address, the host-side checks above prove.
+fn pods_cannot_use_the_node_api(node: &Node, state: &Path, owner_dir: &Path) {
+    let ip = dbg(
+        state,
+        owner_dir,
+        &[
+            "kubectl",
+            "get",
+            "nodes",
+            "-o",
+            "jsonpath={.items[0].status.addresses[?(@.type==\"InternalIP\")].address}",
+        ],
+    );
+    let node_ip = String::from_utf8_lossy(&ip.stdout).trim().to_owned();
+    if !ip.status.success() || node_ip.parse::<std::net::Ipv4Addr>().is_err() {
+        common::fail(node, format!("the node's InternalIP: {}", text(&ip)));
+    }
+    let pod = |namespace: &str, name: &str, host_network: bool| {
+        let probe = format!("echo hello | nc -w 5 {node_ip} 7838 >/dev/null; echo exit=$?");
+        [
+            "apiVersion: v1".to_owned(),
+            "kind: Pod".to_owned(),
+            "metadata:".to_owned(),
+            format!("  name: {name}"),
+            format!("  namespace: {namespace}"),
+            "spec:".to_owned(),
+            format!("  hostNetwork: {host_network}"),
+            "  restartPolicy: Never".to_owned(),
+            "  containers:".to_owned(),
+            "  - name: probe".to_owned(),
+            "    image: localhost/cairn/toolbox:1".to_owned(),
+            format!("    command: [\"sh\", \"-c\", {probe:?}]"),
+            String::new(),
+        ]
+        .join("\n")
+    };
+    let pods = [
+        ("default", "node-api-from-pod-network", false),
+        ("kube-system", "node-api-from-host-network", true),
+    ];
+    let manifest: Vec<String> = pods
+        .iter()
+        .map(|(ns, name, host)| pod(ns, name, *host))
+        .collect();
+    let file = scratch("owner-api/pods.yaml");
+    std::fs::write(&file, manifest.join("---\n")).unwrap();
+    // Pods need their namespace's default service account, which the controller-manager
+    // creates a moment after it starts.
+    for (namespace, _, _) in pods {
+        let created = dbg(
+            state,
+            owner_dir,
+            &[
+                "kubectl",
+                "wait",
+                "-n",
+                namespace,
+                "--for=create",
+                "serviceaccount/default",
+                "--timeout=120s",
+            ],
+        );
+        if !created.status.success() {
+            common::fail(
+                node,
+                format!("serviceaccount {namespace}/default: {}", text(&created)),
+            );
+        }
+    }
+    let applied = dbg(
+        state,
+        owner_dir,
+        &["kubectl", "apply", "-f", file.to_str().unwrap()],
+    );
+    if !applied.status.success() {
+        common::fail(node, format!("kubectl apply: {}", text(&applied)));
+    }
+    let mut outputs = Vec::new();
+    for (namespace, name, _) in pods {
+        let done = dbg(
+            state,
+            owner_dir,
+            &[
+                "kubectl",
+                "wait",
+                "-n",
+                namespace,
+                "--for=jsonpath={.status.phase}=Succeeded",
+                &format!("pod/{name}"),
+                "--timeout=240s",
+            ],
+        );
+        let logs = dbg(
+            state,
+            owner_dir,
+            &["kubectl", "logs", "-n", namespace, name],
+        );
+        let output = String::from_utf8_lossy(&logs.stdout).into_owned();
+        outputs.push(format!("{name}: {}", output.trim()));
+        if !done.status.success() || !output.contains("exit=") {
+            common::fail(
+                node,
+                format!("pod {name}: {}\n{}", text(&done), text(&logs)),
+            );
+        }
+    }
+    let agent = dbg(state, owner_dir, &["logs", "agent"]);
+    let log = String::from_utf8_lossy(&agent.stdout).into_owned();
+    let refused_from = |prefix: &str| {
+        log.lines()
+            .any(|line| line.contains(&format!("node API: refused the TLS handshake of {prefix}")))
+    };
+    let api_lines: Vec<&str> = log.lines().filter(|l| l.contains("node API")).collect();
+    if !refused_from(&format!("{node_ip}:")) {
+        common::fail(
+            node,
+            format!(
+                "no refusal of the host-network pod ({node_ip}) in the agent log; its node API \
+                 lines:\n{}\npods:\n{}",
+                api_lines.join("\n"),
+                outputs.join("\n")
+            ),
+        );
+    }
+    if refused_from("10.88.") {
+        common::fail(node, "a pod-network connection reached the TLS handshake");
     }
 }
 

@@ -6,7 +6,9 @@
 //! pin it (trust on first use, as `dbg` does) and every later connection verifies it.
 //! Clients must present a certificate issued by the pinned owner CA ([`super::owner`]);
 //! anything else — no certificate, a self-signed one, another CA's, an expired one —
-//! ends in the handshake, before any call is read, and is logged at `debug` only.
+//! ends in the handshake, before any call is read. Each refusal is logged with the
+//! peer's address and the reason, at most one line a second (a count of the ones left
+//! out follows), so an operator sees who knocked and nobody can flood the log.
 //! Handshakes run beside the accept loop with a deadline and a cap on how many are in
 //! flight, so a peer that connects and says nothing holds up nobody.
 
@@ -46,11 +48,14 @@ pub const NODE_API_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(
     Ipv4Addr::UNSPECIFIED,
     cairn_api::names::port::NODE_API,
 ));
-/// The owner's Kubernetes identity (GetKubeconfig): a user in a group the reconciler
-/// binds to `cluster-admin` (`cairn:owners`), so the grant is an RBAC object one can
-/// read, audit and narrow, unlike `system:masters`, which no RBAC rule can take back.
+/// The owner's Kubernetes identity (GetKubeconfig): user `cairn:owner` in
+/// `system:masters`. The owner's credential is the one that must work when the cluster
+/// is broken (RBAC objects deleted, the reconciler failing), as Talos's admin
+/// kubeconfig does; a group bound by a reconciled ClusterRoleBinding would not, and
+/// would not work until the reconciler first ran. The certificate is short-lived and
+/// names the owner, so the audit trail tells owner requests apart.
 pub const OWNER_USER: &str = "cairn:owner";
-pub const OWNER_GROUP: &str = "cairn:owners";
+pub const OWNER_GROUP: &str = "system:masters";
 /// How long the node API's serving certificate is valid; a new one is issued at
 /// every boot.
 pub const SERVING_VALIDITY: time::Duration = time::Duration::days(365);
@@ -151,6 +156,7 @@ async fn accept(
     connections: tokio::sync::mpsc::Sender<Result<TlsConnection, io::Error>>,
 ) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+    let refusals = Arc::new(Refusals::default());
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
@@ -165,20 +171,55 @@ async fn accept(
             }
         };
         if from_pods(peer.ip()) {
+            tracing::debug!("node API: closed a connection from the pod network ({peer})");
             continue;
         }
         let _ = tcp.set_nodelay(true);
         let (acceptor, connections) = (acceptor.clone(), connections.clone());
+        let refusals = refusals.clone();
         tokio::spawn(async move {
             let _slot = slot;
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => {
                     let _ = connections.send(Ok(TlsConnection { stream, peer })).await;
                 }
-                Ok(Err(err)) => tracing::debug!("node API: handshake with {peer} refused: {err}"),
-                Err(_) => tracing::debug!("node API: no handshake from {peer} in time"),
+                Ok(Err(err)) => refusals.report(peer, &err.to_string()),
+                Err(_) => refusals.report(peer, "no TLS handshake within 10 s"),
             }
         });
+    }
+}
+
+/// Logs refused handshakes, at most one line a second.
+#[derive(Debug, Default)]
+struct Refusals(std::sync::Mutex<RefusalLog>);
+
+#[derive(Debug, Default)]
+struct RefusalLog {
+    last: Option<std::time::Instant>,
+    left_out: u64,
+}
+
+impl Refusals {
+    fn report(&self, peer: SocketAddr, why: &str) {
+        let Ok(mut log) = self.0.lock() else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        if log
+            .last
+            .is_some_and(|last| now.duration_since(last) < Duration::from_secs(1))
+        {
+            log.left_out += 1;
+            return;
+        }
+        let left_out = std::mem::take(&mut log.left_out);
+        log.last = Some(now);
+        let more = match left_out {
+            0 => String::new(),
+            n => format!(" ({n} more refused since the last line)"),
+        };
+        tracing::info!("node API: refused the TLS handshake of {peer}: {why}{more}");
     }
 }
 

@@ -46,32 +46,7 @@ impl Declared {
 
 /// Every built-in object, in the order they are applied.
 pub fn builtin_objects() -> Vec<Declared> {
-    vec![
-        kubelet_api_binding(),
-        owners_binding(),
-        default_namespace_pod_security(),
-    ]
-}
-
-/// The owner's kubeconfigs (node API GetKubeconfig) name group `cairn:owners`; this
-/// binding is what makes them cluster admins. An RBAC object, unlike `system:masters`:
-/// visible to `kubectl get clusterrolebindings`, in the audit trail, and narrowed by
-/// editing one place (the reconciler reverts edits made through the API).
-fn owners_binding() -> Declared {
-    declare(ClusterRoleBinding {
-        metadata: metadata(crate::api::node::OWNER_GROUP, BTreeMap::new()),
-        role_ref: RoleRef {
-            api_group: Some(RBAC_GROUP.into()),
-            kind: "ClusterRole".into(),
-            name: "cluster-admin".into(),
-        },
-        subjects: Some(vec![Subject {
-            api_group: Some(RBAC_GROUP.into()),
-            kind: "Group".into(),
-            name: crate::api::node::OWNER_GROUP.into(),
-            namespace: None,
-        }]),
-    })
+    vec![kubelet_api_binding(), default_namespace_pod_security()]
 }
 
 /// `kubectl logs`, `exec` and `port-forward` go through the apiserver to the kubelet

@@ -254,7 +254,7 @@ async fn the_condition_follows_the_passes_and_failures_are_retried() {
     let deadline = tokio::time::Instant::now() + PERIOD * 2;
     let condition = conditions.wait(CONDITION, deadline).await.unwrap();
     assert!(
-        condition.reason.starts_with("3 built-in objects"),
+        condition.reason.starts_with("2 built-in objects"),
         "{}",
         condition.reason
     );
