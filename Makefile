@@ -152,7 +152,7 @@ profile-boot: image
 
 # Fuzzing needs nightly (rustup) and cargo-fuzz (from crates.io, installed if missing).
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := cpio_read deb_open deb_control os_release kernel_cmdline_ip image_config image_archive node_config
+FUZZ_TARGETS := cpio_read deb_open deb_control os_release kernel_cmdline_ip image_config image_archive node_config api_requests
 fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install --locked cargo-fuzz
 	cd fuzz && for target in $(FUZZ_TARGETS); do \
