@@ -226,3 +226,29 @@ fn write_pin(path: &Path, pem: &str) -> std::io::Result<()> {
     std::fs::write(&temporary, pem)?;
     std::fs::rename(&temporary, path)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused() -> DbgError {
+        OwnerConnectError::Refused("https://n".into(), "received fatal alert: UnknownCA".into())
+            .into()
+    }
+
+    fn unreachable() -> DbgError {
+        DbgError::Pin(PathBuf::from("p"), std::io::ErrorKind::NotFound.into())
+    }
+
+    #[test]
+    fn when_both_surfaces_fail_a_tls_refusal_is_the_error_reported() {
+        // The owner connection was refused: that says more than the debug side's silence.
+        assert!(matches!(
+            pick(refused(), unreachable()),
+            DbgError::OwnerConnect(OwnerConnectError::Refused(..))
+        ));
+        // Nothing answered on the node API either: the debug side's error stands.
+        let timeout = OwnerConnectError::Timeout("https://n".into(), Duration::from_secs(1)).into();
+        assert!(matches!(pick(timeout, unreachable()), DbgError::Pin(..)));
+    }
+}

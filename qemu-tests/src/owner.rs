@@ -81,7 +81,7 @@ impl OwnerChoice {
                 credentials::OWNER_DIR_ENV
             ),
             OwnerChoice::Given(ca) => format!(
-                "owner CA: {} (sha256 {}) goes to the node, which pins it on first boot",
+                "owner CA: {} (sha256:{}) goes to the node, which pins it on first boot",
                 ca.path.display(),
                 ca.fingerprint
             ),
