@@ -107,36 +107,16 @@ async fn auto(
     tokio::select! {
         owner_result = &mut owner => match owner_result {
             Ok(connected) => Ok(connected),
-            Err(owner_err) => prefer_refusal(owner_err, debug.await),
+            Err(owner_err) => debug.await.map_err(|debug_err| pick(owner_err, debug_err)),
         },
         debug_result = &mut debug => match debug_result {
             Ok(connected) => Ok(connected),
-            Err(debug_err) => prefer_refusal_rev(owner.await, debug_err),
+            Err(debug_err) => owner.await.map_err(|owner_err| pick(owner_err, debug_err)),
         },
     }
 }
 
-/// Both failed (or the owner's did): a refusal says more than "nothing answers".
-fn prefer_refusal(
-    owner_err: DbgError,
-    debug: Result<Connected, DbgError>,
-) -> Result<Connected, DbgError> {
-    match debug {
-        Ok(connected) => Ok(connected),
-        Err(debug_err) => Err(pick(owner_err, debug_err)),
-    }
-}
-
-fn prefer_refusal_rev(
-    owner: Result<Connected, DbgError>,
-    debug_err: DbgError,
-) -> Result<Connected, DbgError> {
-    match owner {
-        Ok(connected) => Ok(connected),
-        Err(owner_err) => Err(pick(owner_err, debug_err)),
-    }
-}
-
+/// Both surfaces failed: a refusal says more than "nothing answers".
 fn pick(owner_err: DbgError, debug_err: DbgError) -> DbgError {
     match &owner_err {
         DbgError::OwnerConnect(

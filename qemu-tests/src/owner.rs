@@ -30,16 +30,11 @@ impl OwnerCa {
         let Some(pem) = credentials::load_ca_pem(dir)? else {
             return Ok(None);
         };
-        let bad = |problem: String| OwnerError::NotACertificate {
+        check_one_certificate(&pem).map_err(|problem| OwnerError::NotACertificate {
             what: path.display().to_string(),
             problem,
-        };
-        check_one_certificate(&pem).map_err(bad)?;
-        let fingerprint = match credentials::fingerprint(&pem) {
-            Ok(fingerprint) => fingerprint,
-            Err(OwnerError::NotACertificate { problem, .. }) => return Err(bad(problem)),
-            Err(err) => return Err(err),
-        };
+        })?;
+        let fingerprint = credentials::fingerprint(&pem)?;
         Ok(Some(OwnerCa {
             path,
             pem,
