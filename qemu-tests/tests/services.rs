@@ -5,7 +5,10 @@
 //! pod addresses; `kubernetes.default.svc.cluster.local` is 10.96.0.1 and reaches the
 //! apiserver's port; a name outside the cluster gets an answer, not a timeout; and a
 //! NodePort answers from the host through the launcher's forward. kube-proxy and
-//! CoreDNS killed with SIGKILL come back, and a Service keeps answering meanwhile.
+//! CoreDNS killed with SIGKILL go false, come back true, and a Service keeps answering
+//! meanwhile. A
+//! node of its own whose only upstream resolver never answers keeps `cluster-dns`
+//! ready, with that resolver named in the reason and no restart.
 //!
 //! One node for the file (`common/kubernetes.rs`); each test works in a namespace of
 //! its own, so they share it. Clients are toolbox pods: busybox `wget` and `nslookup`
@@ -24,7 +27,12 @@ use std::sync::{OnceLock, RwLock, RwLockReadGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::kubernetes::{describe, nslookup_addresses, Session, KUBECTL_TIMEOUT, NODE_PORT};
+use cairn_api::v1::{ListComponentsRequest, ListConditionsRequest, WaitConditionRequest};
+use cairn_qemu::node::error_chain;
+use cairn_qemu::Node;
+use common::kubernetes::{
+    describe, nslookup_addresses, Session, CALL_TIMEOUT, KUBECTL_TIMEOUT, NODE_PORT,
+};
 use serde_json::Value;
 
 const NODE_READY_TIMEOUT: Duration = Duration::from_secs(300);
@@ -42,7 +50,9 @@ const REPORTED: &[&str] = &["kube-proxy", "cluster-dns", "kubelet", "agent"];
 const REQUESTS: usize = 40;
 
 /// The restart test takes it to write while it kills kube-proxy and CoreDNS; the
-/// others read it, so none of their lookups meets a DNS server that is down.
+/// others read it, so none of their lookups meets a DNS server that is down. The
+/// silent-upstream test takes it to write too: its node of its own would compete
+/// with the file's node for the CPUs.
 static SERVICES_UP: RwLock<()> = RwLock::new(());
 
 fn services_up() -> RwLockReadGuard<'static, ()> {
@@ -427,6 +437,10 @@ fn services_keep_answering_while_the_proxy_and_dns_restart() {
     for component in ["kube-proxy", "cluster-dns"] {
         let before = restarts(&session, component);
         session.signal(component, "SIGKILL");
+        // The condition goes false with the process (the supervisor sees the exit at
+        // once; the restart waits its back-off, then the new process must pass its
+        // probe: more than a second here), then true again below.
+        wait_false(&session, component);
         // ... and by its address right after kube-proxy dies: the rules stay in the
         // kernel, nothing removes them with the process.
         if component == "kube-proxy" {
@@ -460,6 +474,23 @@ fn wait_answers(session: &Session, ns: &str, url: &str, pod: &str) {
     }
 }
 
+/// Polls condition `component` until it is false, within [`CONVERGE_TIMEOUT`].
+fn wait_false(session: &Session, component: &str) {
+    let deadline = Instant::now() + CONVERGE_TIMEOUT;
+    loop {
+        let (status, reason) = session.condition(component);
+        if !status {
+            return;
+        }
+        if Instant::now() >= deadline {
+            session.fail(format!(
+                "{component} stayed true for {CONVERGE_TIMEOUT:?} after SIGKILL: {reason}"
+            ));
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// How often the supervisor has restarted `component`.
 fn restarts(session: &Session, component: &str) -> u32 {
     session.component(component).restart_count
@@ -475,5 +506,119 @@ fn wait_restarted(session: &Session, component: &str, before: u32) {
             ));
         }
         thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+#[ignore = "boots QEMU; run with `make test`"]
+fn an_sctp_service_leaves_the_proxy_ready_and_the_other_services_programmed() {
+    let _up = services_up();
+    let session = session();
+    let ns = "svc-sctp";
+    namespace(&session, ns);
+    apply(&session, &web_deployment(ns, "web", 1));
+    apply(&session, &client_pod(ns));
+    wait_rollout(&session, ns, "web");
+    wait_pod_ready(&session, ns, "client");
+    let proxy = session.component("kube-proxy");
+    // kube-proxy writes the whole ruleset in one nft transaction: a rule it cannot
+    // write would fail every Service's update, not only this one's.
+    let sctp = "apiVersion: v1
+kind: Service
+metadata:
+  name: sctp
+  namespace: svc-sctp
+spec:
+  selector: { app: web }
+  ports:
+  - { port: 9999, protocol: SCTP }
+";
+    apply(&session, sctp);
+    // A Service created after it is programmed and answers.
+    apply(&session, &service(ns, "after", "web", ""));
+    let pods = live_pods(&session, ns, "web");
+    let [(pod, _)] = pods.as_slice() else {
+        session.fail(format!("expected one web pod, found {pods:?}"));
+    };
+    wait_answers(&session, ns, "http://after/", pod);
+    let (ready, reason) = session.condition("kube-proxy");
+    let now = session.component("kube-proxy");
+    if !ready || now.restart_count != proxy.restart_count {
+        session.fail(format!(
+            "kube-proxy after the SCTP Service: ready {ready} ({reason}), restarts {} -> {}",
+            proxy.restart_count, now.restart_count
+        ));
+    }
+    let log = session.log_tail("kube-proxy", 500).unwrap_or_default();
+    if let Some(line) = log.iter().find(|line| line.to_lowercase().contains("sync failed")) {
+        session.fail(format!("kube-proxy failed a sync after the SCTP Service: {line}"));
+    }
+}
+
+/// The launcher's `ip=` with the name server moved to an address nothing answers
+/// from: 10.0.2.99 is no host on QEMU's user network. The agent takes the last `ip=`.
+const SILENT_UPSTREAM_IP: &str = "ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off:10.0.2.99";
+const SILENT_UPSTREAM_NOTE: &str = "upstream resolver 10.0.2.99:53 does not answer \
+    (2 queries, 1s each): names outside the cluster fail";
+
+#[test]
+#[ignore = "boots QEMU; run with `make test`"]
+fn an_upstream_resolver_that_never_answers_is_named_in_the_cluster_dns_reason() {
+    let _turn = SERVICES_UP.write().unwrap_or_else(|p| p.into_inner());
+    let mut config = common::fresh_config("services-silent-upstream");
+    config.extra_cmdline.push(SILENT_UPSTREAM_IP.to_owned());
+    config.api_forward = false;
+    let mut node = Node::start(&config).unwrap_or_else(|err| panic!("{}", error_chain(&err)));
+    node.wait_ready(common::READY_TIMEOUT)
+        .unwrap_or_else(|err| common::fail(&node, error_chain(&err)));
+    let endpoint = (node.debug_endpoint())
+        .unwrap_or_else(|| common::fail(&node, "no debug forward"))
+        .to_owned();
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let checked = runtime.block_on(async {
+        let mut client = cairn_api::connect_within(&endpoint, CALL_TIMEOUT)
+            .await
+            .map_err(|err| error_chain(&err))?;
+        let request = WaitConditionRequest {
+            name: "cluster-dns".to_owned(),
+            timeout_ms: NODE_READY_TIMEOUT.as_millis() as u32,
+        };
+        let wait = client.wait_condition(request);
+        (tokio::time::timeout(NODE_READY_TIMEOUT + CALL_TIMEOUT, wait).await)
+            .map_err(|_| "cluster-dns: WaitCondition did not answer".to_owned())?
+            .map_err(|status| format!("cluster-dns never turned true: {status}"))?;
+        // The probe that turned it true checked the upstream too, so the note is
+        // there from the first true; read the reason and the process it names now.
+        let conditions = client
+            .list_conditions(ListConditionsRequest {
+                names: vec!["cluster-dns".to_owned()],
+            })
+            .await
+            .map_err(|status| status.to_string())?
+            .into_inner()
+            .conditions;
+        let components = client
+            .list_components(ListComponentsRequest {})
+            .await
+            .map_err(|status| status.to_string())?
+            .into_inner()
+            .components;
+        let dns = (components.iter())
+            .find(|c| c.name == "cluster-dns")
+            .ok_or("no component cluster-dns")?;
+        let reason = conditions.first().map(|c| (c.status, c.reason.clone()));
+        let pid = dns.pid.unwrap_or_default();
+        let want = (true, format!("ready (pid {pid}); {SILENT_UPSTREAM_NOTE}"));
+        if reason.as_ref() != Some(&want) {
+            return Err(format!("cluster-dns is {reason:?}, want {want:?}"));
+        }
+        // Ready, not crash-looping on the bad upstream.
+        if dns.restart_count != 0 {
+            return Err(format!("cluster-dns restarted {} times", dns.restart_count));
+        }
+        Ok::<(), String>(())
+    });
+    if let Err(err) = checked {
+        common::fail(&node, err);
     }
 }

@@ -21,15 +21,15 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec as KubeServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
 
-use super::probe;
-use super::{apiserver, Files, Node, CLUSTER_DOMAIN};
+use super::{apiserver, dns_upstream, probe, Files, Node, CLUSTER_DOMAIN};
 use crate::reconciler::{declare, metadata, Declared, RBAC_GROUP};
-use crate::supervisor::ServiceSpec;
+use crate::supervisor::{Readiness, ServiceSpec};
 use crate::Paths;
 
 pub const SERVICE: &str = cairn_api::names::service::CLUSTER_DNS;
@@ -49,12 +49,23 @@ pub const METRICS_ADDRESS: &str = "127.0.0.1:9153";
 /// Where the node's resolvers are listed (the `forward` upstreams).
 pub const RESOLV_CONF: &str = "/etc/resolv.conf";
 
+/// Ready when CoreDNS's `ready` plugin says so; the reason then also names any
+/// upstream resolver that does not answer ([`dns_upstream`]).
 pub fn service(paths: &Paths, files: &Files) -> ServiceSpec {
     let args = ["-conf".to_owned(), files.config(COREFILE)];
+    let ready = probe::get(
+        probe::Access::Insecure(files.pki_dir().to_owned()),
+        READY_URL,
+        "/ready",
+        probe::any_body,
+    );
+    let readiness = Readiness::new(dns_upstream::probe(ready, paths.resolve(RESOLV_CONF)))
+        .interval(Duration::from_secs(1))
+        .timeout(dns_upstream::CHECK_TIME + Duration::from_secs(3));
     ServiceSpec::new(SERVICE, paths.resolve(BINARY))
         .args(args)
         .depends_on(apiserver::SERVICE)
-        .readiness(probe::local(files.pki_dir(), READY_URL, "/ready"))
+        .readiness(readiness)
 }
 
 /// The Corefile: `cluster.local` and reverse zones from the Kubernetes API, every

@@ -20,6 +20,7 @@ pub mod apiserver;
 pub mod client;
 pub mod cluster_dns;
 pub mod controller_manager;
+pub mod dns_upstream;
 pub mod etcd;
 pub mod kubeconfig;
 pub mod kubelet;

@@ -33,7 +33,8 @@ use tokio::task::JoinHandle;
 
 pub use spawn::ChildWatcher;
 pub use spec::{
-    probe_fn, Probe, ProbeFuture, Readiness, RestartPolicy, ServiceSpec, StopPolicy, DEFAULT_PATH,
+    probe_fn, Probe, ProbeFuture, ProbeResult, Readiness, RestartPolicy, ServiceSpec, StopPolicy,
+    DEFAULT_PATH,
 };
 pub use status::{LastExit, ServiceState, ServiceStatus};
 

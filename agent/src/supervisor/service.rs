@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::spawn::{capture_output, check_executable, command, pid_of, ChildWatcher};
-use super::spec::{Readiness, ServiceSpec};
+use super::spec::{ProbeResult, Readiness, ServiceSpec};
 use super::status::{LastExit, ServiceState, ServiceStatus};
 use crate::conditions::{since_boot, Conditions};
 use crate::logbuf::{LogBuffer, Stream};
@@ -148,7 +148,8 @@ impl Service {
                 result = probe => {
                     let ready = result.is_ok();
                     match result {
-                        Ok(()) => self.set_ready(true, format!("ready (pid {pid})")),
+                        Ok(None) => self.set_ready(true, format!("ready (pid {pid})")),
+                        Ok(Some(note)) => self.set_ready(true, format!("ready (pid {pid}); {note}")),
                         Err(reason) => self.set_ready(false, format!("not ready: {reason}")),
                     }
                     delay = readiness.as_ref().map_or(Duration::MAX, |r| match ready {
@@ -199,9 +200,16 @@ impl Service {
             ServiceState::Running
         };
         let changed = self.read(|s| s.state != state);
-        if changed {
+        // A ready service's note (what its probe adds to "ready") is worth a line when
+        // it appears, changes or clears; the same reason again each probe is not.
+        let noted = ready
+            && (self.conditions.get(&self.spec.name))
+                .is_some_and(|c| c.value && c.reason != reason);
+        if changed || noted {
             tracing::info!("{}: {reason}", self.spec.name);
             self.log.push(Stream::Agent, &reason);
+        }
+        if changed {
             self.set_state(state);
         }
         self.conditions.set(&self.spec.name, ready, reason);
@@ -275,7 +283,7 @@ impl Service {
 }
 
 /// One readiness attempt after `delay`; never completes without a probe.
-async fn probe_after(readiness: Option<&Readiness>, delay: Duration) -> Result<(), String> {
+async fn probe_after(readiness: Option<&Readiness>, delay: Duration) -> ProbeResult {
     let Some(readiness) = readiness else {
         return std::future::pending().await;
     };

@@ -107,8 +107,13 @@ impl ServiceSpec {
     }
 }
 
-/// The future a probe returns: `Ok` when ready, `Err(reason)` when not.
-pub type ProbeFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+/// What a probe finds: `Ok` when ready, with an optional note for the condition's
+/// reason (something an operator should see that does not make the service unready,
+/// e.g. an upstream it forwards to that does not answer); `Err(reason)` when not ready.
+pub type ProbeResult = Result<Option<String>, String>;
+
+/// The future a probe returns.
+pub type ProbeFuture = Pin<Box<dyn Future<Output = ProbeResult> + Send>>;
 
 /// A readiness check (e.g. a version call over containerd's socket). It runs in the
 /// agent, so it must be cheap and must not log on every failure: the supervisor
@@ -125,11 +130,12 @@ where
     Fut: Future<Output = Result<(), String>> + Send + 'static,
 {
     fn check(&self) -> ProbeFuture {
-        Box::pin((self.0)())
+        let check = (self.0)();
+        Box::pin(async move { check.await.map(|()| None) })
     }
 }
 
-/// A probe from an async closure: `probe_fn(|| async { ... })`.
+/// A probe from an async closure: `probe_fn(|| async { ... })`; it passes with no note.
 pub fn probe_fn<F, Fut>(check: F) -> Arc<dyn Probe>
 where
     F: Fn() -> Fut + Send + Sync + 'static,

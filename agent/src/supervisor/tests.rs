@@ -303,6 +303,60 @@ async fn a_ready_service_is_probed_at_the_steady_interval() {
     f.supervisor.stop_all().await;
 }
 
+/// A probe that passes with a note (cluster DNS naming a silent upstream): the
+/// condition is true with the note in its reason, the agent's log says it once, and
+/// when the note clears the reason does too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passing_probe_s_note_is_in_the_reason_and_logged_once() {
+    let f = fixture();
+    let note = Arc::new(Mutex::new(Some("upstream x does not answer".to_owned())));
+    let probed = note.clone();
+    let probe: Arc<dyn Probe> = Arc::new(NotingProbe(probed));
+    let readiness = Readiness::new(probe)
+        .interval(Duration::from_millis(5))
+        .steady(Duration::from_millis(5));
+    f.supervisor
+        .start(vec![shell("svc", "exec sleep 30").readiness(readiness)])
+        .unwrap();
+    let ready = f.conditions.wait("svc", deadline()).await.unwrap();
+    let pid = f.supervisor.service("svc").unwrap().pid.unwrap();
+    assert_eq!(
+        ready.reason,
+        format!("ready (pid {pid}); upstream x does not answer")
+    );
+    // Dozens of probes with the same note: one line for it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let said = |text: &str| {
+        let log = f.logs.get("svc").unwrap().tail(None);
+        lines(&log, Stream::Agent)
+            .iter()
+            .filter(|l| l.as_str() == text)
+            .count()
+    };
+    assert_eq!(said(&ready.reason), 1);
+    *note.lock().unwrap() = None;
+    let cleared = format!("ready (pid {pid})");
+    let until = deadline();
+    while f.conditions.get("svc").unwrap().reason != cleared {
+        assert!(Instant::now() < until, "the note never cleared");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(f.conditions.get("svc").unwrap().value);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(said(&cleared), 1, "the clearing is said once too");
+    f.supervisor.stop_all().await;
+}
+
+/// Passes with whatever note the test holds.
+struct NotingProbe(Arc<Mutex<Option<String>>>);
+
+impl Probe for NotingProbe {
+    fn check(&self) -> ProbeFuture {
+        let note = self.0.lock().unwrap().clone();
+        Box::pin(async move { Ok(note) })
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_follows_the_probe_and_kill_restarts() {
     let f = fixture();
