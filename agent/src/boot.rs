@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 use cairn_api::names::condition;
 use cairn_api::node_config::NodeConfig;
 
+use crate::api::owner::Offered;
 use crate::conditions::Conditions;
 use crate::identity::{self, DiskKey, EphemeralKey, Identity, IdentityError, KeySource};
 use crate::kubernetes::{self, Node};
@@ -156,15 +157,15 @@ impl Boot<'_> {
 
     /// After the modules (`qemu_fw_cfg` shows the launcher's item in sysfs) and before
     /// anything configured by it. Never fatal: see [`node_config`].
-    fn read_node_config(&self) -> NodeConfig {
+    fn read_node_config(&self) -> node_config::Loaded {
         let loaded = node_config::load(self.paths);
         match loaded.ok {
             true => tracing::info!("node config: {}", loaded.reason),
             false => tracing::error!("node config: {}", loaded.reason),
         }
         self.conditions
-            .set(condition::NODE_CONFIG, loaded.ok, loaded.reason);
-        loaded.config
+            .set(condition::NODE_CONFIG, loaded.ok, loaded.reason.clone());
+        loaded
     }
 
     /// After the modules (virtio_blk) and before identity, whose key lives on the
@@ -232,7 +233,7 @@ impl Boot<'_> {
         sys: Arc<dyn Syscall>,
         identity: &Identity,
         trust: Trust,
-        settings: &NodeConfig,
+        settings: &node_config::Loaded,
     ) -> Result<ShutdownRequest, BootError> {
         let reaper = Arc::new(Mutex::new(Reaper::default()));
         let mut pid1 = Pid1::start(sys, reaper.clone())?;
@@ -241,7 +242,7 @@ impl Boot<'_> {
         let pki = match trust {
             Trust::Established => {
                 let pki = self.create_pki(&node);
-                self.start_services(&supervisor, &node, pki.is_some(), settings)?;
+                self.start_services(&supervisor, &node, pki.is_some(), &settings.config)?;
                 pki
             }
             Trust::KeyUnreadable => {
@@ -393,7 +394,7 @@ impl Boot<'_> {
         node: &Node,
         pki: Option<Arc<Pki>>,
         power: PowerRequester,
-        settings: &NodeConfig,
+        settings: &node_config::Loaded,
     ) {
         let handlers = crate::api::handlers(crate::api::ApiState {
             conditions: self.conditions.clone(),
@@ -413,7 +414,11 @@ impl Boot<'_> {
                 }
             });
         }
-        let offered = settings.owner.as_ref().map(|owner| owner.ca.as_str());
+        let offered = match (&settings.config.owner, settings.node_ignored) {
+            (Some(owner), _) => Offered::Ca(&owner.ca),
+            (None, false) => Offered::Nothing,
+            (None, true) => Offered::ConfigIgnored,
+        };
         let (ca_pem, owner) = match crate::api::owner::settle(self.paths, offered) {
             crate::api::owner::Decision::Serve { ca_pem, reason } => (ca_pem, reason),
             crate::api::owner::Decision::Off { reason } => {

@@ -23,6 +23,9 @@ pub struct Loaded {
     pub config: NodeConfig,
     /// Whether every file there was could be used.
     pub ok: bool,
+    /// Whether a node config was given but ignored (malformed): what it would have
+    /// set, e.g. the owner, is then unknown rather than absent.
+    pub node_ignored: bool,
     pub reason: String,
 }
 
@@ -37,10 +40,12 @@ pub fn load(paths: &Paths) -> Loaded {
             NodeConfig::default()
         }
     };
+    let mut node_ignored = false;
     let (node, given) = match read(&paths.resolve(FW_CFG_PATH)) {
         Ok(Some(config)) => (config, "node config given"),
         Ok(None) => (NodeConfig::default(), "no node config given"),
         Err(problem) => {
+            node_ignored = true;
             problems.push(format!(
                 "node config (firmware config item {FW_CFG_NAME}) ignored: {problem}"
             ));
@@ -61,7 +66,12 @@ pub fn load(paths: &Paths) -> Loaded {
             problems.join("; ")
         ),
     };
-    Loaded { config, ok, reason }
+    Loaded {
+        config,
+        ok,
+        node_ignored,
+        reason,
+    }
 }
 
 /// `Ok(None)` when the file does not exist.

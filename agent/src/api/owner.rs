@@ -27,9 +27,21 @@ pub enum Decision {
     Off { reason: String },
 }
 
+/// What this boot's node config says about the owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offered<'a> {
+    /// `owner.ca` (PEM).
+    Ca(&'a str),
+    /// A config (or none) without an `[owner]` table.
+    Nothing,
+    /// The config was malformed and ignored (`node-config` says why): whether it named
+    /// an owner is unknown.
+    ConfigIgnored,
+}
+
 /// Settles the owner from the pinned CA under `paths` and the one the node config
 /// offers, pinning the offered one if none is pinned yet.
-pub fn settle(paths: &Paths, offered: Option<&str>) -> Decision {
+pub fn settle(paths: &Paths, offered: Offered<'_>) -> Decision {
     let pinned_path = paths.resolve(PINNED_CA);
     let pinned = match read_pinned(&pinned_path) {
         Ok(pinned) => pinned,
@@ -41,7 +53,11 @@ pub fn settle(paths: &Paths, offered: Option<&str>) -> Decision {
             }
         }
     };
-    let offered = offered.map(|pem| (pem, fingerprint(pem)));
+    let ignored = offered == Offered::ConfigIgnored;
+    let offered = match offered {
+        Offered::Ca(pem) => Some((pem, fingerprint(pem))),
+        Offered::Nothing | Offered::ConfigIgnored => None,
+    };
     match (pinned, offered) {
         (Some((pem, pinned_fp)), None) => Decision::Serve {
             reason: format!("owner CA {pinned_fp} (pinned at first boot)"),
@@ -85,6 +101,11 @@ pub fn settle(paths: &Paths, offered: Option<&str>) -> Decision {
         }
         (None, Some((_, Err(problem)))) => Decision::Off {
             reason: format!("node config owner.ca {problem}; the node API stays off"),
+        },
+        (None, None) if ignored => Decision::Off {
+            reason: "no owner: the node config was ignored (node-config says why), so it \
+                     names no owner CA, and none is pinned; the node API stays off"
+                .to_owned(),
         },
         (None, None) => Decision::Off {
             reason: "no owner: the node config has no [owner] table and no owner CA is \
@@ -139,7 +160,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let paths = Paths::under_root(root.path());
         let (first, second) = (ca("first"), ca("second"));
-        let decision = settle(&paths, Some(&first));
+        let decision = settle(&paths, Offered::Ca(&first));
         assert!(
             matches!(&decision, Decision::Serve { ca_pem, reason }
                 if *ca_pem == first && reason.contains("pinned at this first boot")),
@@ -147,7 +168,7 @@ mod tests {
         );
         assert_eq!(pinned(&paths).as_deref(), Some(first.as_str()));
 
-        let decision = settle(&paths, Some(&second));
+        let decision = settle(&paths, Offered::Ca(&second));
         let Decision::Serve { ca_pem, reason } = decision else {
             panic!("{decision:?}")
         };
@@ -158,17 +179,31 @@ mod tests {
         assert_eq!(pinned(&paths).as_deref(), Some(first.as_str()));
 
         // No config at all: the pinned owner still serves.
-        assert!(matches!(settle(&paths, None), Decision::Serve { ca_pem, .. } if ca_pem == first));
+        assert!(
+            matches!(settle(&paths, Offered::Nothing), Decision::Serve { ca_pem, .. } if ca_pem == first)
+        );
     }
 
     #[test]
     fn no_owner_means_no_api_and_says_why() {
         let root = tempfile::tempdir().unwrap();
         let paths = Paths::under_root(root.path());
-        let Decision::Off { reason } = settle(&paths, None) else {
+        let Decision::Off { reason } = settle(&paths, Offered::Nothing) else {
             panic!("served without an owner")
         };
-        assert!(reason.contains("no owner"), "{reason}");
+        assert!(
+            reason.contains("no owner: the node config has no [owner] table"),
+            "{reason}"
+        );
+        assert_eq!(pinned(&paths), None);
+        // A malformed config is not "no [owner] table": it says the config was ignored.
+        let Decision::Off { reason } = settle(&paths, Offered::ConfigIgnored) else {
+            panic!("served without an owner")
+        };
+        assert!(
+            reason.contains("no owner: the node config was ignored"),
+            "{reason}"
+        );
         assert_eq!(pinned(&paths), None);
     }
 
@@ -179,7 +214,7 @@ mod tests {
         let path = paths.resolve(PINNED_CA);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, "garbage").unwrap();
-        let decision = settle(&paths, Some(&ca("intruder")));
+        let decision = settle(&paths, Offered::Ca(&ca("intruder")));
         assert!(
             matches!(&decision, Decision::Off { reason } if reason.contains(PINNED_CA)),
             "{decision:?}"
