@@ -299,15 +299,38 @@ pub struct Crane {
 impl Crane {
     /// Runs crane with `args`; its stdout on success.
     pub fn run<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Result<String, RegistryError> {
+        self.run_with_stdin(args, &[])
+    }
+
+    /// Runs crane with `args` and `stdin` as its standard input (`crane edit manifest`
+    /// reads the new manifest there when it is not a terminal); its stdout on success.
+    pub fn run_with_stdin<S: AsRef<std::ffi::OsStr>>(
+        &self,
+        args: &[S],
+        stdin: &[u8],
+    ) -> Result<String, RegistryError> {
         create_dir(&self.home)?;
-        let output = Command::new(&self.binary)
+        let mut child = Command::new(&self.binary)
             .args(args)
             .env("DOCKER_CONFIG", &self.home)
             .env("SSL_CERT_FILE", &self.ca_path)
             // Go would add /etc/ssl/certs unless SSL_CERT_DIR names another directory.
             .env("SSL_CERT_DIR", &self.home)
-            .stdin(Stdio::null())
-            .output()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| RegistryError::Spawn(self.binary.clone(), e))?;
+        // Written whole before reading: crane reads all of stdin before it answers,
+        // and what is written here is a manifest, far below a pipe's buffer.
+        if let Some(mut input) = child.stdin.take() {
+            use std::io::Write as _;
+            input
+                .write_all(stdin)
+                .map_err(|e| RegistryError::Spawn(self.binary.clone(), e))?;
+        }
+        let output = child
+            .wait_with_output()
             .map_err(|e| RegistryError::Spawn(self.binary.clone(), e))?;
         if !output.status.success() {
             let what: Vec<String> = args

@@ -494,3 +494,116 @@ fn a_registry_that_hangs_fails_the_pull_with_a_reason_in_bounded_time() {
     );
     assert_node_healthy(&session);
 }
+
+#[test]
+#[ignore = "boots QEMU and runs registries; run with --ignored after `make image`"]
+fn a_malformed_image_reference_is_refused_as_an_invalid_image_name() {
+    let session = session();
+    let ns = "malformed-reference";
+    // Upper case is not allowed in a repository path: the apiserver accepts the pod
+    // (it checks only that the field is set), the kubelet refuses the reference.
+    let image = format!("{}/Cairn/UPPER:1", registry::GUEST_HOST);
+    start_marker_pod(&session, env(), ns, &image, false);
+    let deadline = Instant::now() + REFUSAL_TIMEOUT;
+    loop {
+        let pod: Value = serde_json::from_str(
+            &session.kubectl_ok(&["get", "pod", "marker", "-n", ns, "-o", "json"]),
+        )
+        .unwrap_or_else(|e| session.fail(format!("pod json: {e}")));
+        let waiting = &pod["status"]["containerStatuses"][0]["state"]["waiting"];
+        let reason = waiting["reason"].as_str().unwrap_or_default();
+        let message = waiting["message"].as_str().unwrap_or_default();
+        if reason == "InvalidImageName" {
+            if !message.contains("invalid reference format") {
+                session.fail(format!("InvalidImageName, but the message is {message:?}"));
+            }
+            break;
+        }
+        if Instant::now() > deadline {
+            session.fail(format!(
+                "pod {ns}/marker is not InvalidImageName within {REFUSAL_TIMEOUT:?}: \
+                 {reason:?} {message:?}"
+            ));
+        }
+        thread::sleep(RETRY);
+    }
+    assert_node_healthy(&session);
+}
+
+/// The digest and path in `env`'s private registry storage of the last layer of
+/// `repository:1` (the case's own marker layer).
+fn marker_layer(env: &Env, repository: &str) -> (String, Value) {
+    let reference = format!("{}/{repository}", env.private.host_address());
+    let manifest = env
+        .crane
+        .run(&["manifest", &reference])
+        .unwrap_or_else(|e| panic!("{}", cairn_qemu::node::error_chain(&e)));
+    let manifest: Value =
+        serde_json::from_str(&manifest).unwrap_or_else(|e| panic!("manifest json: {e}"));
+    let digest = manifest["layers"]
+        .as_array()
+        .and_then(|layers| layers.last())
+        .and_then(|layer| layer["digest"].as_str())
+        .unwrap_or_else(|| panic!("no layers in {manifest}"))
+        .to_owned();
+    (digest, manifest)
+}
+
+#[test]
+#[ignore = "boots QEMU and runs registries; run with --ignored after `make image`"]
+fn a_manifest_whose_layer_is_missing_fails_the_pull_naming_the_blob() {
+    let session = session();
+    let env = env();
+    let ns = "missing-blob";
+    let repository = env.push_marked(&env.private, "cairn/missing-blob", "never pulled");
+    let (digest, _) = marker_layer(env, &repository);
+    // The registry's filesystem storage (distribution's layout): the blob's bytes go,
+    // the manifest that names it stays.
+    let hex = digest.trim_start_matches("sha256:");
+    let data = env
+        .work
+        .join("private/storage/docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(hex)
+        .join("data");
+    std::fs::remove_file(&data).unwrap_or_else(|e| panic!("{}: {e}", data.display()));
+    let image = format!("{}/{repository}", env.private.guest_address());
+    start_marker_pod(&session, env, ns, &image, true);
+    let events = pull_failure(&session, ns);
+    if !(events.contains(&digest) && events.contains("not found")) {
+        session.fail(format!(
+            "the pull failed, but not on the missing blob {digest}:\n{events}"
+        ));
+    }
+    assert_node_healthy(&session);
+}
+
+#[test]
+#[ignore = "boots QEMU and runs registries; run with --ignored after `make image`"]
+fn a_manifest_claiming_a_5_gib_layer_fails_the_pull_on_the_size() {
+    let session = session();
+    let env = env();
+    let ns = "huge-claim";
+    let repository = env.push_marked(&env.private, "cairn/huge-claim", "never pulled");
+    let (digest, mut manifest) = marker_layer(env, &repository);
+    let claimed: u64 = 5 << 30;
+    let layers = manifest["layers"].as_array_mut().unwrap();
+    layers.last_mut().unwrap()["size"] = claimed.into();
+    // The registry checks that the blobs a manifest names exist, not their sizes.
+    let reference = format!("{}/{repository}", env.private.host_address());
+    let edited = serde_json::to_string(&manifest).unwrap();
+    env.crane
+        .run_with_stdin(&["edit", "manifest", &reference], edited.as_bytes())
+        .unwrap_or_else(|e| panic!("{}", cairn_qemu::node::error_chain(&e)));
+    let image = format!("{}/{repository}", env.private.guest_address());
+    start_marker_pod(&session, env, ns, &image, true);
+    let events = pull_failure(&session, ns);
+    // containerd reads the blob against the claimed size and stops at its real end
+    // ("short read: expected N bytes but got M"); the digest is not in that message.
+    if !events.contains(&format!("expected {claimed} bytes but got")) {
+        session.fail(format!(
+            "the pull failed, but not on the size of {digest} ({claimed} claimed):\n{events}"
+        ));
+    }
+    assert_node_healthy(&session);
+}
