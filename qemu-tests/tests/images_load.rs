@@ -14,8 +14,14 @@
 //!   bytes, writes in progress) are what they were before: no orphan blobs. The node
 //!   stays healthy: every boot condition is still true.
 //!
-//! One node for the file (`common/kubernetes.rs`). The content store is the node's, so
-//! the tests take turns ([`turn`]). Every wait has a deadline: `dbg`'s own run,
+//! - Under disk pressure (a critical pod allocates the data disk down to 2 % free), the
+//!   kubelet's image garbage collection removes a loaded image no pod uses, and the
+//!   preloaded images stay listed and pinned throughout; no pod uses the toolbox image
+//!   then, so only its pin keeps it. That node is its own: the
+//!   pressure outlasts the test by the kubelet's transition period.
+//!
+//! One node for the other tests (`common/kubernetes.rs`). The content store is the
+//! node's, so the tests take turns ([`turn`]). Every wait has a deadline: `dbg`'s own run,
 //! `kubectl wait`, the agent's WaitCondition.
 //!
 //! All `#[ignore]`d: `make test` runs them with `--ignored`.
@@ -29,7 +35,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use cairn_api::v1::{ListConditionsRequest, ListImagesRequest, ListImagesResponse};
-use common::kubernetes::{describe, Session, CALL_TIMEOUT, KUBECTL_TIMEOUT};
+use common::kubernetes::{describe, Cluster, Session, CALL_TIMEOUT, KUBECTL_TIMEOUT};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -461,4 +467,135 @@ fn broken_archives_are_refused_and_leave_nothing_behind() {
             format!("condition {name} is not true after the bad loads")
         });
     }
+}
+
+/// The node the garbage-collection test fills: disk pressure lingers for the kubelet's
+/// transition period (5 min) after it ends, so it gets a node of its own.
+fn gc_node() -> &'static Cluster {
+    static NODE: OnceLock<Result<Cluster, String>> = OnceLock::new();
+    match NODE.get_or_init(|| common::kubernetes::boot_cluster("images-gc", None)) {
+        Ok(cluster) => cluster,
+        Err(err) => panic!("the garbage-collection node did not boot: {err}"),
+    }
+}
+
+/// Where the filler pod writes: a directory on the data disk (`/var`), the
+/// filesystem that holds containerd's images and the kubelet's root.
+const FILLER_DIR: &str = "/var/lib/cairn-test-filler";
+/// An image that is neither preloaded nor in use: garbage collection may take it.
+const GC_VICTIM: &str = "localhost/cairn/gc-victim:1";
+/// The filler pod's image: a loaded one, so that no pod uses the preloaded toolbox
+/// image while the kubelet collects and only its pin can keep it. (The pause image is
+/// every sandbox's, the filler's too, so in use: its pin is not what keeps it here.)
+const GC_FILLER: &str = "localhost/cairn/gc-filler:1";
+/// From disk pressure to the victim's removal: the eviction manager reclaims every
+/// 10 s, and the kubelet takes no image younger than `imageMinimumGCAge` (2 min) since
+/// it first saw it, which for a loaded image can be that first reclaim.
+const GC_TIMEOUT: Duration = Duration::from_secs(360);
+
+/// A critical pod (never evicted by the kubelet) in `kube-system` that allocates all
+/// but 2 % of the data disk's free space, below `evictionHard` `nodefs.available` (5 %),
+/// then waits; `rm` through `kubectl exec` undoes it.
+fn filler_pod() -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: disk-filler
+  namespace: kube-system
+spec:
+  priorityClassName: system-node-critical
+  terminationGracePeriodSeconds: 1
+  tolerations:
+  - {{ key: node.kubernetes.io/disk-pressure, operator: Exists }}
+  containers:
+  - name: main
+    image: {image}
+    imagePullPolicy: Never
+    command: [sh, -c, 'set -- $(df -k /fill | tail -1) && fallocate -l $(( ($4 - $2 * 2 / 100) * 1024 )) /fill/filler && exec sleep 3600']
+    volumeMounts: [{{ name: fill, mountPath: /fill }}]
+  volumes:
+  - name: fill
+    hostPath: {{ path: {FILLER_DIR}, type: DirectoryOrCreate }}
+",
+        image = GC_FILLER,
+    )
+}
+
+/// Whether the Node reports the condition `DiskPressure` true.
+fn disk_pressure(session: &Session) -> bool {
+    let jsonpath = "jsonpath={.items[0].status.conditions[?(@.type==\"DiskPressure\")].status}";
+    session.kubectl_ok(&["get", "nodes", "-o", jsonpath]).trim() == "True"
+}
+
+#[test]
+#[ignore = "boots a node; run by `make test`"]
+fn preloaded_images_survive_image_garbage_collection_under_disk_pressure() {
+    let _turn = turn();
+    let session = Session::open_on(gc_node()).reporting(REPORTED);
+    if let Err(err) = session.try_wait_true("node-ready", NODE_READY_TIMEOUT) {
+        session.fail(err);
+    }
+    session.wait_for_default_service_account("default");
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    // An unpinned image, used once and then by nothing.
+    let marker = "collected under disk pressure";
+    for (reference, name) in [(GC_VICTIM, "victim.tar"), (GC_FILLER, "filler.tar")] {
+        let (entries, _) = oci_entries(reference, marker);
+        let file = write(tmp.path(), name, &tar_bytes(&entries, None).0);
+        load(&session, tmp.path(), &file);
+    }
+    let logs = run_pod(&session, "victim", GC_VICTIM);
+    check(&session, logs.trim() == marker, || {
+        format!("the pod printed {logs:?}")
+    });
+    session.kubectl_ok(&["delete", "pod", "victim", "-n", "default", "--wait=true"]);
+
+    session.kubectl_ok_within(&["apply", "-f", "-"], &filler_pod(), KUBECTL_TIMEOUT);
+    let deadline = Instant::now() + GC_TIMEOUT;
+    let mut pressure_seen = false;
+    loop {
+        pressure_seen = pressure_seen || disk_pressure(&session);
+        let list = list_images(&session);
+        let listed = references(&list);
+        // Through it all, the preloaded images stay, pinned.
+        for preloaded in PRELOADED {
+            let pinned = (list.images.iter())
+                .any(|i| i.pinned && i.references.iter().any(|r| r == preloaded));
+            check(&session, pinned, || {
+                format!("{preloaded} is gone or unpinned under disk pressure: {listed:?}")
+            });
+        }
+        if pressure_seen && !listed.contains(GC_VICTIM) {
+            break;
+        }
+        if Instant::now() > deadline {
+            let filler =
+                session.kubectl(&["describe", "pod", "disk-filler", "-n", "kube-system"], "");
+            session.fail(format!(
+                "within {GC_TIMEOUT:?}: disk pressure seen {pressure_seen}, images {listed:?}\n\
+                 --- filler ---\n{}",
+                describe(&filler)
+            ));
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    // The kubelet collected it, not something else: its log says it removed the image.
+    let kubelet = session.log_tail("kubelet", 2000).unwrap_or_default();
+    check(
+        &session,
+        kubelet
+            .iter()
+            .any(|line| line.contains("Removing image to free bytes")),
+        || "the victim is gone, but the kubelet's log has no image removal".to_owned(),
+    );
+    session.kubectl_ok(&[
+        "exec",
+        "disk-filler",
+        "-n",
+        "kube-system",
+        "--",
+        "rm",
+        "/fill/filler",
+    ]);
 }

@@ -90,8 +90,18 @@ pub fn configure(settings: cairn_qemu::config::Settings) {
 }
 
 fn boot() -> Result<Cluster, String> {
-    let mut config = super::fresh_config(env!("CARGO_CRATE_NAME"));
-    config.settings = SETTINGS.get().cloned();
+    boot_cluster(env!("CARGO_CRATE_NAME"), SETTINGS.get().cloned())
+}
+
+/// Boots a node in state dir `name` (a blank data disk) as [`cluster`] boots the
+/// file's: for a test that needs a node of its own, e.g. one it leaves under disk
+/// pressure. Keep it in a `static` and open sessions on it with [`Session::open_on`].
+pub fn boot_cluster(
+    name: &str,
+    settings: Option<cairn_qemu::config::Settings>,
+) -> Result<Cluster, String> {
+    let mut config = super::fresh_config(name);
+    config.settings = settings;
     config.forwards.push(cairn_qemu::ForwardRequest {
         host: None,
         guest: NODE_PORT,
@@ -124,7 +134,11 @@ pub struct Session {
 impl Session {
     /// Connects to the file's node (booting it on first use).
     pub fn open() -> Self {
-        let cluster = cluster();
+        Self::open_on(cluster())
+    }
+
+    /// Connects to `cluster`, a node from [`boot_cluster`].
+    pub fn open_on(cluster: &'static Cluster) -> Self {
         // One worker thread: the connection keeps answering the debug service's HTTP/2
         // keepalive pings between calls, which a current-thread runtime would not
         // drive while the test waits elsewhere.
