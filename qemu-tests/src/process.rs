@@ -180,7 +180,10 @@ fn open_log(path: &Path) -> Result<File, ProcessError> {
         .map_err(|e| ProcessError::Log(path.to_owned(), e))
 }
 
-fn spawn_attached(mut command: std::process::Command) -> io::Result<Child> {
+/// Spawns `command` in a process group of its own, killed (SIGKILL) when this process
+/// dies: QEMU in attached mode, and the test registry, which a test's `static` never
+/// drops.
+pub(crate) fn spawn_attached(mut command: std::process::Command) -> io::Result<Child> {
     let launcher = nix::unistd::getpid();
     command.process_group(0);
     // SAFETY: the closure runs in the child between fork and exec, where only

@@ -192,15 +192,18 @@ impl Registry {
         let err_log = log
             .try_clone()
             .map_err(|e| RegistryError::Write(log_path.clone(), e))?;
-        let child = Command::new(&spec.binary)
+        let mut command = Command::new(&spec.binary);
+        command
             .arg("serve")
             .arg(&config_path)
             // No telemetry exporter: nothing to send traces to, and no network to try.
             .env("OTEL_TRACES_EXPORTER", "none")
             .stdin(Stdio::null())
             .stdout(log)
-            .stderr(err_log)
-            .spawn()
+            .stderr(err_log);
+        // Dies with this process: a test keeps its registries in a `static`, which is
+        // never dropped, and `make registry` may be killed rather than interrupted.
+        let child = crate::process::spawn_attached(command)
             .map_err(|e| RegistryError::Spawn(spec.binary.clone(), e))?;
         let mut registry = Registry {
             child,
