@@ -9,8 +9,8 @@ use std::time::Duration;
 use crate::error::{chain, Error};
 use crate::node::Bench;
 use crate::{
-    assembly, churn, debug_api, footprint, go_build, image_size, rebuild, recovery, services,
-    summary, timeline,
+    assembly, churn, debug_api, footprint, go_build, image_size, images, rebuild, recovery,
+    services, summary, timeline,
 };
 
 /// The knobs `make bench` passes (`BENCH_*`).
@@ -57,6 +57,7 @@ pub fn run(bench: &Bench, options: &Options) -> Result<PathBuf, Error> {
         ),
         (recovery::NAME, Box::new(|| recovery::run(bench))),
         (services::NAME, Box::new(|| services::run(bench, 5))),
+        (images::NAME, Box::new(|| images::run(bench, 3, 100))),
     ];
     let mut failures = Vec::new();
     for (name, step) in steps {

@@ -34,6 +34,7 @@ pub mod floor;
 pub mod footprint;
 pub mod go_build;
 pub mod image_size;
+pub mod images;
 pub mod measure;
 pub mod node;
 pub mod profile_boot;

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use cairn_bench::{
-    all, assembly, churn, debug_api, error, go_build, image_size, profile_boot, rebuild, recovery,
-    services, summary, timeline, Bench,
+    all, assembly, churn, debug_api, error, go_build, image_size, images, profile_boot, rebuild,
+    recovery, services, summary, timeline, Bench,
 };
 use clap::{Parser, Subcommand};
 
@@ -113,6 +113,16 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         services: usize,
     },
+    /// A ~100 MB image pulled from a registry on the host vs loaded with
+    /// `dbg load-image`, seconds and MB/s.
+    Images {
+        /// Runs of each (a new image each).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// MB (10^6 bytes) of the layer each image adds to the toolbox image.
+        #[arg(long, default_value_t = 100)]
+        layer_mb: u64,
+    },
     /// Regenerate RESULTS.md from the results directory.
     Summary,
 }
@@ -158,6 +168,7 @@ fn main() -> ExitCode {
         Command::ProfileBoot => profile_boot::run(&bench),
         Command::Recovery => recovery::run(&bench),
         Command::Services { services: count } => services::run(&bench, count),
+        Command::Images { runs, layer_mb } => images::run(&bench, runs, layer_mb),
         Command::Summary => summary::write(&bench.results, &[]),
     };
     match result {

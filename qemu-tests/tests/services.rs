@@ -550,8 +550,13 @@ spec:
         ));
     }
     let log = session.log_tail("kube-proxy", 500).unwrap_or_default();
-    if let Some(line) = log.iter().find(|line| line.to_lowercase().contains("sync failed")) {
-        session.fail(format!("kube-proxy failed a sync after the SCTP Service: {line}"));
+    if let Some(line) = log
+        .iter()
+        .find(|line| line.to_lowercase().contains("sync failed"))
+    {
+        session.fail(format!(
+            "kube-proxy failed a sync after the SCTP Service: {line}"
+        ));
     }
 }
 

@@ -16,7 +16,7 @@ use crate::footprint;
 use crate::image_size;
 use crate::report::{self, mb, num, ratio, Machine};
 use crate::timeline;
-use crate::{churn, debug_api, go_build, rebuild, recovery, services};
+use crate::{churn, debug_api, go_build, images, rebuild, recovery, services};
 
 /// A peer's published figure: what, how much, and the caveat of comparing.
 #[derive(Debug, Clone, Copy)]
@@ -75,6 +75,7 @@ pub struct All {
     pub go_build: Option<go_build::Results>,
     pub recovery: Option<recovery::Results>,
     pub services: Option<services::Results>,
+    pub images: Option<images::Results>,
 }
 
 impl All {
@@ -91,6 +92,7 @@ impl All {
             go_build: tolerant(dir, go_build::NAME, &mut unreadable),
             recovery: tolerant(dir, recovery::NAME, &mut unreadable),
             services: tolerant(dir, services::NAME, &mut unreadable),
+            images: tolerant(dir, images::NAME, &mut unreadable),
             unreadable,
         }
     }
@@ -478,6 +480,7 @@ fn unmeasured(all: &All, failures: &[(String, String)]) -> String {
         (go_build::NAME, all.go_build.is_some()),
         (recovery::NAME, all.recovery.is_some()),
         (services::NAME, all.services.is_some()),
+        (images::NAME, all.images.is_some()),
     ];
     for (name, there) in present {
         let explained = failures

@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use super::All;
 use crate::report::Machine;
 use crate::{
-    assembly, churn, debug_api, footprint, go_build, image_size, rebuild, recovery, services,
-    timeline,
+    assembly, churn, debug_api, footprint, go_build, image_size, images, rebuild, recovery,
+    services, timeline,
 };
 
 pub fn render(all: &All) -> String {
@@ -36,6 +36,10 @@ pub fn render(all: &All) -> String {
     if let Some(r) = &all.services {
         section(&mut text, "Services", services::NAME, &r.machine);
         text.push_str(&services::body(r));
+    }
+    if let Some(r) = &all.images {
+        section(&mut text, "Images", images::NAME, &r.machine);
+        text.push_str(&images::body(r));
     }
     if let Some(r) = &all.footprint {
         section(&mut text, "Footprint", footprint::NAME, &r.machine);
