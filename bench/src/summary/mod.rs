@@ -555,7 +555,7 @@ mod tests {
     fn nothing_measured_says_so_for_every_benchmark() {
         let text = render(&All::default(), &Machine::describe("none"), &[]);
         assert!(text.starts_with("# cairn benchmark results"));
-        assert_eq!(text.matches("no results yet").count(), 10, "{text}");
+        assert_eq!(text.matches("no results yet").count(), 11, "{text}");
         assert!(text.contains("NOT measured here"));
     }
 
@@ -606,6 +606,38 @@ mod tests {
         let failures = [("assembly".to_owned(), "no dracut\nat all".to_owned())];
         let text = render(&All::default(), &Machine::describe("none"), &failures);
         assert!(text.contains("- `assembly` could not be measured in this run: no dracut at all"));
-        assert_eq!(text.matches("no results yet").count(), 9);
+        assert_eq!(text.matches("no results yet").count(), 10);
+    }
+
+    #[test]
+    fn images_has_a_section_with_both_rows() {
+        let transfer = |seconds| images::Transfer {
+            reference: "r".into(),
+            bytes: 100_000_000,
+            seconds,
+        };
+        let all = All {
+            images: Some(images::Results {
+                machine: Machine::describe("tcg"),
+                layer_bytes: 100_000_000,
+                pull_s: Summary::of(&[4.0]),
+                pull_mb_s: Summary::of(&[25.0]),
+                load_s: Summary::of(&[50.0]),
+                load_mb_s: Summary::of(&[2.0]),
+                pulls: vec![transfer(4.0)],
+                loads: vec![transfer(50.0)],
+            }),
+            ..All::default()
+        };
+        let text = render(&all, &Machine::describe("tcg"), &[]);
+        assert!(text.contains("## Images"), "{text}");
+        assert!(
+            text.contains("| registry pull | 1 | 4.0 | 4.0 | 4.0 | 25.0 |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| dbg load-image | 1 | 50.0 | 50.0 | 50.0 | 2.0 |"),
+            "{text}"
+        );
     }
 }
