@@ -540,7 +540,12 @@ fn preloaded_images_survive_image_garbage_collection_under_disk_pressure() {
     let tmp = tempfile::tempdir().expect("a temporary directory");
     // An unpinned image, used once and then by nothing.
     let marker = "collected under disk pressure";
-    for (reference, name) in [(GC_VICTIM, "victim.tar"), (GC_FILLER, "filler.tar")] {
+    // Markers of their own: the same bytes would be the same image (one config digest)
+    // under two names, and the filler's would keep the victim's in use.
+    for (reference, name, marker) in [
+        (GC_VICTIM, "victim.tar", marker),
+        (GC_FILLER, "filler.tar", "the filler's own image"),
+    ] {
         let (entries, _) = oci_entries(reference, marker);
         let file = write(tmp.path(), name, &tar_bytes(&entries, None).0);
         load(&session, tmp.path(), &file);
