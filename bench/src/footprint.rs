@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use cairn_api::v1::{GetProcessStatsRequest, GetProcessStatsResponse, WaitConditionRequest};
+use cairn_api::v1::{GetProcessStatsRequest, GetProcessStatsResponse};
 use cairn_api::Client;
 use serde::{Deserialize, Serialize};
 
@@ -108,14 +108,9 @@ pub struct Results {
 pub fn run(bench: &Bench, soak: Duration) -> Result<PathBuf, Error> {
     let accel = bench.single_accel()?;
     node::runtime()?.block_on(async {
-        let booted = bench.boot(NAME, accel).await?;
+        let mut booted = bench.boot(NAME, accel).await?;
+        booted.wait_true(UNTIL, UNTIL_TIMEOUT).await?;
         let mut client = booted.client.clone();
-        let wait = WaitConditionRequest {
-            name: UNTIL.to_owned(),
-            timeout_ms: UNTIL_TIMEOUT.as_millis() as u32,
-        };
-        let limit = UNTIL_TIMEOUT + node::WAIT_MARGIN;
-        node::call(NAME, "WaitCondition", limit, client.wait_condition(wait)).await?;
         let ready = Instant::now();
         let after_boot = snapshot(&mut client, ready).await?;
         let samples = soak_samples(&mut client, ready, soak).await?;

@@ -26,7 +26,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cairn_api::names::condition;
-use cairn_api::v1::WaitConditionRequest;
 use cairn_qemu::config::Settings;
 use cairn_qemu::registry::{self, Crane, Registry, RegistrySpec, Tls};
 use serde::{Deserialize, Serialize};
@@ -126,18 +125,9 @@ pub fn run(bench: &Bench, runs: usize, layer_mb: u64) -> Result<PathBuf, Error> 
         let mut booted = bench
             .boot_with_settings(NAME, accel, &[], Some(settings))
             .await?;
-        let wait = WaitConditionRequest {
-            name: condition::NODE_READY.to_owned(),
-            timeout_ms: UNTIL_TIMEOUT.as_millis() as u32,
-        };
-        let call = booted.client.wait_condition(wait);
-        node::call(
-            NAME,
-            "WaitCondition",
-            UNTIL_TIMEOUT + node::WAIT_MARGIN,
-            call,
-        )
-        .await?;
+        booted
+            .wait_true(condition::NODE_READY, UNTIL_TIMEOUT)
+            .await?;
         let admin = Admin::new(&mut booted).await?;
         let namespace =
             format!("apiVersion: v1\nkind: Namespace\nmetadata: {{ name: {NAMESPACE} }}\n");

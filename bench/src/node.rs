@@ -151,6 +151,20 @@ impl Bench {
     }
 }
 
+impl Booted {
+    /// Waits (in the agent, at most `timeout`) until condition `name` is true.
+    pub async fn wait_true(&mut self, name: &str, timeout: Duration) -> Result<(), Error> {
+        let wait = cairn_api::v1::WaitConditionRequest {
+            name: name.to_owned(),
+            timeout_ms: u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
+        };
+        let request = self.client.wait_condition(wait);
+        call(&self.name, "WaitCondition", timeout + WAIT_MARGIN, request)
+            .await
+            .map(drop)
+    }
+}
+
 impl Drop for Booted {
     fn drop(&mut self) {
         let _ = self.node.stop(STOP_TIMEOUT);

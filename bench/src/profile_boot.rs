@@ -23,9 +23,7 @@ use std::time::Duration;
 
 use cairn_api::names::profile::{CPU_PROFILE, PARAMETER};
 use cairn_api::names::{condition, service};
-use cairn_api::v1::{
-    get_logs_response::Kind, GetLogsRequest, ListConditionsRequest, LogStream, WaitConditionRequest,
-};
+use cairn_api::v1::{get_logs_response::Kind, GetLogsRequest, ListConditionsRequest, LogStream};
 use cairn_qemu::Accel;
 use serde::{Deserialize, Serialize};
 
@@ -140,18 +138,9 @@ async fn profiled_boot(
     let mut booted = bench
         .boot_with(name, accel, &[PARAMETER.to_owned()])
         .await?;
-    let wait = WaitConditionRequest {
-        name: condition::NODE_READY.to_owned(),
-        timeout_ms: UNTIL_TIMEOUT.as_millis() as u32,
-    };
-    let request = booted.client.wait_condition(wait);
-    node::call(
-        name,
-        "WaitCondition",
-        UNTIL_TIMEOUT + node::WAIT_MARGIN,
-        request,
-    )
-    .await?;
+    booted
+        .wait_true(condition::NODE_READY, UNTIL_TIMEOUT)
+        .await?;
     eprintln!(
         "cairn-bench: node-ready {:.1}s after QEMU started; reading logs",
         booted.started.elapsed().as_secs_f64()

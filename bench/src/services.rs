@@ -24,7 +24,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use cairn_api::names::{condition, service};
-use cairn_api::v1::WaitConditionRequest;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
@@ -134,18 +133,7 @@ pub fn run(bench: &Bench, services: usize) -> Result<PathBuf, Error> {
             service::KUBE_PROXY,
             service::CLUSTER_DNS,
         ] {
-            let wait = WaitConditionRequest {
-                name: name.to_owned(),
-                timeout_ms: UNTIL_TIMEOUT.as_millis() as u32,
-            };
-            let call = booted.client.wait_condition(wait);
-            node::call(
-                NAME,
-                "WaitCondition",
-                UNTIL_TIMEOUT + node::WAIT_MARGIN,
-                call,
-            )
-            .await?;
+            booted.wait_true(name, UNTIL_TIMEOUT).await?;
         }
         let admin = Admin::new(&mut booted).await?;
         let namespace =
