@@ -415,7 +415,7 @@ impl Boot<'_> {
             });
         }
         let offered = match (&settings.config.owner, settings.node_ignored) {
-            (Some(owner), _) => Offered::Ca(&owner.ca),
+            (Some(owner), _) => Offered::Owner(owner),
             (None, false) => Offered::Nothing,
             (None, true) => Offered::ConfigIgnored,
         };

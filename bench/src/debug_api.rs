@@ -88,7 +88,10 @@ pub fn run(bench: &Bench, rounds: usize) -> Result<PathBuf, Error> {
     let owner_dir = tempfile::tempdir().map_err(Error::write(std::env::temp_dir()))?;
     let (owner_ca, identity) = owner(owner_dir.path())?;
     let settings = Settings {
-        owner: Some(Owner { ca: owner_ca }),
+        owner: Some(Owner {
+            ca: owner_ca,
+            handover_signature: None,
+        }),
         ..Default::default()
     };
     node::runtime()?.block_on(async {

@@ -7,7 +7,8 @@
 //! them: an ed25519 CA and an ed25519 client certificate (clientAuth only) signed by it.
 //! The launcher hands `ca.crt` to the node in its per-node config (`[owner] ca`); the
 //! node pins the first owner CA it is given, so replacing the credentials (`--force`)
-//! locks this host out of nodes that pinned the old CA.
+//! locks this host out of nodes that pinned the old CA. [`hand_over`] is how an owner
+//! lets such a node go to another owner CA: it signs the new CA with its own CA key.
 
 use std::ffi::OsString;
 use std::fs;
@@ -15,6 +16,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use cairn_api::node_config::{check_one_certificate, handover_message, Owner};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SerialNumber, PKCS_ED25519,
@@ -86,6 +88,12 @@ pub enum OwnerError {
     /// A credential file could not be read.
     #[error("cannot read {}; `dbg owner init --force` recreates the owner credentials", .0.display())]
     Read(PathBuf, #[source] io::Error),
+    /// The owner CA key cannot sign a hand-over.
+    #[error("{} is not an ed25519 key; nodes accept hand-overs signed with ed25519 owner CA keys only", .0.display())]
+    NotEd25519(PathBuf),
+    /// A key file holds no usable private key.
+    #[error("{} is not a usable private key", .0.display())]
+    NotAKey(PathBuf, #[source] rcgen::Error),
     /// The text holds no PEM certificate.
     #[error("{what} is not a usable certificate: {problem}")]
     NotACertificate {
@@ -273,6 +281,39 @@ pub fn fingerprint(pem: &str) -> Result<String, OwnerError> {
         }
     })?;
     Ok(hex(&Sha256::digest(der.as_ref())))
+}
+
+/// The `[owner]` table that hands a node from the owner in `dir` to the owner CA
+/// `new_ca_pem` (`what` names it in errors): the new CA and the current owner CA key's
+/// signature over it. A node whose pinned owner is this one pins the new CA when it
+/// boots with this table in its config; any other node ignores it.
+pub fn hand_over(dir: &Path, new_ca_pem: &str, what: &str) -> Result<Owner, OwnerError> {
+    use base64::Engine as _;
+    use rcgen::SigningKey as _;
+    check_one_certificate(new_ca_pem).map_err(|problem| OwnerError::NotACertificate {
+        what: what.to_owned(),
+        problem,
+    })?;
+    let message = handover_message(new_ca_pem).map_err(|problem| OwnerError::NotACertificate {
+        what: what.to_owned(),
+        problem,
+    })?;
+    let files = OwnerFiles::new(dir);
+    let key_path = files.ca_key();
+    let key_pem = read_file(&key_path)?.ok_or_else(|| OwnerError::Missing(key_path.clone()))?;
+    let key =
+        KeyPair::from_pem(&key_pem).map_err(|err| OwnerError::NotAKey(key_path.clone(), err))?;
+    if !key.is_compatible(&PKCS_ED25519) {
+        return Err(OwnerError::NotEd25519(key_path));
+    }
+    let signature = key.sign(&message).map_err(|source| OwnerError::Generate {
+        what: "hand-over signature",
+        source,
+    })?;
+    Ok(Owner {
+        ca: new_ca_pem.to_owned(),
+        handover_signature: Some(base64::engine::general_purpose::STANDARD.encode(signature)),
+    })
 }
 
 /// The four PEM texts [`init`] writes.

@@ -116,7 +116,10 @@ pub fn decide(
     match found {
         Some(ca) => {
             let mut settings = settings.unwrap_or_default();
-            settings.owner = Some(Owner { ca: ca.pem.clone() });
+            settings.owner = Some(Owner {
+                ca: ca.pem.clone(),
+                handover_signature: None,
+            });
             Ok((Some(settings), OwnerChoice::Given(ca)))
         }
         None => Ok((
@@ -168,7 +171,8 @@ mod tests {
         assert_eq!(
             settings.owner,
             Some(Owner {
-                ca: "CA PEM".into()
+                ca: "CA PEM".into(),
+                handover_signature: None,
             })
         );
         assert_eq!(settings.registries, Vec::new());
@@ -201,6 +205,7 @@ mod tests {
         let mut given = registries();
         given.owner = Some(Owner {
             ca: "FILE'S CA".into(),
+            handover_signature: None,
         });
         let dir = Some(Path::new("/owner"));
         let (settings, choice) = decide(Some(given.clone()), false, dir, never).unwrap();

@@ -1,7 +1,8 @@
 //! The owner's node API on the production image, from outside: `dbg owner init`, a
 //! node booted with the owner CA in its per-node config, the built `dbg` talking to it
 //! with mTLS, certificates the node must refuse, debug-only calls that must be absent,
-//! and an owner that stays pinned across a reboot whose config names another.
+//! an owner that stays pinned across a reboot whose config names another, and a
+//! hand-over to that other owner signed by the first.
 //!
 //! One production node with a data disk, in its own state dir; the owner credentials in
 //! a directory the test owns (`CAIRN_OWNER_DIR`), never the user's.
@@ -71,7 +72,10 @@ fn text(output: &Output) -> String {
 fn owner_settings(owner_dir: &Path) -> Settings {
     let ca = std::fs::read_to_string(owner_dir.join("ca.crt")).unwrap();
     Settings {
-        owner: Some(Owner { ca }),
+        owner: Some(Owner {
+            ca,
+            handover_signature: None,
+        }),
         ..Settings::default()
     }
 }
@@ -255,10 +259,72 @@ fn the_owner_operates_a_production_node_and_nobody_else_can() {
     // Reboot with the stranger's CA in the node config: the pinned owner stays.
     node.stop(Duration::from_secs(120))
         .unwrap_or_else(|err| common::fail(&node, error_chain(&err)));
-    let node = start(&image, &state, owner_settings(&stranger_dir));
+    let mut node = start(&image, &state, owner_settings(&stranger_dir));
+    let reason = node_api_reason(&runtime, &node, &identity(&owner_dir), &pinned);
+    let fingerprint = |dir: &Path| {
+        let pem = std::fs::read_to_string(dir.join("ca.crt")).unwrap();
+        format!("sha256:{}", cairn_dbg::owner::fingerprint(&pem).unwrap())
+    };
+    let (owner_fp, stranger_fp) = (fingerprint(&owner_dir), fingerprint(&stranger_dir));
+    if !reason.contains(&stranger_fp) || !reason.contains("ignored") {
+        common::fail(
+            &node,
+            format!("node-api reason does not report the other CA: {reason}"),
+        );
+    }
+    let refused_now = |who: &str, dir: &Path, node: &Node| match runtime.block_on(connect_owner(
+        &endpoint_of(node),
+        &identity(dir),
+        &pinned,
+        CONNECT,
+    )) {
+        Err(OwnerConnectError::Refused(..)) => {}
+        other => common::fail(node, format!("{who}: {:?}", other.map(|_| ()))),
+    };
+    refused_now("the new config's owner", &stranger_dir, &node);
+
+    // The owner hands the node over: `dbg owner hand-over` signs the stranger's CA with
+    // the owner CA's key, and a boot with that config pins the stranger's CA; the old
+    // owner is refused from then on.
+    let handover = dbg(
+        &state,
+        &owner_dir,
+        &[
+            "owner",
+            "hand-over",
+            &stranger_dir.join("ca.crt").to_string_lossy(),
+        ],
+    );
+    if !handover.status.success() {
+        common::fail(&node, format!("dbg owner hand-over: {}", text(&handover)));
+    }
+    let settings = Settings::parse(&String::from_utf8_lossy(&handover.stdout))
+        .unwrap_or_else(|err| common::fail(&node, format!("the hand-over config: {err}")));
+    node.stop(Duration::from_secs(120))
+        .unwrap_or_else(|err| common::fail(&node, error_chain(&err)));
+    let node = start(&image, &state, settings);
+    let reason = node_api_reason(&runtime, &node, &identity(&stranger_dir), &pinned);
+    let expected = format!(
+        "owner CA {stranger_fp} pinned at this boot, handed over by the owner CA {owner_fp}"
+    );
+    if !reason.starts_with(&expected) {
+        common::fail(
+            &node,
+            format!("node-api reason {reason:?}, not {expected:?}"),
+        );
+    }
+    refused_now("the owner who handed the node over", &owner_dir, &node);
+}
+
+/// The `node-api` condition's reason, asked over the node API as `identity`.
+fn node_api_reason(
+    runtime: &tokio::runtime::Runtime,
+    node: &Node,
+    identity: &OwnerIdentity,
+    pinned: &ServerTrust,
+) -> String {
     let reason = runtime.block_on(async {
-        let mut connection =
-            connect_owner(&endpoint_of(&node), &identity(&owner_dir), &pinned, CONNECT).await?;
+        let mut connection = connect_owner(&endpoint_of(node), identity, pinned, CONNECT).await?;
         let listed = connection
             .client
             .list_conditions(ListConditionsRequest {
@@ -268,34 +334,15 @@ fn the_owner_operates_a_production_node_and_nobody_else_can() {
             .map_err(|status| OwnerConnectError::NoAnswer(String::new(), status))?;
         Ok::<_, OwnerConnectError>(listed.into_inner().conditions[0].reason.clone())
     });
-    let reason = reason.unwrap_or_else(|err| {
+    reason.unwrap_or_else(|err| {
         common::fail(
-            &node,
-            format!("the pinned owner after the reboot: {}", error_chain(&err)),
+            node,
+            format!(
+                "the node-api reason over the node API: {}",
+                error_chain(&err)
+            ),
         )
-    });
-    let stranger_fp = cairn_dbg::owner::fingerprint(
-        &std::fs::read_to_string(stranger_dir.join("ca.crt")).unwrap(),
-    )
-    .unwrap();
-    if !reason.contains(&stranger_fp) || !reason.contains("ignored") {
-        common::fail(
-            &node,
-            format!("node-api reason does not report the other CA: {reason}"),
-        );
-    }
-    match runtime.block_on(connect_owner(
-        &endpoint_of(&node),
-        &identity(&stranger_dir),
-        &pinned,
-        CONNECT,
-    )) {
-        Err(OwnerConnectError::Refused(..)) => {}
-        other => common::fail(
-            &node,
-            format!("the new config's owner: {:?}", other.map(|_| ())),
-        ),
-    }
+    })
 }
 
 /// A pod on the pod network is closed at accept; a host-network pod (kube-system, the

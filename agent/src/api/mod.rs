@@ -2,7 +2,7 @@
 //!
 //! - the owner's **node API** (NodeService, package `cairn.node.v1`; [`node`]): every
 //!   image, TCP port 7838, TLS 1.3 with client certificates from the owner CA the node
-//!   pinned at first boot ([`owner`]). Logs, components, conditions, build info,
+//!   has pinned ([`owner`]). Logs, components, conditions, build info,
 //!   process stats, reboot/power-off, an owner kubeconfig, image loading and listing.
 //! - the **NodeDebugService** (package `cairn.debug.v1`; [`debug`]): debug images only
 //!   (feature `debug-service`), plain HTTP/2 on port 7837, no authentication. Everything

@@ -49,12 +49,49 @@ impl Default for NodeConfig {
 
 /// The node's owner: the CA whose client certificates the node API accepts. The node
 /// pins the first one it is given on its data disk (trust on first use) and keeps it
-/// across boots; a different one in a later config is reported and ignored.
+/// across boots; a different one in a later config is reported and ignored unless the
+/// pinned owner handed the node over to it ([`Owner::handover_signature`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Owner {
     /// The owner CA certificate, PEM (`dbg owner init` writes it as `ca.crt`).
     pub ca: String,
+    /// The current owner's consent to be replaced by `ca`: the base64 ed25519 signature,
+    /// by the pinned owner CA's key, over [`handover_message`] of `ca`
+    /// (`dbg owner hand-over` writes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handover_signature: Option<String>,
+}
+
+/// What a hand-over signature signs: a fixed context, so the signature cannot be taken
+/// for anything else the owner CA's key signs (certificates), then the new owner CA's
+/// DER.
+pub const HANDOVER_CONTEXT: &[u8] = b"cairn owner handover v1\0";
+
+/// The bytes the current owner signs to hand a node over to the owner CA `new_ca_pem`.
+pub fn handover_message(new_ca_pem: &str) -> Result<Vec<u8>, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let der = CertificateDer::from_pem_slice(new_ca_pem.as_bytes())
+        .map_err(|err| format!("holds no PEM certificate: {err}"))?;
+    Ok([HANDOVER_CONTEXT, der.as_ref()].concat())
+}
+
+/// Length of an ed25519 signature.
+pub const HANDOVER_SIGNATURE_LEN: usize = 64;
+
+/// Decodes a hand-over signature: base64 of 64 bytes.
+pub fn decode_handover_signature(text: &str) -> Result<[u8; HANDOVER_SIGNATURE_LEN], String> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|err| format!("is not base64: {err}"))?;
+    <[u8; HANDOVER_SIGNATURE_LEN]>::try_from(bytes.as_slice()).map_err(|_| {
+        format!(
+            "is {} bytes; an ed25519 signature is {HANDOVER_SIGNATURE_LEN}",
+            bytes.len()
+        )
+    })
 }
 
 /// One registry, by the host name image references use (`HOST/NAME:TAG`).
@@ -143,6 +180,10 @@ impl NodeConfig {
         }
         if let Some(owner) = &self.owner {
             check_one_certificate(&owner.ca).map_err(|p| field("owner.ca", p))?;
+            if let Some(signature) = &owner.handover_signature {
+                decode_handover_signature(signature)
+                    .map_err(|p| field("owner.handover_signature", p))?;
+            }
         }
         Ok(())
     }

@@ -193,9 +193,44 @@ fn the_owner_ca_is_one_pem_certificate() {
 }
 
 #[test]
+fn a_handover_signature_is_base64_of_64_bytes() {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["owner".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap()
+        .pem();
+    let with = |signature: &str| {
+        format!("version = 1\n[owner]\nca = {cert:?}\nhandover_signature = {signature:?}\n")
+    };
+    let good = "A".repeat(86) + "==";
+    let config = NodeConfig::parse(&with(&good)).unwrap();
+    assert_eq!(
+        config
+            .owner
+            .as_ref()
+            .and_then(|o| o.handover_signature.as_deref()),
+        Some(good.as_str())
+    );
+    assert_eq!(NodeConfig::parse(&config.to_toml()), Ok(config));
+    for bad in ["", "not base64!", "AAAA"] {
+        assert_eq!(
+            error_field(&with(bad)),
+            "owner.handover_signature",
+            "{bad:?}"
+        );
+    }
+    // What is signed starts with the context and carries the CA's DER whole.
+    let message = handover_message(&cert).unwrap();
+    assert!(message.starts_with(HANDOVER_CONTEXT));
+    assert!(message.len() > HANDOVER_CONTEXT.len() + 100);
+}
+
+#[test]
 fn the_owner_comes_from_the_node_never_from_the_image_alone() {
     let owner = Some(Owner {
         ca: "node".to_owned(),
+        handover_signature: None,
     });
     let node = NodeConfig {
         owner: owner.clone(),
