@@ -50,6 +50,10 @@ pub struct NodeConfig {
     /// The per-node config handed to the agent at boot (docs/interfaces.md), if any;
     /// written to the state dir as `node.toml`.
     pub settings: Option<Settings>,
+    /// The node config's text handed to the agent as it is, unchecked, in place of
+    /// `settings`: for tests of what the node does with a malformed one (the launcher's
+    /// own commands never send one).
+    pub raw_settings: Option<String>,
     /// Where the pid file, console log, QMP socket and `node.json` go.
     pub state_dir: PathBuf,
     /// Attached (owned by this process) or detached.
@@ -71,6 +75,7 @@ impl NodeConfig {
             disks: Vec::new(),
             extra_cmdline: Vec::new(),
             settings: None,
+            raw_settings: None,
             state_dir: state_dir.to_owned(),
             mode: SpawnMode::Attached,
         }
@@ -108,7 +113,7 @@ impl NodeConfig {
         qemu.forwards = forwards;
         qemu.disks = self.data_disk.iter().map(DataDisk::disk).collect();
         qemu.disks.extend(self.disks.iter().cloned());
-        if self.settings.is_some() {
+        if self.settings.is_some() || self.raw_settings.is_some() {
             qemu.fw_cfg
                 .push((FW_CFG_NAME.to_owned(), state.node_config()));
         }

@@ -116,11 +116,15 @@ impl Node {
         let state = StateDir::new(&config.state_dir);
         state.prepare()?;
         ensure_data_disk(config, &state)?;
-        let node_config = match &config.settings {
-            Some(settings) => {
+        let text = match (&config.raw_settings, &config.settings) {
+            (Some(raw), _) => Some(raw.clone()),
+            (None, Some(settings)) => Some(settings.to_toml()),
+            (None, None) => None,
+        };
+        let node_config = match text {
+            Some(text) => {
                 let path = state.node_config();
-                std::fs::write(&path, settings.to_toml())
-                    .map_err(|e| StateError::Write(path.clone(), e))?;
+                std::fs::write(&path, text).map_err(|e| StateError::Write(path.clone(), e))?;
                 Some(path)
             }
             None => None,

@@ -514,7 +514,12 @@ fn the_debug_image_contains_the_service() {
 }
 
 /// The production image: built without the feature, so no server code and no listener;
-/// and booted without an owner, no node API.
+/// and booted with a malformed node config (a bad owner CA PEM), which the node must
+/// survive: it names the field, runs Kubernetes all the same, and having no owner
+/// serves no node API. What proves the API is off is a refused connection from
+/// outside; the field and Kubernetes running are read from the agent's console lines
+/// (the node-config error and the apiserver's readiness probe passing), as a node
+/// without an owner has no API to ask.
 #[test]
 #[ignore = "boots QEMU; run with `make test`"]
 fn the_production_image_has_no_debug_listener() {
@@ -538,9 +543,31 @@ fn the_production_image_has_no_debug_listener() {
     // No data disk: the node must say it runs ephemeral, and boot all the same.
     let mut config = NodeConfig::new(image, accel, &state);
     config.data_disk = None;
+    config.raw_settings = Some("version = 1\n[owner]\nca = \"not a certificate\"\n".into());
     let mut node = Node::start(&config).unwrap_or_else(|err| panic!("{}", error_chain(&err)));
     node.wait_ready(common::READY_TIMEOUT)
         .unwrap_or_else(|err| common::fail(&node, error_chain(&err)));
+    for (awaited, prefix, timeout) in [
+        (
+            "the node-config error naming the field",
+            "node config: node config (firmware config item opt/cairn/node.toml) ignored: \
+             field `owner.ca`",
+            Duration::ZERO,
+        ),
+        (
+            "the node API off because the config was ignored",
+            "node API: no owner: the node config was ignored",
+            Duration::from_secs(60),
+        ),
+        (
+            "kube-apiserver ready",
+            "kube-apiserver: ready (pid ",
+            Duration::from_secs(300),
+        ),
+    ] {
+        node.wait_for_line(awaited, |line| line.contains(prefix), timeout)
+            .unwrap_or_else(|err| common::fail(&node, error_chain(&err)));
+    }
     node.wait_for_line(
         "the console message that the node runs ephemeral",
         |line| line.contains("running ephemeral: no disk attached"),
