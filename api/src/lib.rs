@@ -24,6 +24,8 @@ pub mod node_client;
 pub mod node_config;
 #[cfg(feature = "client")]
 pub mod owner_client;
+#[cfg(any(feature = "client", feature = "node-config"))]
+pub mod pem;
 pub mod validate;
 
 pub use error_chain::error_chain;

@@ -271,7 +271,7 @@ impl NodeVerifier {
 
     fn seen(&self) -> Option<String> {
         let der = self.seen.lock().ok()?.clone()?;
-        Some(pem_certificate(&der))
+        Some(crate::pem::certificate(&der))
     }
 
     fn refusal(&self) -> Option<String> {
@@ -368,18 +368,4 @@ impl ServerCertVerifier for NodeVerifier {
             .signature_verification_algorithms
             .supported_schemes()
     }
-}
-
-/// PEM of a DER certificate.
-fn pem_certificate(der: &[u8]) -> String {
-    use base64::engine::general_purpose::STANDARD;
-    use base64::Engine;
-    let text = STANDARD.encode(der);
-    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
-    for line in text.as_bytes().chunks(64) {
-        pem.push_str(&String::from_utf8_lossy(line));
-        pem.push('\n');
-    }
-    pem.push_str("-----END CERTIFICATE-----\n");
-    pem
 }

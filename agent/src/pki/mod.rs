@@ -173,7 +173,7 @@ impl Pki {
         let (key, cert) = self.sign(user, &params)?;
         let der = groups::rewrite(cert.der(), self.issuer.key()).map_err(groups_err)?;
         Ok(Issued {
-            cert_pem: pem_certificate(&der),
+            cert_pem: cairn_api::pem::certificate(&der),
             key_pem: key.serialize_pem(),
         })
     }
@@ -217,20 +217,6 @@ impl Pki {
         let cert = params.signed_by(&key, &self.issuer).map_err(issue_err)?;
         Ok((key, cert))
     }
-}
-
-/// PEM of a DER certificate, wrapped at 64 columns as rcgen writes it.
-fn pem_certificate(der: &[u8]) -> String {
-    use base64::engine::general_purpose::STANDARD;
-    use base64::Engine;
-    let text = STANDARD.encode(der);
-    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
-    for line in text.as_bytes().chunks(64) {
-        pem.push_str(&String::from_utf8_lossy(line));
-        pem.push('\n');
-    }
-    pem.push_str("-----END CERTIFICATE-----\n");
-    pem
 }
 
 /// Subject CN, validity and a random serial; callers add names and usages.
