@@ -246,6 +246,10 @@ fn the_owner_operates_a_production_node_and_nobody_else_can() {
         Err(err) => common::fail(node, format!("{who}: not a refusal: {}", error_chain(&err))),
         Ok(_) => common::fail(node, format!("{who}: the node API let it in")),
     };
+    match without_a_certificate(&endpoint, &std::fs::read_to_string(&pin).unwrap()) {
+        Ok(alert) if alert.contains("CertificateRequired") => {}
+        other => common::fail(&node, format!("a client with no certificate: {other:?}")),
+    }
     refused("another owner CA", identity(&stranger_dir), &node);
     refused("a self-signed certificate", self_signed(), &node);
     refused("an expired owner certificate", expired(&owner_dir), &node);
@@ -483,6 +487,42 @@ fn endpoint_of(node: &Node) -> String {
     node.node_api_endpoint()
         .expect("a node API forward")
         .to_owned()
+}
+
+/// A TLS 1.3 client that presents no certificate at all, trusting the node's CA: the
+/// node's verdict arrives as an alert on the first read after the handshake. `Ok` is
+/// that read's error; `Err` says how the node failed to refuse.
+fn without_a_certificate(endpoint: &str, node_ca_pem: &str) -> Result<String, String> {
+    use rustls_pki_types::pem::PemObject;
+    use std::io::{Read, Write};
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = rustls_pki_types::CertificateDer::from_pem_slice(node_ca_pem.as_bytes())
+        .map_err(|err| format!("the node CA pin: {err}"))?;
+    roots
+        .add(ca)
+        .map_err(|err| format!("the node CA pin: {err}"))?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|err| err.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let address = endpoint.trim_start_matches("https://");
+    let tcp = std::net::TcpStream::connect(address).map_err(|err| format!("{address}: {err}"))?;
+    tcp.set_read_timeout(Some(CONNECT))
+        .map_err(|err| err.to_string())?;
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let connection = rustls::ClientConnection::new(std::sync::Arc::new(config), name)
+        .map_err(|err| err.to_string())?;
+    let mut tls = rustls::StreamOwned::new(connection, tcp);
+    let _ = tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+    let mut buf = [0u8; 64];
+    match tls.read(&mut buf) {
+        Err(err) => Ok(err.to_string()),
+        Ok(0) => Err("the node closed the connection without an alert".to_owned()),
+        Ok(n) => Err(format!("the node answered {n} bytes")),
+    }
 }
 
 fn self_signed() -> OwnerIdentity {
