@@ -311,7 +311,7 @@ fn the_owner_operates_a_production_node_and_nobody_else_can() {
     let expected = format!(
         "owner CA {stranger_fp} pinned at this boot, handed over by the owner CA {owner_fp}"
     );
-    if !reason.starts_with(&expected) {
+    if !reason.ends_with(&expected) {
         common::fail(
             &node,
             format!("node-api reason {reason:?}, not {expected:?}"),
