@@ -167,14 +167,19 @@ fn oversized_text_is_refused_before_parsing() {
     );
 }
 
-#[test]
-fn the_owner_ca_is_one_pem_certificate() {
+/// A self-signed ed25519 certificate, PEM, to stand for an owner CA.
+fn owner_ca_pem() -> String {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["owner".to_owned()])
+    rcgen::CertificateParams::new(vec!["owner".to_owned()])
         .unwrap()
         .self_signed(&key)
         .unwrap()
-        .pem();
+        .pem()
+}
+
+#[test]
+fn the_owner_ca_is_one_pem_certificate() {
+    let cert = owner_ca_pem();
     let with = |ca: &str| format!("version = 1\n[owner]\nca = {ca:?}\n");
     let config = NodeConfig::parse(&with(&cert)).unwrap();
     assert_eq!(
@@ -194,12 +199,7 @@ fn the_owner_ca_is_one_pem_certificate() {
 
 #[test]
 fn a_handover_signature_is_base64_of_64_bytes() {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["owner".to_owned()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap()
-        .pem();
+    let cert = owner_ca_pem();
     let with = |signature: &str| {
         format!("version = 1\n[owner]\nca = {cert:?}\nhandover_signature = {signature:?}\n")
     };
