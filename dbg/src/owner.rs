@@ -88,6 +88,9 @@ pub enum OwnerError {
     /// A credential file could not be read.
     #[error("cannot read {}; `dbg owner init --force` recreates the owner credentials", .0.display())]
     Read(PathBuf, #[source] io::Error),
+    /// The new owner's CA certificate given to `hand-over` could not be read.
+    #[error("cannot read the new owner's CA certificate {}", .0.display())]
+    ReadNewCa(PathBuf, #[source] io::Error),
     /// The owner CA key cannot sign a hand-over.
     #[error("{} is not an ed25519 key; nodes accept hand-overs signed with ed25519 owner CA keys only", .0.display())]
     NotEd25519(PathBuf),
@@ -283,21 +286,21 @@ pub fn fingerprint(pem: &str) -> Result<String, OwnerError> {
     Ok(hex(&Sha256::digest(der.as_ref())))
 }
 
-/// The `[owner]` table that hands a node from the owner in `dir` to the owner CA
-/// `new_ca_pem` (`what` names it in errors): the new CA and the current owner CA key's
-/// signature over it. A node whose pinned owner is this one pins the new CA when it
-/// boots with this table in its config; any other node ignores it.
-pub fn hand_over(dir: &Path, new_ca_pem: &str, what: &str) -> Result<Owner, OwnerError> {
+/// The `[owner]` table that hands a node from the owner in `dir` to the owner CA in the
+/// file `new_ca`: the new CA and the current owner CA key's signature over it. A node
+/// whose pinned owner is this one pins the new CA when it boots with this table in its
+/// config; any other node ignores it.
+pub fn hand_over(dir: &Path, new_ca: &Path) -> Result<Owner, OwnerError> {
     use base64::Engine as _;
     use rcgen::SigningKey as _;
-    check_one_certificate(new_ca_pem).map_err(|problem| OwnerError::NotACertificate {
-        what: what.to_owned(),
+    let new_ca_pem =
+        fs::read_to_string(new_ca).map_err(|err| OwnerError::ReadNewCa(new_ca.to_owned(), err))?;
+    let not_a_certificate = |problem| OwnerError::NotACertificate {
+        what: new_ca.display().to_string(),
         problem,
-    })?;
-    let message = handover_message(new_ca_pem).map_err(|problem| OwnerError::NotACertificate {
-        what: what.to_owned(),
-        problem,
-    })?;
+    };
+    check_one_certificate(&new_ca_pem).map_err(not_a_certificate)?;
+    let message = handover_message(&new_ca_pem).map_err(not_a_certificate)?;
     let files = OwnerFiles::new(dir);
     let key_path = files.ca_key();
     let key_pem = read_file(&key_path)?.ok_or_else(|| OwnerError::Missing(key_path.clone()))?;
@@ -311,7 +314,7 @@ pub fn hand_over(dir: &Path, new_ca_pem: &str, what: &str) -> Result<Owner, Owne
         source,
     })?;
     Ok(Owner {
-        ca: new_ca_pem.to_owned(),
+        ca: new_ca_pem,
         handover_signature: Some(base64::engine::general_purpose::STANDARD.encode(signature)),
     })
 }

@@ -50,21 +50,20 @@ pub fn run(args: &Args, dir: Option<&Path>, out: &mut dyn Write) -> Result<(), D
 /// The node config that hands nodes from the owner in `dir` to the CA in `new_ca`, with
 /// a comment naming both fingerprints.
 pub fn hand_over(dir: &Path, new_ca: &Path) -> Result<String, DbgError> {
-    let what = new_ca.display().to_string();
-    let new_pem = std::fs::read_to_string(new_ca)
-        .map_err(|err| owner::OwnerError::Read(new_ca.to_owned(), err))?;
-    let owner = owner::hand_over(dir, &new_pem, &what)?;
+    let owner = owner::hand_over(dir, new_ca)?;
     let current = owner::load_ca_pem(dir)?
         .ok_or_else(|| owner::OwnerError::Missing(owner::OwnerFiles::new(dir).ca_cert()))?;
+    let (from, to) = (
+        owner::fingerprint(&current)?,
+        owner::fingerprint(&owner.ca)?,
+    );
     let config = cairn_api::node_config::NodeConfig {
         owner: Some(owner),
         ..Default::default()
     };
     Ok(format!(
-        "# Hands a node from owner CA sha256:{} to owner CA sha256:{}.\n\
+        "# Hands a node from owner CA sha256:{from} to owner CA sha256:{to}.\n\
          # Boot the node with this file as its node config (cairn-qemu run --node-config).\n{}",
-        owner::fingerprint(&current)?,
-        owner::fingerprint(&new_pem)?,
         config.to_toml()
     ))
 }
