@@ -239,9 +239,9 @@ fn the_owner_operates_a_production_node_and_nobody_else_can() {
     }
 
     // Strangers are refused in the handshake, each reported as the node's refusal.
-    let refused = |who: &str, identity: OwnerIdentity, node: &Node| match runtime
-        .block_on(connect_owner(&endpoint, &identity, &pinned, CONNECT))
-    {
+    let refused = |who: &str, identity: OwnerIdentity, node: &Node| match runtime.block_on(
+        connect_owner(&endpoint_of(node), &identity, &pinned, CONNECT),
+    ) {
         Err(OwnerConnectError::Refused(..)) => {}
         Err(err) => common::fail(node, format!("{who}: not a refusal: {}", error_chain(&err))),
         Ok(_) => common::fail(node, format!("{who}: the node API let it in")),
@@ -276,16 +276,7 @@ fn the_owner_operates_a_production_node_and_nobody_else_can() {
             format!("node-api reason does not report the other CA: {reason}"),
         );
     }
-    let refused_now = |who: &str, dir: &Path, node: &Node| match runtime.block_on(connect_owner(
-        &endpoint_of(node),
-        &identity(dir),
-        &pinned,
-        CONNECT,
-    )) {
-        Err(OwnerConnectError::Refused(..)) => {}
-        other => common::fail(node, format!("{who}: {:?}", other.map(|_| ()))),
-    };
-    refused_now("the new config's owner", &stranger_dir, &node);
+    refused("the new config's owner", identity(&stranger_dir), &node);
 
     // The owner hands the node over: `dbg owner hand-over` signs the stranger's CA with
     // the owner CA's key, and a boot with that config pins the stranger's CA; the old
@@ -317,7 +308,11 @@ fn the_owner_operates_a_production_node_and_nobody_else_can() {
             format!("node-api reason {reason:?}, not {expected:?}"),
         );
     }
-    refused_now("the owner who handed the node over", &owner_dir, &node);
+    refused(
+        "the owner who handed the node over",
+        identity(&owner_dir),
+        &node,
+    );
 }
 
 /// The `node-api` condition's reason, asked over the node API as `identity`.
