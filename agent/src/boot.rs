@@ -3,6 +3,7 @@
 use std::convert::Infallible;
 use std::io;
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use std::time::Duration;
@@ -80,7 +81,7 @@ pub fn run(sys: Arc<dyn Syscall>, paths: &Paths, logs: Logs) -> Result<ShutdownR
         logs,
     };
     boot.leave_initramfs_root()?;
-    boot.mount_filesystems()?;
+    let system_cgroup = boot.mount_filesystems()?;
     boot.raise_limits();
     boot.load_modules()?;
     let settings = boot.read_node_config();
@@ -88,7 +89,13 @@ pub fn run(sys: Arc<dyn Syscall>, paths: &Paths, logs: Logs) -> Result<ShutdownR
     let (identity, trust) = boot.establish_identity(&storage)?;
     // The synchronous steps are done; the rest shares one runtime with the PID 1 loop.
     let runtime = pid1::runtime()?;
-    let request = runtime.block_on(boot.serve(sys.clone(), &identity, trust, &settings));
+    let request = runtime.block_on(boot.serve(
+        sys.clone(),
+        &identity,
+        trust,
+        &settings,
+        system_cgroup.as_deref(),
+    ));
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
     request
 }
@@ -120,8 +127,10 @@ impl Boot<'_> {
         }
     }
 
-    /// Second: everything after this reads /proc or /sys or writes /run.
-    fn mount_filesystems(&self) -> Result<(), BootError> {
+    /// Second: everything after this reads /proc or /sys or writes /run. Returns the
+    /// services' parent cgroup, `None` if it could not be made (the services then run
+    /// in the root cgroup, unaccounted but working).
+    fn mount_filesystems(&self) -> Result<Option<PathBuf>, BootError> {
         mounts::mount_all(self.sys, self.paths, MOUNTS)?;
         let mut reason = format!("mounted {} file systems", MOUNTS.len());
         // Not fatal: without delegated controllers only the kubelet fails, visibly.
@@ -129,9 +138,19 @@ impl Boot<'_> {
             Ok(enabled) => reason.push_str(&format!("; cgroup controllers {}", enabled.join(" "))),
             Err(err) => tracing::warn!("cannot enable cgroup controllers for children: {err}"),
         }
+        let system_cgroup = match mounts::create_system_cgroup(self.paths) {
+            Ok(dir) => {
+                reason.push_str(&format!("; services run below {}", mounts::SYSTEM_CGROUP));
+                Some(dir)
+            }
+            Err(err) => {
+                tracing::warn!("cannot create {}: {err}", mounts::SYSTEM_CGROUP);
+                None
+            }
+        };
         tracing::info!("{reason}");
         self.conditions.set(condition::MOUNTS, true, reason);
-        Ok(())
+        Ok(system_cgroup)
     }
 
     /// Before any child exists, because children inherit limits (getrlimit(2)). Not
@@ -234,6 +253,7 @@ impl Boot<'_> {
         identity: &Identity,
         trust: Trust,
         settings: &node_config::Loaded,
+        system_cgroup: Option<&Path>,
     ) -> Result<ShutdownRequest, BootError> {
         let reaper = Arc::new(Mutex::new(Reaper::default()));
         let mut pid1 = Pid1::start(sys, reaper.clone())?;
@@ -242,7 +262,9 @@ impl Boot<'_> {
         let pki = match trust {
             Trust::Established => {
                 let pki = self.create_pki(&node);
-                self.start_services(&supervisor, &node, pki.is_some(), &settings.config)?;
+                let have_pki = pki.is_some();
+                let config = &settings.config;
+                self.start_services(&supervisor, &node, have_pki, config, system_cgroup)?;
                 pki
             }
             Trust::KeyUnreadable => {
@@ -337,6 +359,7 @@ impl Boot<'_> {
         node: &Node,
         have_pki: bool,
         settings: &NodeConfig,
+        system_cgroup: Option<&Path>,
     ) -> Result<(), BootError> {
         // Config files first: the services read them as they start. Not fatal: the
         // service then fails visibly in its condition and log, the rest still boots.
@@ -345,7 +368,7 @@ impl Boot<'_> {
             tracing::error!("containerd config: {reason}");
             self.conditions.set(containerd::SERVICE, false, reason);
         }
-        let mut specs = services::services(self.paths, node);
+        let mut specs = services::services(self.paths, node, system_cgroup);
         let profiled = cfg!(feature = "debug-service") && crate::profile::requested(self.paths);
         if profiled {
             tracing::info!(

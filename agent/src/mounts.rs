@@ -118,6 +118,10 @@ fn mount_one(sys: &dyn Syscall, spec: &MountSpec, target: &Path) -> nix::Result<
 /// The cgroup2 mount (the last row of [`MOUNTS`]).
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
+/// The cgroup the supervised services run in, each in a child named after it
+/// (`system/etcd`, `system/kubelet`, ...), beside the kubelet's `/kubepods`.
+pub const SYSTEM_CGROUP: &str = "/sys/fs/cgroup/system";
+
 /// Delegates every controller the root cgroup has to its children by writing
 /// `+<controller>` for each name in `cgroup.controllers` to `cgroup.subtree_control`
 /// (cgroups(7), "Enabling and disabling controllers"). The kubelet's cgroupfs driver
@@ -126,14 +130,38 @@ pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 /// it. The root cgroup is exempt from the no-internal-processes rule, so the agent
 /// stays where it is. Returns the controllers enabled.
 pub fn enable_controllers(paths: &Paths) -> io::Result<Vec<String>> {
-    let root = paths.resolve(CGROUP_ROOT);
-    let available = std::fs::read_to_string(root.join("cgroup.controllers"))?;
+    delegate_controllers(&paths.resolve(CGROUP_ROOT))
+}
+
+/// Creates [`SYSTEM_CGROUP`] and delegates its controllers to the services' cgroups
+/// below it, so each service's memory, CPU and pids are accounted apart (memory.current
+/// of `system/etcd` is etcd's, page cache and kernel memory included). Returns its path.
+///
+/// Called at boot while the agent is the only process, for a second reason: the first
+/// memory cgroup below the root switches the kernel's memcg static keys on, which
+/// rewrites the kernel's code at every slab allocation site (text_poke). Left to the
+/// kubelet's first `/kubepods`, that rewrite happens while etcd and the apiserver
+/// allocate on every CPU; a CI node under TCG was once found hung with a CPU spinning
+/// at exactly such a site (`kmem_cache_alloc`, the memcg-enabled branch). Here the
+/// other CPUs are idle. The keys stay on for the whole boot: this cgroup never goes.
+pub fn create_system_cgroup(paths: &Paths) -> io::Result<PathBuf> {
+    let dir = paths.resolve(SYSTEM_CGROUP);
+    match std::fs::create_dir(&dir) {
+        Err(err) if err.kind() != io::ErrorKind::AlreadyExists => return Err(err),
+        _ => {}
+    }
+    delegate_controllers(&dir)?;
+    Ok(dir)
+}
+
+fn delegate_controllers(cgroup: &Path) -> io::Result<Vec<String>> {
+    let available = std::fs::read_to_string(cgroup.join("cgroup.controllers"))?;
     let controllers: Vec<String> = available.split_whitespace().map(str::to_owned).collect();
     if controllers.is_empty() {
         return Ok(controllers);
     }
     let line: Vec<String> = controllers.iter().map(|c| format!("+{c}")).collect();
-    std::fs::write(root.join("cgroup.subtree_control"), line.join(" "))?;
+    std::fs::write(cgroup.join("cgroup.subtree_control"), line.join(" "))?;
     Ok(controllers)
 }
 
@@ -162,16 +190,29 @@ mod tests {
     fn enables_every_available_controller_for_children() {
         let dir = tempfile::tempdir().unwrap();
         let cgroup = dir.path().join("sys/fs/cgroup");
-        std::fs::create_dir_all(&cgroup).unwrap();
-        std::fs::write(
-            cgroup.join("cgroup.controllers"),
-            "cpuset cpu io memory pids\n",
-        )
-        .unwrap();
+        fake_cgroup(&cgroup, "cpuset cpu io memory pids\n");
         let enabled = enable_controllers(&Paths::under_root(dir.path())).unwrap();
         assert_eq!(enabled, ["cpuset", "cpu", "io", "memory", "pids"]);
         let written = std::fs::read_to_string(cgroup.join("cgroup.subtree_control")).unwrap();
         assert_eq!(written, "+cpuset +cpu +io +memory +pids");
+    }
+
+    /// A directory standing in for a fresh cgroup: the kernel fills cgroup.controllers.
+    fn fake_cgroup(dir: &Path, controllers: &str) {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("cgroup.controllers"), controllers).unwrap();
+    }
+
+    #[test]
+    fn the_system_cgroup_delegates_its_controllers_to_the_services() {
+        let root = tempfile::tempdir().unwrap();
+        let system = root.path().join("sys/fs/cgroup/system");
+        // mkdir(2) in cgroupfs creates the interface files; here the test does.
+        fake_cgroup(&system, "cpu memory pids\n");
+        let created = create_system_cgroup(&Paths::under_root(root.path())).unwrap();
+        assert_eq!(created, system);
+        let written = std::fs::read_to_string(system.join("cgroup.subtree_control")).unwrap();
+        assert_eq!(written, "+cpu +memory +pids");
     }
 
     #[test]

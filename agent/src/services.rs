@@ -3,15 +3,27 @@
 //! contributes its [`ServiceSpec`]s here; the order does not matter, the supervisor
 //! sorts by dependencies.
 
+use std::path::Path;
+
 use crate::kubernetes::{self, Node};
 use crate::supervisor::ServiceSpec;
 use crate::{containerd, Paths};
 
-/// Every service the node runs.
-pub fn services(paths: &Paths, node: &Node) -> Vec<ServiceSpec> {
+/// Every service the node runs, each in its own cgroup below `cgroup_parent` (named
+/// after the service) when there is one.
+pub fn services(paths: &Paths, node: &Node, cgroup_parent: Option<&Path>) -> Vec<ServiceSpec> {
     let mut specs = vec![containerd::service(paths)];
     specs.extend(kubernetes::services(paths, node));
-    specs
+    match cgroup_parent {
+        Some(parent) => specs
+            .into_iter()
+            .map(|spec| {
+                let cgroup = parent.join(&spec.name);
+                spec.cgroup(cgroup)
+            })
+            .collect(),
+        None => specs,
+    }
 }
 
 #[cfg(test)]
@@ -25,10 +37,24 @@ mod tests {
             name: "cairn-test".to_owned(),
             ip: Some(std::net::Ipv4Addr::new(10, 0, 2, 15)),
         };
-        let names: Vec<String> = services(&Paths::under_root("/"), &node)
+        let names: Vec<String> = services(&Paths::under_root("/"), &node, None)
             .into_iter()
             .map(|spec| spec.name)
             .collect();
         assert_eq!(names, cairn_api::names::service::ALL);
+    }
+
+    #[test]
+    fn each_service_runs_in_a_cgroup_named_after_it() {
+        let node = Node {
+            name: "cairn-test".to_owned(),
+            ip: None,
+        };
+        let parent = Path::new("/sys/fs/cgroup/system");
+        for spec in services(&Paths::under_root("/"), &node, Some(parent)) {
+            assert_eq!(spec.cgroup, Some(parent.join(&spec.name)), "{}", spec.name);
+        }
+        let unplaced = services(&Paths::under_root("/"), &node, None);
+        assert!(unplaced.iter().all(|spec| spec.cgroup.is_none()));
     }
 }

@@ -22,8 +22,9 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use cairn_api::v1::{
-    get_logs_response::Kind, ComponentState, Condition, GetLogsRequest, ListComponentsRequest,
-    ListConditionsRequest, LogEntry, LogStream, SignalComponentRequest, WaitConditionRequest,
+    get_logs_response::Kind, ComponentState, Condition, GetLogsRequest, GetProcessStatsRequest,
+    ListComponentsRequest, ListConditionsRequest, LogEntry, LogStream, SignalComponentRequest,
+    WaitConditionRequest,
 };
 use cairn_api::{Client, ConnectError};
 use cairn_qemu::accel::{self, AccelChoice};
@@ -501,6 +502,39 @@ fn killed_containerd_is_restarted_and_keeps_its_earlier_lines() {
             ),
         );
     }
+}
+
+/// The agent stays in the root cgroup and every component it starts runs in its own
+/// cgroup below `/system`, as the kernel reports it in /proc/<pid>/cgroup.
+#[test]
+#[ignore = "boots QEMU; run with `make test`"]
+fn each_component_runs_in_its_own_system_cgroup() {
+    let _look = looking();
+    let session = Session::open();
+    session.wait_condition("containerd", CONDITION_TIMEOUT);
+    let mut client = session.client.clone();
+    let call = client.get_process_stats(GetProcessStatsRequest {});
+    let stats = match session.call(CALL_TIMEOUT, call) {
+        Ok(stats) => stats,
+        Err(status) => session.fail(format!("GetProcessStats: {status}")),
+    };
+    let placed: Vec<(String, String)> = (stats.processes.iter())
+        .map(|p| (p.component.clone(), p.cgroup.clone()))
+        .collect();
+    let expected: Vec<(String, String)> = (stats.processes.iter())
+        .map(|p| match p.component.as_str() {
+            "agent" => ("agent".to_owned(), "/".to_owned()),
+            name => (name.to_owned(), format!("/system/{name}")),
+        })
+        .collect();
+    session.check(
+        placed.iter().any(|(name, _)| name == "containerd"),
+        format!("GetProcessStats lists no containerd: {placed:?}"),
+    );
+    session.check(
+        placed == expected,
+        format!("processes and their cgroups: {placed:?}, expected {expected:?}"),
+    );
 }
 
 #[test]

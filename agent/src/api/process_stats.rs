@@ -64,7 +64,9 @@ fn read_process(proc: &Path, target: &Target) -> Result<ProcessStats, StatsError
         fs::read_to_string(&status_path).map_err(|e| StatsError::Read(status_path.clone(), e))?;
     // Kernel threads and zombies have no VmRSS line: they use no user memory.
     let rss_bytes = meminfo_bytes(&status, "VmRSS").unwrap_or_default();
+    let cgroup = fs::read_to_string(dir.join("cgroup")).unwrap_or_default();
     Ok(ProcessStats {
+        cgroup: unified_cgroup(&cgroup).unwrap_or_default().to_owned(),
         component: target.component.clone(),
         pid: target.pid,
         rss_bytes,
@@ -94,6 +96,11 @@ pub fn parse_stat(stat: &str) -> Option<StatTimes> {
         system_ticks: field(12)?,
         start_ticks: field(19)?,
     })
+}
+
+/// The cgroup v2 path in /proc/<pid>/cgroup: the `0::PATH` line (cgroups(7)).
+pub fn unified_cgroup(text: &str) -> Option<&str> {
+    text.lines().find_map(|line| line.strip_prefix("0::"))
 }
 
 /// A `Key:   1234 kB` line of /proc/meminfo or /proc/<pid>/status, in bytes.
@@ -132,6 +139,13 @@ mod tests {
         );
         assert_eq!(parse_stat("1 (x) S 0"), None);
         assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn the_cgroup_is_the_unified_hierarchy_line() {
+        assert_eq!(unified_cgroup("0::/system/etcd\n"), Some("/system/etcd"));
+        assert_eq!(unified_cgroup("1:name=x:/a\n0::/\n"), Some("/"));
+        assert_eq!(unified_cgroup("1:cpu:/a\n"), None);
     }
 
     #[test]

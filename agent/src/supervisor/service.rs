@@ -95,8 +95,9 @@ impl Service {
 
     async fn run_once(&mut self) -> RunEnd {
         self.set_state(ServiceState::Starting);
-        let mut command = command(&self.spec);
-        let (mut child, exit) = match self.watcher.spawn_watched(&mut command) {
+        let spawned =
+            command(&self.spec).and_then(|mut command| self.watcher.spawn_watched(&mut command));
+        let (mut child, exit) = match spawned {
             Ok(spawned) => spawned,
             Err(err) => {
                 // Checked executable a moment ago: a transient failure (EAGAIN,

@@ -1,15 +1,19 @@
 //! Starting one run of a service: the command line, the spawn under the reaper's lock,
 //! and the tasks that copy its stdout and stderr into its log buffer.
 
+use std::ffi::{CStr, CString};
 use std::fmt;
 use std::io;
 use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, PoisonError};
 
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::unix::pipe;
@@ -63,8 +67,10 @@ pub(super) fn check_executable(binary: &Path) -> Result<(), String> {
 }
 
 /// The command for one run: clean environment, own session, stdout and stderr piped,
-/// stdin from /dev/null.
-pub(super) fn command(spec: &ServiceSpec) -> Command {
+/// stdin from /dev/null, and the spec's cgroup (created here if missing) joined
+/// before exec, so that nothing the service starts runs outside it. Fails only when
+/// that cgroup cannot be created.
+pub(super) fn command(spec: &ServiceSpec) -> io::Result<Command> {
     let mut command = Command::new(&spec.binary);
     command
         .args(&spec.args)
@@ -84,7 +90,38 @@ pub(super) fn command(spec: &ServiceSpec) -> Command {
     unsafe {
         command.pre_exec(|| nix::unistd::setsid().map(drop).map_err(io::Error::from));
     }
-    command
+    if let Some(dir) = &spec.cgroup {
+        let procs = cgroup_procs(dir)?;
+        // SAFETY: between fork and exec the closure only calls open(2), write(2) and
+        // close(2), all async-signal-safe; the path was allocated before the fork.
+        // Writing "0" to cgroup.procs moves the writing process (cgroups(7)).
+        unsafe {
+            command.pre_exec(move || join_cgroup(&procs));
+        }
+    }
+    Ok(command)
+}
+
+/// `dir/cgroup.procs` as a C string, after creating `dir` if it is missing.
+fn cgroup_procs(dir: &Path) -> io::Result<CString> {
+    match std::fs::create_dir(dir) {
+        Err(err) if err.kind() != io::ErrorKind::AlreadyExists => {
+            return Err(io::Error::new(
+                err.kind(),
+                format!("cannot create cgroup {}: {err}", dir.display()),
+            ));
+        }
+        _ => {}
+    }
+    let procs = dir.join("cgroup.procs");
+    CString::new(procs.into_os_string().into_vec())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "cgroup path holds a NUL byte"))
+}
+
+fn join_cgroup(procs: &CStr) -> io::Result<()> {
+    let fd = nix::fcntl::open(procs, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())?;
+    nix::unistd::write(&fd, b"0")?;
+    Ok(())
 }
 
 /// Starts copying the child's stdout and stderr into `log`, one task per pipe; each
@@ -125,5 +162,47 @@ async fn copy_lines(mut pipe: impl AsyncRead + Unpin, stream: Stream, log: LogBu
     }
     if let Some(line) = splitter.finish() {
         log.push(stream, &line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A plain directory stands in for the cgroup: what the child writes to its
+    /// cgroup.procs before exec stays there to be read.
+    #[test]
+    fn each_run_joins_its_cgroup_before_exec() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("system/etcd");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("cgroup.procs"), "").unwrap();
+        let spec = ServiceSpec::new("etcd", "/bin/true").cgroup(&dir);
+        let status = command(&spec).unwrap().status().unwrap();
+        assert!(status.success());
+        assert_eq!(
+            std::fs::read_to_string(dir.join("cgroup.procs")).unwrap(),
+            "0"
+        );
+    }
+
+    /// A missing cgroup is created; one that cannot be joined stops the run before
+    /// exec instead of letting the service run outside it.
+    #[test]
+    fn a_cgroup_that_cannot_be_joined_stops_the_run() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("kubelet");
+        let spec = ServiceSpec::new("kubelet", "/bin/true").cgroup(&dir);
+        // Created, but a plain directory has no cgroup.procs to write to.
+        let err = command(&spec).unwrap().status().unwrap_err();
+        assert!(dir.is_dir());
+        assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+
+        let spec = ServiceSpec::new("kubelet", "/bin/true").cgroup(root.path().join("a/b"));
+        let err = command(&spec).unwrap_err();
+        assert!(
+            err.to_string().starts_with("cannot create cgroup "),
+            "{err}"
+        );
     }
 }

@@ -45,6 +45,9 @@ pub struct ServiceSpec {
     pub readiness: Option<Readiness>,
     pub restart: RestartPolicy,
     pub stop: StopPolicy,
+    /// The cgroup2 directory each run of the service joins before exec (created if
+    /// missing); `None` = the agent's own cgroup.
+    pub cgroup: Option<PathBuf>,
 }
 
 impl ServiceSpec {
@@ -59,7 +62,13 @@ impl ServiceSpec {
             readiness: None,
             restart: RestartPolicy::default(),
             stop: StopPolicy::default(),
+            cgroup: None,
         }
+    }
+
+    pub fn cgroup(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cgroup = Some(dir.into());
+        self
     }
 
     pub fn arg(mut self, arg: impl Into<String>) -> Self {

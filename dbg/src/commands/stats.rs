@@ -26,9 +26,16 @@ pub async fn run(_args: Args, ctx: Context, out: &mut dyn Write) -> Result<(), D
 pub fn rows(stats: &GetProcessStatsResponse) -> Vec<Vec<String>> {
     let mib = |bytes: u64| format!("{:.1}", bytes as f64 / f64::from(1 << 20));
     let secs = |ns: u64| format!("{:.2}", ns as f64 / 1e9);
-    let mut rows = vec![["COMPONENT", "PID", "RSS MiB", "USER s", "SYSTEM s"]
-        .map(str::to_owned)
-        .to_vec()];
+    let mut rows = vec![[
+        "COMPONENT",
+        "PID",
+        "RSS MiB",
+        "USER s",
+        "SYSTEM s",
+        "CGROUP",
+    ]
+    .map(str::to_owned)
+    .to_vec()];
     rows.extend(stats.processes.iter().map(|p| {
         vec![
             p.component.clone(),
@@ -36,6 +43,7 @@ pub fn rows(stats: &GetProcessStatsResponse) -> Vec<Vec<String>> {
             mib(p.rss_bytes),
             secs(p.user_cpu_ns),
             secs(p.system_cpu_ns),
+            p.cgroup.clone(),
         ]
     }));
     rows.push(vec![
@@ -46,6 +54,7 @@ pub fn rows(stats: &GetProcessStatsResponse) -> Vec<Vec<String>> {
             mib(stats.memory_available_bytes),
             mib(stats.memory_total_bytes)
         ),
+        String::new(),
         String::new(),
         String::new(),
     ]);
@@ -67,12 +76,13 @@ mod tests {
                 user_cpu_ns: 1_500_000_000,
                 system_cpu_ns: 250_000_000,
                 start_boot_ns: 0,
+                cgroup: "/".into(),
             }],
             memory_total_bytes: 2048 << 20,
             memory_available_bytes: 1024 << 20,
         };
         let rows = rows(&stats);
-        assert_eq!(rows[1], ["agent", "1", "12.0", "1.50", "0.25"]);
+        assert_eq!(rows[1], ["agent", "1", "12.0", "1.50", "0.25", "/"]);
         assert_eq!(rows[2][2], "1024.0 of 2048.0 available");
     }
 }
