@@ -56,7 +56,7 @@ fn loader_inputs(plan: &Plan) -> Vec<(String, &[u8])> {
         .iter()
         .filter_map(|(path, planned)| match &planned.content {
             Content::File(data) if needs_loader(data, planned.mode) => {
-                Some((path.clone(), data.as_slice()))
+                Some((path.clone(), &data[..]))
             }
             _ => None,
         })
@@ -104,7 +104,7 @@ pub(super) fn add_modules(
     plan.add(
         MODULES_LOAD,
         0o644,
-        Content::File(list.into_bytes()),
+        Content::File(list.into_bytes().into()),
         "kernel",
     )?;
     Ok(Modules {

@@ -281,7 +281,12 @@ pub(super) fn add_container_images(
             manifest_digest: archive.manifest_digest,
             layer_digest: archive.layer_digest,
         });
-        plan.add(&path, 0o644, Content::File(archive.bytes), &component)?;
+        plan.add(
+            &path,
+            0o644,
+            Content::File(archive.bytes.into()),
+            &component,
+        )?;
     }
     Ok(())
 }
@@ -299,7 +304,7 @@ fn layer_of(
                 check_static(image, path, data)?;
                 LayerEntry::File {
                     mode: planned.mode,
-                    data: data.clone(),
+                    data: data.to_vec(),
                 }
             }
             Content::Symlink(target) => LayerEntry::Symlink {

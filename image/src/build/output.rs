@@ -65,7 +65,7 @@ pub(super) fn write_archive<'a>(
             Content::Dir => archive.add_dir(path, planned.mode),
             Content::File(data) => {
                 payload += data.len();
-                archive.add_file(path, planned.mode, data.as_slice())
+                archive.add_file(path, planned.mode, &data[..])
             }
             Content::Symlink(target) => archive.add_symlink(path, target),
             Content::CharDevice(major, minor) => {

@@ -4,10 +4,15 @@
 //! `build.json` are derived from the same entries that are archived.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::fs;
+use std::io::Read;
+use std::ops::Deref;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
+
+use memmap2::Mmap;
 
 use super::{BuildError, BUILD_JSON};
 use crate::config::Validated;
@@ -19,9 +24,53 @@ use crate::osrelease::{self, BuildInfo};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Content {
     Dir,
-    File(Vec<u8>),
+    File(Bytes),
     Symlink(String),
     CharDevice(u32, u32),
+}
+
+/// A file's bytes: made by the builder, or mapped from an input file. The payload is
+/// hundreds of megabytes read once for hashing and once for the archive; mapped, it is
+/// neither copied into the builder's memory nor zero-filled for it first.
+#[derive(Clone)]
+pub(super) enum Bytes {
+    Owned(Vec<u8>),
+    Mapped(Arc<Mmap>),
+}
+
+impl Deref for Bytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Owned(bytes) => bytes,
+            Bytes::Mapped(map) => map,
+        }
+    }
+}
+
+impl From<Vec<u8>> for Bytes {
+    fn from(bytes: Vec<u8>) -> Self {
+        Bytes::Owned(bytes)
+    }
+}
+
+impl PartialEq for Bytes {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Bytes {}
+
+impl fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let how = match self {
+            Bytes::Owned(_) => "owned",
+            Bytes::Mapped(_) => "mapped",
+        };
+        write!(f, "Bytes({how}, {} bytes)", self.len())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +99,9 @@ pub(super) struct Plan {
     pub entries: BTreeMap<String, Planned>,
     pub sources: Vec<SourceInfo>,
     pub images: Vec<ContainerImageInfo>,
+    /// Sources named by an entry's content hash, not taken yet: index into `sources`
+    /// and the entry's path.
+    unhashed_sources: Vec<(usize, String)>,
 }
 
 impl Plan {
@@ -102,16 +154,17 @@ impl Plan {
         (kind, name): (&str, String),
     ) -> Result<(), BuildError> {
         let data = read(host, component)?;
-        let sha256 = manifest::sha256_hex(&data);
         self.add(install, 0o755, Content::File(data), component)?;
-        // The entry now holds these bytes (added, or already there the same).
-        let _ = self.entries[install].sha256.set(sha256.clone());
+        // The entry now holds these bytes (added, or already there the same); its hash
+        // is taken with all the others, on every core (see [`Plan::hash_files`]).
+        self.unhashed_sources
+            .push((self.sources.len(), install.to_owned()));
         self.sources.push(SourceInfo {
             component: component.to_owned(),
             kind: kind.to_owned(),
             name,
             version: None,
-            sha256,
+            sha256: String::new(),
         });
         Ok(())
     }
@@ -127,8 +180,17 @@ impl Plan {
     }
 
     /// Hashes every file not hashed yet, on all cores: one thread per core takes the
-    /// next unhashed file until none is left.
-    pub fn hash_files(&self) {
+    /// next unhashed file until none is left. Then the sources that name a file by its
+    /// hash get it.
+    pub fn hash_files(&mut self) {
+        self.hash_entries();
+        for (index, path) in std::mem::take(&mut self.unhashed_sources) {
+            let sha256 = self.entries[&path].sha256().expect("a source names a file");
+            self.sources[index].sha256 = sha256.to_owned();
+        }
+    }
+
+    fn hash_entries(&self) {
         let files: Vec<&Planned> = self
             .entries
             .values()
@@ -158,12 +220,29 @@ impl Plan {
     }
 }
 
-fn read(host: &Path, component: &str) -> Result<Vec<u8>, BuildError> {
-    fs::read(host).map_err(|source| BuildError::ReadInput {
+/// Inputs at least this large are mapped rather than read.
+const MAP_AT: u64 = 64 << 10;
+
+/// `host`'s bytes, mapped when large (see [`Bytes`]).
+fn read(host: &Path, component: &str) -> Result<Bytes, BuildError> {
+    let read_err = |source| BuildError::ReadInput {
         component: component.to_owned(),
         path: host.to_owned(),
         source,
-    })
+    };
+    let file = fs::File::open(host).map_err(read_err)?;
+    let size = file.metadata().map_err(read_err)?.len();
+    if size < MAP_AT {
+        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        (&file).read_to_end(&mut bytes).map_err(read_err)?;
+        return Ok(Bytes::Owned(bytes));
+    }
+    // SAFETY: a private read-only mapping; the builder never writes through it. Its
+    // bytes change only if another process rewrites the input during the build, which
+    // the image would not survive either way (the same as a file read while being
+    // written): inputs are build outputs and packages the builder itself unpacked.
+    let map = unsafe { Mmap::map(&file) }.map_err(read_err)?;
+    Ok(Bytes::Mapped(Arc::new(map)))
 }
 
 /// Mount points, the console node the kernel opens for PID 1, and os-release.
@@ -190,7 +269,7 @@ pub(super) fn add_base(
     plan.add(
         "/etc/os-release",
         0o644,
-        Content::File(os_release.into_bytes()),
+        Content::File(os_release.into_bytes().into()),
         "os-release",
     )
 }
@@ -215,7 +294,7 @@ pub(super) fn add_registries(
         let ca = match &registry.ca_file {
             Some(file) => {
                 let bytes = read(&config_dir.join(file), "registries")?;
-                let checked = String::from_utf8(bytes)
+                let checked = String::from_utf8(bytes.to_vec())
                     .map_err(|_| "is not UTF-8 PEM".to_owned())
                     .and_then(|text| check_certificates(&text).map(|()| text));
                 let text = checked.map_err(|problem| crate::config::ConfigError::Field {
@@ -242,7 +321,7 @@ pub(super) fn add_registries(
     plan.add(
         IMAGE_REGISTRIES_PATH,
         0o644,
-        Content::File(text.into_bytes()),
+        Content::File(text.into_bytes().into()),
         "registries",
     )
 }
@@ -268,7 +347,7 @@ pub(super) fn add_build_json(plan: &mut Plan, info: &BuildInfo) -> Result<String
     });
     let mut bytes = serde_json::to_vec_pretty(&json).expect("json serializes");
     bytes.push(b'\n');
-    plan.add(BUILD_JSON, 0o644, Content::File(bytes), "os-release")?;
+    plan.add(BUILD_JSON, 0o644, Content::File(bytes.into()), "os-release")?;
     Ok(digest)
 }
 
@@ -300,7 +379,7 @@ mod tests {
     use super::*;
 
     fn file(bytes: &[u8]) -> Content {
-        Content::File(bytes.to_vec())
+        Content::File(bytes.to_vec().into())
     }
 
     #[test]
@@ -356,6 +435,7 @@ mod tests {
         plan.add_single_file("/init", &host, "agent", source)
             .unwrap();
         assert_eq!(plan.entries["/init"].mode, 0o755);
+        plan.hash_files();
         let [recorded] = plan.sources.as_slice() else {
             panic!("{:?}", plan.sources);
         };
@@ -370,6 +450,23 @@ mod tests {
             .add_single_file("/x", &missing, "x", ("file", "missing".into()))
             .unwrap_err();
         assert!(matches!(err, BuildError::ReadInput { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn large_inputs_are_mapped_small_ones_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let large: Vec<u8> = (0..MAP_AT + 3).map(|i| (i % 251) as u8).collect();
+        let (big, small) = (dir.path().join("big"), dir.path().join("small"));
+        fs::write(&big, &large).unwrap();
+        fs::write(&small, b"small").unwrap();
+        let mapped = read(&big, "x").unwrap();
+        assert!(matches!(mapped, Bytes::Mapped(_)), "{mapped:?}");
+        assert_eq!(&mapped[..], &large[..]);
+        let owned = read(&small, "x").unwrap();
+        assert!(matches!(owned, Bytes::Owned(_)), "{owned:?}");
+        // Equal content is equal however it is held (conflict checks compare bytes).
+        assert_eq!(owned, Bytes::Owned(b"small".to_vec()));
+        assert_eq!(mapped, Bytes::Owned(large));
     }
 
     #[test]
