@@ -138,12 +138,13 @@ pub fn enable_controllers(paths: &Paths) -> io::Result<Vec<String>> {
 /// of `system/etcd` is etcd's, page cache and kernel memory included). Returns its path.
 ///
 /// Called at boot while the agent is the only process, for a second reason: the first
-/// memory cgroup below the root switches the kernel's memcg static keys on, which
-/// rewrites the kernel's code at every slab allocation site (text_poke). Left to the
-/// kubelet's first `/kubepods`, that rewrite happens while etcd and the apiserver
-/// allocate on every CPU; a CI node under TCG was once found hung with a CPU spinning
-/// at exactly such a site (`kmem_cache_alloc`, the memcg-enabled branch). Here the
-/// other CPUs are idle. The keys stay on for the whole boot: this cgroup never goes.
+/// memory and cpuset cgroups below the root switch static keys on, which rewrites the
+/// kernel's code at every slab and page allocation site (text_poke_bp). Left to the
+/// kubelet's first `/kubepods`, that rewrite ran while etcd, containerd and the
+/// apiserver allocated on both CPUs, and a CI node under TCG hung for good: one CPU in
+/// the kubelet's cgroup mkdir, the other taking int3 after int3 at `kmem_cache_alloc`'s
+/// memcg branch (a stale translation of the patch's int3, docs/architecture.md). Here
+/// the other CPUs are idle. The keys stay on for the whole boot: this cgroup never goes.
 pub fn create_system_cgroup(paths: &Paths) -> io::Result<PathBuf> {
     let dir = paths.resolve(SYSTEM_CGROUP);
     match std::fs::create_dir(&dir) {

@@ -7,7 +7,7 @@
 //! up to its end and anything after it is ignored.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -198,28 +198,54 @@ fn clean_line(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&text).into_owned()
 }
 
-/// The last `lines` lines of the capture file, for failure messages. Never fails: a
-/// missing or unreadable file is described in the returned text.
+/// Kernel lines that open a report worth reading whole (a lockup's or an oops's
+/// registers and call trace). With several, the first tells the cause; the tail
+/// often shows only the last repeat, long after it.
+const KERNEL_REPORTS: &[&str] = &[
+    "BUG: soft lockup",
+    "self-detected stall",
+    "rcu_sched detected stalls",
+    "blocked for more than",
+    "BUG: kernel NULL pointer",
+    "general protection fault",
+    "Kernel panic",
+    "Oops:",
+];
+/// Lines shown from the first kernel report on.
+const REPORT_LINES: usize = 50;
+
+/// The last `lines` lines of the capture file, for failure messages, after the first
+/// kernel report in it (see [`KERNEL_REPORTS`]) when that starts before the tail.
+/// Never fails: a missing or unreadable file is described in the returned text.
 pub fn tail(path: &Path, lines: usize) -> String {
-    const WINDOW: u64 = 64 * 1024;
-    let read = || -> io::Result<Vec<u8>> {
-        let mut file = File::open(path)?;
-        let len = file.metadata()?.len();
-        file.seek(SeekFrom::Start(len.saturating_sub(WINDOW)))?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
-        Ok(bytes)
-    };
-    match read() {
-        Ok(bytes) => {
-            let all: Vec<String> = bytes.split(|&b| b == b'\n').map(clean_line).collect();
-            let all = match all.last() {
-                Some(last) if last.is_empty() => &all[..all.len() - 1],
-                _ => &all[..],
-            };
-            all[all.len().saturating_sub(lines)..].join("\n")
-        }
+    match std::fs::read(path) {
+        Ok(bytes) => excerpt(&bytes, lines),
         Err(err) => format!("(console log {} unreadable: {err})", path.display()),
+    }
+}
+
+fn excerpt(bytes: &[u8], lines: usize) -> String {
+    let all: Vec<String> = bytes.split(|&b| b == b'\n').map(clean_line).collect();
+    let all = match all.last() {
+        Some(last) if last.is_empty() => &all[..all.len() - 1],
+        _ => &all[..],
+    };
+    let tail_start = all.len().saturating_sub(lines);
+    let tail = all[tail_start..].join("\n");
+    let first_report = all
+        .iter()
+        .position(|line| KERNEL_REPORTS.iter().any(|marker| line.contains(marker)));
+    match first_report {
+        Some(start) if start < tail_start => {
+            let end = (start + REPORT_LINES).min(tail_start);
+            format!(
+                "(the first kernel report, console line {}:)\n{}\n(... the last {} lines:)\n{tail}",
+                start + 1,
+                all[start..end].join("\n"),
+                all.len() - tail_start,
+            )
+        }
+        _ => tail,
     }
 }
 
@@ -313,5 +339,26 @@ mod tests {
         assert_eq!(tail(&path, 2), "c\nd");
         assert_eq!(tail(&path, 10), "a\nb\nc\nd");
         assert!(tail(&dir.path().join("missing"), 3).contains("unreadable"));
+    }
+
+    /// A lockup repeats its report every ~20 s; the tail keeps only the last one, the
+    /// first (with the task and place that started it) is shown ahead of it.
+    #[test]
+    fn the_first_kernel_report_precedes_the_tail() {
+        let mut console = vec!["boot".to_owned()];
+        console.push("watchdog: BUG: soft lockup - CPU#1 stuck for 22s! [containerd:122]".into());
+        console.push("RIP: 0010:kmem_cache_alloc+0x5d/0x300".into());
+        console.extend((0..100).map(|i| format!("noise {i}")));
+        let text = console.join("\n") + "\n";
+        let shown = excerpt(text.as_bytes(), 3);
+        let expected_head = "(the first kernel report, console line 2:)\n\
+                             watchdog: BUG: soft lockup - CPU#1 stuck for 22s! [containerd:122]\n\
+                             RIP: 0010:kmem_cache_alloc+0x5d/0x300\n\
+                             noise 0\n";
+        assert!(shown.starts_with(expected_head), "{shown}");
+        assert!(shown.ends_with("(... the last 3 lines:)\nnoise 97\nnoise 98\nnoise 99"));
+        assert_eq!(shown.lines().count(), 1 + 50 + 1 + 3);
+        // A report inside the tail is shown once, as part of it.
+        assert_eq!(excerpt(text.as_bytes(), 200), text.trim_end());
     }
 }
