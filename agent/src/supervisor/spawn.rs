@@ -102,7 +102,8 @@ pub(super) fn command(spec: &ServiceSpec) -> io::Result<Command> {
     Ok(command)
 }
 
-/// `dir/cgroup.procs` as a C string, after creating `dir` if it is missing.
+/// `dir/cgroup.procs` as a C string, after creating `dir` if it is missing. Checked
+/// here, where the error can name the cgroup: between fork and exec it cannot.
 fn cgroup_procs(dir: &Path) -> io::Result<CString> {
     match std::fs::create_dir(dir) {
         Err(err) if err.kind() != io::ErrorKind::AlreadyExists => {
@@ -114,6 +115,12 @@ fn cgroup_procs(dir: &Path) -> io::Result<CString> {
         _ => {}
     }
     let procs = dir.join("cgroup.procs");
+    if !procs.exists() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{} is not a cgroup: it has no cgroup.procs", dir.display()),
+        ));
+    }
     CString::new(procs.into_os_string().into_vec())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "cgroup path holds a NUL byte"))
 }
@@ -187,16 +194,24 @@ mod tests {
     }
 
     /// A missing cgroup is created; one that cannot be joined stops the run before
-    /// exec instead of letting the service run outside it.
+    /// exec instead of letting the service run outside it, with an error naming it
+    /// where it can.
     #[test]
     fn a_cgroup_that_cannot_be_joined_stops_the_run() {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("kubelet");
         let spec = ServiceSpec::new("kubelet", "/bin/true").cgroup(&dir);
         // Created, but a plain directory has no cgroup.procs to write to.
-        let err = command(&spec).unwrap().status().unwrap_err();
+        let err = command(&spec).unwrap_err();
         assert!(dir.is_dir());
-        assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+        let expected = format!("{} is not a cgroup: it has no cgroup.procs", dir.display());
+        assert_eq!(err.to_string(), expected);
+
+        // The write itself failing (here: cgroup.procs is a directory) stops the run
+        // between fork and exec.
+        std::fs::create_dir(dir.join("cgroup.procs")).unwrap();
+        let err = command(&spec).unwrap().status().unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(nix::libc::EISDIR), "{err}");
 
         let spec = ServiceSpec::new("kubelet", "/bin/true").cgroup(root.path().join("a/b"));
         let err = command(&spec).unwrap_err();
