@@ -7,8 +7,9 @@
 #
 # usage: scripts/test-repro.sh [WORK_DIR]     (default: a new directory under /tmp)
 #
-# Slow: everything is built twice from nothing (Go ~7 min, Cargo ~4 min a side on
-# 2 cores). `make test-repro` runs it; .ci/run does with CAIRN_CI_REPRO=1.
+# Slow: everything is built twice from nothing, Debian packages and modules fetched
+# included: 16-20 min a side, 37 min in all on 2 cores (2026-12-07). `make test-repro`
+# runs it; .ci/run does with CAIRN_CI_REPRO=1.
 # Uncommitted changes are not part of the test: it builds HEAD.
 set -euo pipefail
 
