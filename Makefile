@@ -101,7 +101,7 @@ unit-test: setup
 	third_party/check.sh test
 
 # Reproducibility across checkouts and caches (scripts/test-repro.sh): builds HEAD
-# twice from nothing, so it takes two cold builds; .ci/run with CAIRN_CI_REPRO=1.
+# twice from nothing, so it takes two cold builds; .ci/run when time allows.
 test-repro: setup
 	scripts/test-repro.sh
 

@@ -9,7 +9,7 @@
 #
 # Slow: everything is built twice from nothing, Debian packages and modules fetched
 # included: 16-20 min a side, 37 min in all on 2 cores (2026-12-07). `make test-repro`
-# runs it; .ci/run does with CAIRN_CI_REPRO=1.
+# runs it; .ci/run does when its time budget allows.
 # Uncommitted changes are not part of the test: it builds HEAD.
 set -euo pipefail
 
