@@ -25,6 +25,8 @@ use cairn_qemu::node::error_chain;
 use cairn_qemu::{DataDisk, Image, Node, NodeConfig};
 
 const CONNECT: Duration = Duration::from_secs(20);
+/// From `CAIRN_READY` to the node API listening.
+const API_UP: Duration = Duration::from_secs(60);
 /// Kubernetes on a fresh production node under TCG.
 const NODE_READY: &str = "300";
 
@@ -315,7 +317,10 @@ fn the_owner_operates_a_production_node_and_nobody_else_can() {
     );
 }
 
-/// The `node-api` condition's reason, asked over the node API as `identity`.
+/// The `node-api` condition's reason, asked over the node API as `identity`. The API
+/// starts beside `CAIRN_READY`, not before it: until it listens, QEMU's port forward
+/// accepts and then resets the connection, so an unreachable API is asked again until
+/// [`API_UP`] has passed; any other error fails at once.
 fn node_api_reason(
     runtime: &tokio::runtime::Runtime,
     node: &Node,
@@ -323,7 +328,17 @@ fn node_api_reason(
     pinned: &ServerTrust,
 ) -> String {
     let reason = runtime.block_on(async {
-        let mut connection = connect_owner(&endpoint_of(node), identity, pinned, CONNECT).await?;
+        let deadline = tokio::time::Instant::now() + API_UP;
+        let mut connection = loop {
+            match connect_owner(&endpoint_of(node), identity, pinned, CONNECT).await {
+                Err(OwnerConnectError::Unreachable(..))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                connected => break connected?,
+            }
+        };
         let listed = connection
             .client
             .list_conditions(ListConditionsRequest {
