@@ -157,6 +157,32 @@ pub async fn connect_owner(
     }
 }
 
+/// [`connect_owner`], retried every 250 ms (each attempt at most 5 s) until `within`
+/// has passed while the node API does not answer yet: it starts a moment after the
+/// node reports ready. A refusal by either side, or a bad endpoint or identity, is
+/// final. Returns the last error at the deadline.
+pub async fn connect_owner_within(
+    endpoint: &str,
+    identity: &OwnerIdentity,
+    trust: &ServerTrust,
+    within: Duration,
+) -> Result<OwnerConnection, OwnerConnectError> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match connect_owner(endpoint, identity, trust, left.min(Duration::from_secs(5))).await {
+            Err(
+                OwnerConnectError::Unreachable(..)
+                | OwnerConnectError::NoAnswer(..)
+                | OwnerConnectError::Timeout(..),
+            ) if left > Duration::from_millis(250) => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            result => return result,
+        }
+    }
+}
+
 fn client_config(
     identity: &OwnerIdentity,
     verifier: Arc<NodeVerifier>,

@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 use cairn_api::names::{condition, service};
 use cairn_api::node_config::{NodeConfig as Settings, Owner};
 use cairn_api::owner_client::{
-    connect_owner, OwnerConnectError, OwnerConnection, OwnerIdentity, ServerTrust,
+    connect_owner, connect_owner_within, OwnerConnectError, OwnerConnection, OwnerIdentity,
+    ServerTrust,
 };
 use cairn_api::v1::{
     get_logs_response::Kind, GetLogsRequest, GetLogsResponse, SignalComponentRequest,
@@ -46,9 +47,6 @@ const FOLLOW_TIMEOUT: Duration = Duration::from_secs(10);
 const WAIT_TIMEOUT_MS: u32 = 300_000;
 /// The node API answers a moment after its condition turns true; retries end here.
 const NODE_API_TIMEOUT: Duration = Duration::from_secs(60);
-/// One connection attempt while waiting for the node API.
-const NODE_API_ATTEMPT: Duration = Duration::from_secs(5);
-const NODE_API_RETRY: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Results {
@@ -184,20 +182,10 @@ async fn first_owner_connection(
     endpoint: &str,
     identity: &OwnerIdentity,
 ) -> Result<OwnerConnection, Error> {
-    let deadline = tokio::time::Instant::now() + NODE_API_TIMEOUT;
-    let connection = loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let attempt = left.min(NODE_API_ATTEMPT);
-        match connect_owner(endpoint, identity, &ServerTrust::FirstUse, attempt).await {
-            Ok(connection) => break connection,
-            Err(
-                OwnerConnectError::Unreachable(..)
-                | OwnerConnectError::NoAnswer(..)
-                | OwnerConnectError::Timeout(..),
-            ) if left > NODE_API_RETRY => tokio::time::sleep(NODE_API_RETRY).await,
-            Err(err) => return Err(owner_error(&err)),
-        }
-    };
+    let trust = ServerTrust::FirstUse;
+    let connection = connect_owner_within(endpoint, identity, &trust, NODE_API_TIMEOUT)
+        .await
+        .map_err(|err| owner_error(&err))?;
     if connection.server_ca_pem.is_empty() {
         return Err(Error::Unmeasurable(format!(
             "the node API at {endpoint} showed no CA to pin"

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cairn_api::owner_client::{
-    connect_owner, OwnerConnectError, OwnerConnection, OwnerIdentity, ServerTrust,
+    connect_owner_within, OwnerConnectError, OwnerConnection, OwnerIdentity, ServerTrust,
 };
 use cairn_api::NodeClient;
 
@@ -139,8 +139,7 @@ fn identity(dir: Option<&Path>) -> Result<OwnerIdentity, DbgError> {
     })
 }
 
-/// [`connect_owner`], retried every 250 ms until `within` has passed while nothing
-/// answers; a refusal by either side is final. Pins the node CA on first use.
+/// [`connect_owner_within`]; pins the node CA on first use.
 async fn owner_within(
     endpoint: &str,
     identity: &OwnerIdentity,
@@ -154,23 +153,7 @@ async fn owner_within(
         }
         _ => ServerTrust::FirstUse,
     };
-    let deadline = tokio::time::Instant::now() + within;
-    let connection = loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match connect_owner(endpoint, identity, &trust, left.min(Duration::from_secs(5))).await {
-            Ok(connection) => break connection,
-            Err(
-                err @ (OwnerConnectError::Refused(..)
-                | OwnerConnectError::ServerCertificate(..)
-                | OwnerConnectError::InvalidEndpoint(..)
-                | OwnerConnectError::Identity(..)
-                | OwnerConnectError::PinnedCa(..)
-                | OwnerConnectError::Tls(..)),
-            ) => return Err(err.into()),
-            Err(err) if left <= Duration::from_millis(250) => return Err(err.into()),
-            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
-        }
-    };
+    let connection = connect_owner_within(endpoint, identity, &trust, within).await?;
     if trust == ServerTrust::FirstUse {
         pin_first_use(pin, &connection)?;
     }

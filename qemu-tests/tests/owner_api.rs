@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use cairn_api::names::condition;
 use cairn_api::node_config::{NodeConfig as Settings, Owner};
-use cairn_api::owner_client::{connect_owner, OwnerConnectError, OwnerIdentity, ServerTrust};
+use cairn_api::owner_client::{
+    connect_owner, connect_owner_within, OwnerConnectError, OwnerIdentity, ServerTrust,
+};
 use cairn_api::v1::node_debug_service_client::NodeDebugServiceClient;
 use cairn_api::v1::{ListConditionsRequest, SignalComponentRequest};
 use cairn_qemu::accel::{self, AccelChoice};
@@ -318,9 +320,9 @@ fn the_owner_operates_a_production_node_and_nobody_else_can() {
 }
 
 /// The `node-api` condition's reason, asked over the node API as `identity`. The API
-/// starts beside `CAIRN_READY`, not before it: until it listens, QEMU's port forward
-/// accepts and then resets the connection, so an unreachable API is asked again until
-/// [`API_UP`] has passed; any other error fails at once.
+/// starts beside `CAIRN_READY`, not before it (until it listens, QEMU's port forward
+/// accepts and then resets the connection), so the connection is retried for up to
+/// [`API_UP`]; a refusal fails at once.
 fn node_api_reason(
     runtime: &tokio::runtime::Runtime,
     node: &Node,
@@ -328,17 +330,8 @@ fn node_api_reason(
     pinned: &ServerTrust,
 ) -> String {
     let reason = runtime.block_on(async {
-        let deadline = tokio::time::Instant::now() + API_UP;
-        let mut connection = loop {
-            match connect_owner(&endpoint_of(node), identity, pinned, CONNECT).await {
-                Err(OwnerConnectError::Unreachable(..))
-                    if tokio::time::Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-                connected => break connected?,
-            }
-        };
+        let mut connection =
+            connect_owner_within(&endpoint_of(node), identity, pinned, API_UP).await?;
         let listed = connection
             .client
             .list_conditions(ListConditionsRequest {
