@@ -147,10 +147,7 @@ pub fn enable_controllers(paths: &Paths) -> io::Result<Vec<String>> {
 /// the other CPUs are idle. The keys stay on for the whole boot: this cgroup never goes.
 pub fn create_system_cgroup(paths: &Paths) -> io::Result<PathBuf> {
     let dir = paths.resolve(SYSTEM_CGROUP);
-    match std::fs::create_dir(&dir) {
-        Err(err) if err.kind() != io::ErrorKind::AlreadyExists => return Err(err),
-        _ => {}
-    }
+    std::fs::create_dir_all(&dir)?;
     delegate_controllers(&dir)?;
     Ok(dir)
 }

@@ -14,16 +14,12 @@ use crate::{containerd, Paths};
 pub fn services(paths: &Paths, node: &Node, cgroup_parent: Option<&Path>) -> Vec<ServiceSpec> {
     let mut specs = vec![containerd::service(paths)];
     specs.extend(kubernetes::services(paths, node));
-    match cgroup_parent {
-        Some(parent) => specs
-            .into_iter()
-            .map(|spec| {
-                let cgroup = parent.join(&spec.name);
-                spec.cgroup(cgroup)
-            })
-            .collect(),
-        None => specs,
+    if let Some(parent) = cgroup_parent {
+        for spec in &mut specs {
+            spec.cgroup = Some(parent.join(&spec.name));
+        }
     }
+    specs
 }
 
 #[cfg(test)]

@@ -176,6 +176,13 @@ async fn copy_lines(mut pipe: impl AsyncRead + Unpin, stream: Stream, log: LogBu
 mod tests {
     use super::*;
 
+    fn in_cgroup(name: &str, dir: &Path) -> ServiceSpec {
+        ServiceSpec {
+            cgroup: Some(dir.to_owned()),
+            ..ServiceSpec::new(name, "/bin/true")
+        }
+    }
+
     /// A plain directory stands in for the cgroup: what the child writes to its
     /// cgroup.procs before exec stays there to be read.
     #[test]
@@ -184,7 +191,7 @@ mod tests {
         let dir = root.path().join("system/etcd");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("cgroup.procs"), "").unwrap();
-        let spec = ServiceSpec::new("etcd", "/bin/true").cgroup(&dir);
+        let spec = in_cgroup("etcd", &dir);
         let status = command(&spec).unwrap().status().unwrap();
         assert!(status.success());
         assert_eq!(
@@ -200,7 +207,7 @@ mod tests {
     fn a_cgroup_that_cannot_be_joined_stops_the_run() {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("kubelet");
-        let spec = ServiceSpec::new("kubelet", "/bin/true").cgroup(&dir);
+        let spec = in_cgroup("kubelet", &dir);
         // Created, but a plain directory has no cgroup.procs to write to.
         let err = command(&spec).unwrap_err();
         assert!(dir.is_dir());
@@ -213,7 +220,7 @@ mod tests {
         let err = command(&spec).unwrap().status().unwrap_err();
         assert_eq!(err.raw_os_error(), Some(nix::libc::EISDIR), "{err}");
 
-        let spec = ServiceSpec::new("kubelet", "/bin/true").cgroup(root.path().join("a/b"));
+        let spec = in_cgroup("kubelet", &root.path().join("a/b"));
         let err = command(&spec).unwrap_err();
         assert!(
             err.to_string().starts_with("cannot create cgroup "),

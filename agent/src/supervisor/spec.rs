@@ -66,11 +66,6 @@ impl ServiceSpec {
         }
     }
 
-    pub fn cgroup(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.cgroup = Some(dir.into());
-        self
-    }
-
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
         self
