@@ -1,5 +1,10 @@
 //! PEM text of a certificate's DER, for the places that hold a certificate as DER and
-//! hand it on as PEM (the node's CA chain, the CA the client pins).
+//! hand it on as PEM (the node's CA chain, the CA the client pins), and the fingerprint
+//! by which the agent, the launcher and `dbg` name a certificate.
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+use sha2::{Digest, Sha256};
 
 /// `-----BEGIN CERTIFICATE-----`, the DER in base64 lines of 64, `-----END ...`.
 pub fn certificate(der: &[u8]) -> String {
@@ -15,10 +20,22 @@ pub fn certificate(der: &[u8]) -> String {
     pem
 }
 
+/// `sha256:<lowercase hex>` of the DER of the first certificate in `pem`; `Err` says
+/// why `pem` holds none.
+pub fn fingerprint(pem: &str) -> Result<String, String> {
+    use std::fmt::Write as _;
+    let der = CertificateDer::from_pem_slice(pem.as_bytes())
+        .map_err(|err| format!("holds no PEM certificate: {err}"))?;
+    let mut text = String::from("sha256:");
+    for byte in Sha256::digest(der.as_ref()) {
+        let _ = write!(text, "{byte:02x}");
+    }
+    Ok(text)
+}
+
 #[cfg(test)]
 mod tests {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::CertificateDer;
+    use super::*;
 
     #[test]
     fn the_pem_reads_back_as_the_same_der() {
@@ -27,5 +44,18 @@ mod tests {
         assert!(pem.lines().all(|line| line.len() <= 64));
         let back = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
         assert_eq!(back.as_ref(), der.as_slice());
+    }
+
+    #[test]
+    fn the_fingerprint_is_the_sha256_of_the_first_certificate_der() {
+        let first: Vec<u8> = (0..200u8).collect();
+        let pem = super::certificate(&first) + &super::certificate(b"second");
+        let expected: String = Sha256::digest(&first)
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        assert_eq!(fingerprint(&pem).unwrap(), format!("sha256:{expected}"));
+        let err = fingerprint("not a certificate").unwrap_err();
+        assert!(err.starts_with("holds no PEM certificate"), "{err}");
     }
 }

@@ -164,9 +164,7 @@ async fn owner_within(
 }
 
 fn pin_first_use(pin: Option<&Path>, connection: &OwnerConnection) -> Result<(), DbgError> {
-    let fingerprint = owner::fingerprint(&connection.server_ca_pem)
-        .map(|hex| format!("sha256:{hex}"))
-        .unwrap_or_default();
+    let fingerprint = owner::fingerprint(&connection.server_ca_pem).unwrap_or_default();
     match pin {
         Some(path) => {
             write_pin(path, &connection.server_ca_pem)

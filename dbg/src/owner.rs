@@ -21,9 +21,6 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SerialNumber, PKCS_ED25519,
 };
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::CertificateDer;
-use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 
 /// The variable naming the owner directory, ahead of the XDG default.
@@ -161,7 +158,7 @@ pub struct Created {
     pub written: Vec<PathBuf>,
     /// The files that existed before and were replaced (only with `force`).
     pub replaced: Vec<PathBuf>,
-    /// SHA-256 of the new CA certificate's DER, lowercase hex.
+    /// `sha256:<hex>` of the new CA certificate's DER.
     pub ca_fingerprint: String,
 }
 
@@ -275,15 +272,13 @@ pub fn load_ca_pem(dir: &Path) -> Result<Option<String>, OwnerError> {
     read_file(&OwnerFiles::new(dir).ca_cert())
 }
 
-/// SHA-256 of the DER of the first certificate in `pem`, lowercase hex.
+/// `sha256:<hex>` of the DER of the first certificate in `pem`
+/// ([`cairn_api::pem::fingerprint`]), as the agent and the launcher print it.
 pub fn fingerprint(pem: &str) -> Result<String, OwnerError> {
-    let der = CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|err| {
-        OwnerError::NotACertificate {
-            what: "the PEM text".to_owned(),
-            problem: err.to_string(),
-        }
-    })?;
-    Ok(hex(&Sha256::digest(der.as_ref())))
+    cairn_api::pem::fingerprint(pem).map_err(|problem| OwnerError::NotACertificate {
+        what: "the PEM text".to_owned(),
+        problem,
+    })
 }
 
 /// The `[owner]` table that hands a node from the owner in `dir` to the owner CA in the
@@ -428,18 +423,10 @@ fn read_file(path: &Path) -> Result<Option<String>, OwnerError> {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut text = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        let _ = write!(text, "{byte:02x}");
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls_pki_types::{pem::PemObject, CertificateDer};
     use x509_parser::prelude::{FromDer, X509Certificate};
 
     fn mode(path: &Path) -> u32 {
@@ -480,7 +467,7 @@ mod tests {
         assert_eq!(left, names, "no temporary files left behind");
         let ca = fs::read_to_string(dir.join("ca.crt")).unwrap();
         assert_eq!(created.ca_fingerprint, fingerprint(&ca).unwrap());
-        assert_eq!(created.ca_fingerprint.len(), 64);
+        assert!(created.ca_fingerprint.starts_with("sha256:"));
     }
 
     #[test]
@@ -606,12 +593,10 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         init(root.path(), false).unwrap();
         let creds = load(root.path()).unwrap();
-        let expected = hex(&Sha256::digest(der(&creds.ca_pem)));
+        let expected = cairn_api::pem::fingerprint(&creds.ca_pem).unwrap();
         let both = format!("{}{}", creds.ca_pem, creds.cert_pem);
         assert_eq!(fingerprint(&both).unwrap(), expected);
-        assert!(expected
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert_ne!(fingerprint(&creds.cert_pem).unwrap(), expected);
         let err = fingerprint("not a certificate").unwrap_err();
         assert!(matches!(err, OwnerError::NotACertificate { .. }), "{err}");
     }

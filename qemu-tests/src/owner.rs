@@ -19,7 +19,7 @@ pub struct OwnerCa {
     pub path: PathBuf,
     /// The certificate, PEM.
     pub pem: String,
-    /// SHA-256 of its DER, lowercase hex.
+    /// `sha256:<hex>` of its DER.
     pub fingerprint: String,
 }
 
@@ -76,7 +76,7 @@ impl OwnerChoice {
                 credentials::OWNER_DIR_ENV
             ),
             OwnerChoice::Given(ca) => format!(
-                "owner CA: {} (sha256:{}) goes to the node, which pins it on first boot",
+                "owner CA: {} ({}) goes to the node, which pins it on first boot",
                 ca.path.display(),
                 ca.fingerprint
             ),
@@ -140,7 +140,7 @@ mod tests {
         OwnerCa {
             path: "/owner/ca.crt".into(),
             pem: pem.to_owned(),
-            fingerprint: "ab".repeat(32),
+            fingerprint: format!("sha256:{}", "ab".repeat(32)),
         }
     }
 

@@ -271,7 +271,7 @@ fn the_owner_operates_a_production_node_and_nobody_else_can() {
     let reason = node_api_reason(&runtime, &node, &identity(&owner_dir), &pinned);
     let fingerprint = |dir: &Path| {
         let pem = std::fs::read_to_string(dir.join("ca.crt")).unwrap();
-        format!("sha256:{}", cairn_dbg::owner::fingerprint(&pem).unwrap())
+        cairn_dbg::owner::fingerprint(&pem).unwrap()
     };
     let (owner_fp, stranger_fp) = (fingerprint(&owner_dir), fingerprint(&stranger_dir));
     if !reason.contains(&stranger_fp) || !reason.contains("ignored") {

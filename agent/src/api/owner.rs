@@ -11,9 +11,9 @@
 use std::path::Path;
 
 use cairn_api::node_config::{decode_handover_signature, handover_message, Owner};
+use cairn_api::pem::fingerprint;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
-use sha2::{Digest, Sha256};
 
 use crate::Paths;
 
@@ -182,16 +182,6 @@ fn read_pinned(path: &Path) -> Result<Option<(String, String)>, String> {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(err) => Err(format!("cannot be read: {err}")),
     }
-}
-
-/// `sha256:<hex>` of the first certificate's DER, as `dbg owner init` prints it.
-pub fn fingerprint(pem: &str) -> Result<String, String> {
-    let der = CertificateDer::from_pem_slice(pem.as_bytes())
-        .map_err(|err| format!("holds no PEM certificate: {err}"))?;
-    Ok(format!(
-        "sha256:{}",
-        hex::encode(Sha256::digest(der.as_ref()))
-    ))
 }
 
 #[cfg(test)]

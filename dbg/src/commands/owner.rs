@@ -62,7 +62,7 @@ pub fn hand_over(dir: &Path, new_ca: &Path) -> Result<String, DbgError> {
         ..Default::default()
     };
     Ok(format!(
-        "# Hands a node from owner CA sha256:{from} to owner CA sha256:{to}.\n\
+        "# Hands a node from owner CA {from} to owner CA {to}.\n\
          # Boot the node with this file as its node config (cairn-qemu run --node-config).\n{}",
         config.to_toml()
     ))
@@ -71,7 +71,7 @@ pub fn hand_over(dir: &Path, new_ca: &Path) -> Result<String, DbgError> {
 /// What `init` says it did.
 pub fn report(created: &owner::Created) -> String {
     let mut text = format!(
-        "owner credentials in {} (owner CA sha256:{})\n",
+        "owner credentials in {} (owner CA {})\n",
         created.files.dir().display(),
         created.ca_fingerprint
     );
@@ -111,7 +111,7 @@ mod tests {
             |dir: &Path| owner::fingerprint(&owner::load_ca_pem(dir).unwrap().unwrap()).unwrap();
         assert!(
             text.starts_with(&format!(
-                "# Hands a node from owner CA sha256:{} to owner CA sha256:{}.\n",
+                "# Hands a node from owner CA {} to owner CA {}.\n",
                 fingerprint(&current),
                 fingerprint(&next)
             )),
