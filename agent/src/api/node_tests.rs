@@ -214,3 +214,41 @@ async fn a_node_whose_ca_is_not_the_pinned_one_is_refused_by_the_client() {
         cairn_api::error_chain(&err)
     );
 }
+
+/// The limits of the debug service hold on the mTLS listener too: an oversized request
+/// and a malformed one each get their own status, and the same connection goes on
+/// serving the owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_and_malformed_requests_get_clean_statuses_over_mtls() {
+    use cairn_api::v1::GetLogsRequest;
+    let owner = owner_ca("owner");
+    let node = node(&owner).await;
+    let mut client = connect_owner(
+        &node.endpoint,
+        &valid(&owner),
+        &ServerTrust::FirstUse,
+        TIMEOUT,
+    )
+    .await
+    .unwrap()
+    .client;
+    let logs = |component: String| GetLogsRequest {
+        component,
+        tail_lines: None,
+        follow: false,
+    };
+    let huge = client.get_logs(logs("a".repeat(MAX_REQUEST * 2))).await;
+    let status = huge.map(|_| ()).unwrap_err();
+    assert_eq!(status.code(), tonic::Code::OutOfRange, "{status}");
+    assert!(status.message().contains("too large"), "{status}");
+    let bad = client.get_logs(logs("../etcd".into())).await;
+    let status = bad.map(|_| ()).unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status}");
+    assert!(status.message().contains("component"), "{status}");
+    let listed = client
+        .list_conditions(ListConditionsRequest { names: vec![] })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.conditions.len(), node.conditions.list().len());
+}

@@ -55,22 +55,6 @@ impl Handlers {
         list
     }
 
-    fn get_logs_stream(&self, request: GetLogsRequest) -> Result<LogStreamBox, RpcError> {
-        let name = validate::name("component", &request.component)?;
-        let tail = validate::tail_lines(request.tail_lines)?;
-        let buffer = match self.state.logs.get(name) {
-            Some(buffer) => buffer,
-            // Supervised but silent so far: an empty log, created so a follower sees
-            // the first line.
-            None if self.components().iter().any(|c| c.name == name) => {
-                self.state.logs.buffer(name)
-            }
-            None => return Err(RpcError::UnknownComponent(name.to_owned())),
-        };
-        let tail = tail.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
-        logs::stream(&buffer, tail, request.follow, &self.followers)
-    }
-
     fn list_conditions(&self, names: &[String]) -> Result<Vec<Condition>, RpcError> {
         if names.is_empty() {
             return Ok(self.state.conditions.list().iter().map(condition).collect());
@@ -87,8 +71,27 @@ impl Handlers {
             })
             .collect()
     }
+}
 
-    async fn wait_condition(&self, request: WaitConditionRequest) -> Result<Condition, RpcError> {
+/// The calls both surfaces serve, one method per call.
+impl Handlers {
+    pub(super) fn get_logs(&self, request: GetLogsRequest) -> Result<LogStreamBox, RpcError> {
+        let name = validate::name("component", &request.component)?;
+        let tail = validate::tail_lines(request.tail_lines)?;
+        let buffer = match self.state.logs.get(name) {
+            Some(buffer) => buffer,
+            // Supervised but silent so far: an empty log, created so a follower sees
+            // the first line.
+            None if self.components().iter().any(|c| c.name == name) => {
+                self.state.logs.buffer(name)
+            }
+            None => return Err(RpcError::UnknownComponent(name.to_owned())),
+        };
+        let tail = tail.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+        logs::stream(&buffer, tail, request.follow, &self.followers)
+    }
+
+    pub(super) async fn wait(&self, request: WaitConditionRequest) -> Result<Condition, RpcError> {
         let name = validate::name("condition", &request.name)?;
         let timeout = validate::timeout_ms(request.timeout_ms)?;
         let deadline = tokio::time::Instant::now() + timeout;
@@ -101,40 +104,7 @@ impl Handlers {
         }
     }
 
-    #[cfg(feature = "debug-service")]
-    async fn run_container(
-        &self,
-        request: RunContainerRequest,
-    ) -> Result<RunContainerResponse, RpcError> {
-        let spec = containerd::RunSpec {
-            image: validate::image(&request.image)?.to_owned(),
-            command: validate::command(&request.command)?.to_vec(),
-            args: Vec::new(),
-            timeout: validate::run_timeout_ms(request.timeout_ms)?,
-        };
-        tracing::info!("running a container from {} for a debug client", spec.image);
-        let output = containerd::run_container(&self.state.paths, &spec).await?;
-        Ok(RunContainerResponse {
-            exit_code: output.exit_code,
-            stdout: output.stdout,
-            stderr: output.stderr,
-        })
-    }
-
-    #[cfg(feature = "debug-service")]
-    fn signal(&self, request: &SignalComponentRequest) -> Result<u32, RpcError> {
-        let name = validate::name("component", &request.component)?;
-        let signal = validate::signal(&request.signal)?;
-        if name == AGENT {
-            return Err(RpcError::SignalAgent);
-        }
-        self.state
-            .services
-            .signal(name, signal)
-            .map_err(|err| RpcError::Signal(name.to_owned(), err))
-    }
-
-    fn process_stats(&self) -> GetProcessStatsResponse {
+    pub(super) fn get_process_stats(&self) -> GetProcessStatsResponse {
         let targets: Vec<Target> = self
             .components()
             .into_iter()
@@ -146,13 +116,6 @@ impl Handlers {
             })
             .collect();
         process_stats::collect(&self.state.paths, &targets)
-    }
-}
-
-/// The calls both surfaces serve, one method per call.
-impl Handlers {
-    pub(super) fn get_logs(&self, request: GetLogsRequest) -> Result<LogStreamBox, RpcError> {
-        self.get_logs_stream(request)
     }
 
     pub(super) fn list_components(&self) -> ListComponentsResponse {
@@ -166,10 +129,6 @@ impl Handlers {
     ) -> Result<ListConditionsResponse, RpcError> {
         let conditions = self.list_conditions(&request.names)?;
         Ok(ListConditionsResponse { conditions })
-    }
-
-    pub(super) async fn wait(&self, request: WaitConditionRequest) -> Result<Condition, RpcError> {
-        self.wait_condition(request).await
     }
 
     pub(super) fn build_info(&self) -> BuildInfo {
@@ -187,10 +146,6 @@ impl Handlers {
             .power
             .request(action, format!("{client}: Shutdown"));
         ShutdownResponse {}
-    }
-
-    pub(super) fn get_process_stats(&self) -> GetProcessStatsResponse {
-        self.process_stats()
     }
 
     /// A kubeconfig for `user` in `groups`, valid `validity_seconds` (validated).
@@ -225,19 +180,37 @@ impl Handlers {
 /// Debug-only calls.
 #[cfg(feature = "debug-service")]
 impl Handlers {
-    pub(super) fn signal_component(
-        &self,
-        request: &SignalComponentRequest,
-    ) -> Result<SignalComponentResponse, RpcError> {
-        let pid = self.signal(request)?;
-        Ok(SignalComponentResponse { pid })
-    }
-
     pub(super) async fn run(
         &self,
         request: RunContainerRequest,
     ) -> Result<RunContainerResponse, RpcError> {
-        self.run_container(request).await
+        let spec = containerd::RunSpec {
+            image: validate::image(&request.image)?.to_owned(),
+            command: validate::command(&request.command)?.to_vec(),
+            args: Vec::new(),
+            timeout: validate::run_timeout_ms(request.timeout_ms)?,
+        };
+        tracing::info!("running a container from {} for a debug client", spec.image);
+        let output = containerd::run_container(&self.state.paths, &spec).await?;
+        Ok(RunContainerResponse {
+            exit_code: output.exit_code,
+            stdout: output.stdout,
+            stderr: output.stderr,
+        })
+    }
+
+    pub(super) fn signal_component(
+        &self,
+        request: &SignalComponentRequest,
+    ) -> Result<SignalComponentResponse, RpcError> {
+        let name = validate::name("component", &request.component)?;
+        let signal = validate::signal(&request.signal)?;
+        if name == AGENT {
+            return Err(RpcError::SignalAgent);
+        }
+        let pid = (self.state.services.signal(name, signal))
+            .map_err(|err| RpcError::Signal(name.to_owned(), err))?;
+        Ok(SignalComponentResponse { pid })
     }
 }
 
