@@ -80,7 +80,7 @@ ifneq ($(START_UNTIL),agent)
 	@echo "start: waiting up to $(START_TIMEOUT) s for $(START_UNTIL) (START_UNTIL=agent returns now)"
 	@$(DBG_TOOL) conditions --wait $(START_UNTIL) --timeout $(START_TIMEOUT) --progress || { \
 	  echo "start: $(START_UNTIL) is not true; the node's conditions:"; \
-	  $(DBG_TOOL) conditions; \
+	  $(DBG_TOOL) conditions || exit 1; \
 	  for c in kube-apiserver kubelet; do \
 	    echo "--- $$c, last 20 lines"; $(DBG_TOOL) logs $$c -n 20; \
 	  done; exit 1; }

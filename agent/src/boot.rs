@@ -272,8 +272,8 @@ impl Boot<'_> {
                 None
             }
         };
-        self.start_apis(&supervisor, &node, pki, pid1.requester(), settings);
-        self.announce_ready(identity)?;
+        let apis = self.start_apis(&supervisor, &node, pki, pid1.requester(), settings);
+        self.announce_ready(identity, &apis)?;
         let request = pid1.shutdown_request().await;
         tracing::info!("stopping services");
         let started = std::time::Instant::now();
@@ -410,7 +410,8 @@ impl Boot<'_> {
     /// After the supervisor exists, so every component it reports is registered;
     /// before the ready line, so a launcher that sees the line can connect. The owner's
     /// node API on every image (if the node has an owner), the debug service on debug
-    /// images (feature `debug-service`); both over the same handlers.
+    /// images (feature `debug-service`); both over the same handlers. Returns the
+    /// APIs started, for the ready line.
     fn start_apis(
         &self,
         supervisor: &Supervisor,
@@ -418,7 +419,8 @@ impl Boot<'_> {
         pki: Option<Arc<Pki>>,
         power: PowerRequester,
         settings: &node_config::Loaded,
-    ) {
+    ) -> Vec<&'static str> {
+        let mut apis = Vec::new();
         let handlers = crate::api::handlers(crate::api::ApiState {
             conditions: self.conditions.clone(),
             logs: self.logs.clone(),
@@ -436,6 +438,7 @@ impl Boot<'_> {
                     tracing::error!("debug service: {}", cairn_api::error_chain(&err));
                 }
             });
+            apis.push(cairn_api::names::api::DEBUG);
         }
         let offered = match (&settings.config.owner, settings.node_ignored) {
             (Some(owner), _) => Offered::Owner(owner),
@@ -447,13 +450,13 @@ impl Boot<'_> {
             crate::api::owner::Decision::Off { reason } => {
                 tracing::info!("node API: {reason}");
                 self.conditions.set(condition::NODE_API, false, reason);
-                return;
+                return apis;
             }
         };
         let Some(pki) = pki else {
             let reason = format!("{owner}; no cluster PKI to issue its certificate (see pki)");
             self.conditions.set(condition::NODE_API, false, reason);
-            return;
+            return apis;
         };
         let conditions = self.conditions.clone();
         let (name, ip) = (node.name.clone(), node.ip);
@@ -479,12 +482,14 @@ impl Boot<'_> {
                 }
             }
         });
+        apis.push(cairn_api::names::api::NODE);
+        apis
     }
 
     /// Last before the main loop: the launcher treats the line as "boot complete".
     /// Services may still be starting; their conditions say when they are ready.
-    fn announce_ready(&self, identity: &Identity) -> Result<(), BootError> {
-        let report = ReadyReport::gather(self.sys, self.paths, identity)?;
+    fn announce_ready(&self, identity: &Identity, apis: &[&str]) -> Result<(), BootError> {
+        let report = ReadyReport::gather(self.sys, self.paths, identity, apis)?;
         console::write_line(&mut io::stderr(), &report.line());
         Ok(())
     }

@@ -43,6 +43,9 @@ pub struct ReadyReport {
     pub addresses: Vec<String>,
     /// IPv4 routes of the main table: `default via <gw> dev <if>`, `<net>/<len> dev <if>`.
     pub routes: Vec<String>,
+    /// The management APIs this boot serves ([`cairn_api::names::api`]): `debug` on a
+    /// debug image, `node` when the node has an owner. Empty: nobody can operate it.
+    pub apis: Vec<String>,
 }
 
 impl ReadyReport {
@@ -51,6 +54,7 @@ impl ReadyReport {
         sys: &dyn Syscall,
         paths: &Paths,
         identity: &Identity,
+        apis: &[&str],
     ) -> Result<Self, ReadyError> {
         let os_release = read(paths.os_release())?;
         let version = os_release::parse(&os_release).version;
@@ -68,6 +72,7 @@ impl ReadyReport {
             os_release,
             addresses: sys.interface_addresses().map_err(ReadyError::Addresses)?,
             routes: ipv4_routes(&read(paths.proc_net_route())?),
+            apis: apis.iter().map(|api| (*api).to_owned()).collect(),
         })
     }
 

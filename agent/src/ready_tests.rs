@@ -28,7 +28,7 @@ fn ready_line_is_one_line_of_the_documented_json() {
     let sys = RecordingSyscall::new();
     sys.sethostname(&identity.node_name()).unwrap();
 
-    let line = ReadyReport::gather(&sys, &Paths::under_root(dir.path()), &identity)
+    let line = ReadyReport::gather(&sys, &Paths::under_root(dir.path()), &identity, &["node"])
         .unwrap()
         .line();
 
@@ -46,6 +46,7 @@ fn ready_line_is_one_line_of_the_documented_json() {
         "os_release",
         "addresses",
         "routes",
+        "apis",
     ];
     expected.sort_unstable();
     assert_eq!(keys, expected);
@@ -60,6 +61,7 @@ fn ready_line_is_one_line_of_the_documented_json() {
         value["routes"],
         serde_json::json!(["default via 10.0.2.2 dev eth0", "10.0.2.0/24 dev eth0"])
     );
+    assert_eq!(value["apis"], serde_json::json!(["node"]));
     assert!(value["os_release"]
         .as_str()
         .unwrap()
@@ -71,7 +73,7 @@ fn keys_appear_in_the_documented_order() {
     let identity = Identity::from_key(SigningKey::from_bytes(&[2; 32]));
     let dir = node(&identity);
     let sys = RecordingSyscall::new();
-    let line = ReadyReport::gather(&sys, &Paths::under_root(dir.path()), &identity)
+    let line = ReadyReport::gather(&sys, &Paths::under_root(dir.path()), &identity, &["node"])
         .unwrap()
         .line();
     let positions: Vec<_> = [
@@ -95,6 +97,7 @@ fn missing_os_release_names_the_file() {
         &RecordingSyscall::new(),
         &Paths::under_root(dir.path()),
         &identity,
+        &[],
     )
     .unwrap_err();
     assert!(err.to_string().ends_with("etc/os-release"), "{err}");

@@ -76,6 +76,14 @@ pub mod service {
     ];
 }
 
+/// The management APIs a boot serves, as `CAIRN_READY`'s `apis` lists them.
+pub mod api {
+    /// The NodeDebugService (debug images only, plain HTTP/2).
+    pub const DEBUG: &str = "debug";
+    /// The owner's node API (mTLS; every image whose node has an owner).
+    pub const NODE: &str = "node";
+}
+
 /// Ports the node listens on beyond loopback.
 pub mod port {
     /// The NodeDebugService (debug images only).

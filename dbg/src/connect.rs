@@ -4,10 +4,12 @@
 //! - `--owner`, or `--node-api URL` (or `CAIRN_NODE_API_ENDPOINT`): the owner's node
 //!   API with mTLS, as the owner in the owner dir ([`crate::owner`]); the endpoint is
 //!   the flag's, else the node record's `node_api_endpoint`.
-//! - Neither: the recorded node's debug service if it answers at once; else, when
-//!   owner credentials and a node API endpoint exist, whichever of the two answers
-//!   first. So a debug image is reached as before, and a production image through its
-//!   node API, with no flag.
+//! - Neither: the surface the node record says the node serves (`apis`, from its
+//!   ready line), the node API as the owner if it serves only that, and a clear error
+//!   at once if it serves none. Where both are served (or the record does not say):
+//!   the debug service if it answers at once; else, when owner credentials and a node
+//!   API endpoint exist, whichever of the two answers first. So a debug image is
+//!   reached as before, and a production image through its node API, with no flag.
 //!
 //! The node's certificate is checked against the node CA pinned next to the node
 //! record ([`NODE_API_CA_FILE`]); the first connection pins the CA the node sends
@@ -62,6 +64,35 @@ pub async fn connect(cli: &Cli, timeout: Duration) -> Result<Connected, DbgError
         return owner_within(&node_api, &identity, pin.as_deref(), timeout).await;
     }
     let debug_endpoint = endpoint::resolve(None);
+    let recorded = || {
+        record
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    };
+    match served(
+        record
+            .as_deref()
+            .and_then(endpoint::apis_from_record)
+            .as_deref(),
+    ) {
+        Served::Nothing => return Err(DbgError::NoApi { record: recorded() }),
+        Served::DebugOnly => return debug(&debug_endpoint, timeout).await,
+        Served::NodeOnly => {
+            let node_api = node_api.ok_or_else(|| DbgError::NoNodeApiEndpoint {
+                record: Some(recorded()),
+            })?;
+            let identity = identity(cli.owner_dir.as_deref()).map_err(|err| match err {
+                DbgError::Owner(source) => DbgError::OwnerOnly {
+                    record: recorded(),
+                    source,
+                },
+                other => other,
+            })?;
+            return owner_within(&node_api, &identity, pin.as_deref(), timeout).await;
+        }
+        Served::Both | Served::Unknown => {}
+    }
     let identity = identity(cli.owner_dir.as_deref()).ok();
     let (Some(node_api), Some(identity)) = (node_api, identity) else {
         return debug(&debug_endpoint, timeout).await;
@@ -113,6 +144,31 @@ async fn auto(
             Ok(connected) => Ok(connected),
             Err(debug_err) => owner.await.map_err(|owner_err| pick(owner_err, debug_err)),
         },
+    }
+}
+
+/// Which surfaces a node serves, from the `apis` its record holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Served {
+    /// The record does not say (older launcher or agent).
+    Unknown,
+    Both,
+    DebugOnly,
+    NodeOnly,
+    Nothing,
+}
+
+fn served(apis: Option<&[String]>) -> Served {
+    use cairn_api::names::api::{DEBUG, NODE};
+    let Some(apis) = apis else {
+        return Served::Unknown;
+    };
+    let has = |api: &str| apis.iter().any(|a| a == api);
+    match (has(DEBUG), has(NODE)) {
+        (true, true) => Served::Both,
+        (true, false) => Served::DebugOnly,
+        (false, true) => Served::NodeOnly,
+        (false, false) => Served::Nothing,
     }
 }
 
@@ -199,6 +255,16 @@ mod tests {
 
     fn unreachable() -> DbgError {
         DbgError::Pin(PathBuf::from("p"), std::io::ErrorKind::NotFound.into())
+    }
+
+    #[test]
+    fn the_recorded_apis_decide_the_surface() {
+        let apis = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+        assert_eq!(served(None), Served::Unknown);
+        assert_eq!(served(Some(&apis(&["debug", "node"]))), Served::Both);
+        assert_eq!(served(Some(&apis(&["debug"]))), Served::DebugOnly);
+        assert_eq!(served(Some(&apis(&["node"]))), Served::NodeOnly);
+        assert_eq!(served(Some(&apis(&[]))), Served::Nothing);
     }
 
     #[test]

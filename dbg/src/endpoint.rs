@@ -34,6 +34,9 @@ struct NodeRecord {
     node_api_endpoint: Option<String>,
     #[serde(default)]
     forwards: Vec<Forward>,
+    /// `CAIRN_READY`'s `apis`; absent in records of older launchers and agents.
+    #[serde(default)]
+    apis: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,6 +82,12 @@ pub fn node_api_from_record(path: &Path) -> Option<String> {
         "https",
         cairn_api::names::port::NODE_API,
     )
+}
+
+/// The management APIs the recorded node said it serves (`None`: not recorded).
+pub fn apis_from_record(path: &Path) -> Option<Vec<String>> {
+    let record: NodeRecord = serde_json::from_slice(&fs::read(path).ok()?).ok()?;
+    record.apis
 }
 
 /// The apiserver endpoint a node record gives: `api_endpoint`, else the forward of

@@ -86,6 +86,21 @@ pub enum DbgError {
         None => " (no build/node/node.json here or above; is a node running?)".to_owned(),
     })]
     NoNodeApiEndpoint { record: Option<String> },
+    #[error(
+        "the node recorded in {record} serves no management API: it is a production image \
+             and has no owner. `dbg owner init`, then stop and start it: the launcher gives it \
+             the owner CA, which it pins"
+    )]
+    NoApi { record: String },
+    #[error(
+        "the node recorded in {record} serves only the owner's node API (a production \
+             image), and dbg has no owner credentials"
+    )]
+    OwnerOnly {
+        record: String,
+        #[source]
+        source: owner::OwnerError,
+    },
     #[error("the node API issues kubeconfigs for the owner only (user cairn:owner in system:masters); --user and --group need a debug image's debug service")]
     OwnerIdentityOnly,
     #[error("{call} at {endpoint} failed: {}: {}", .status.code(), .status.message())]
@@ -164,6 +179,8 @@ impl DbgError {
             | DbgError::Owner(_)
             | DbgError::Pin(..)
             | DbgError::NoNodeApiEndpoint { .. }
+            | DbgError::NoApi { .. }
+            | DbgError::OwnerOnly { .. }
             | DbgError::OwnerIdentityOnly => 1,
             DbgError::OwnerConnect(err) => {
                 use cairn_api::owner_client::OwnerConnectError as E;

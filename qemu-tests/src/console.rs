@@ -67,6 +67,10 @@ pub struct ReadyInfo {
     /// The guest's IPv4 routes (main table): `default via <gw> dev <if>`, `<net> dev <if>`.
     #[serde(default)]
     pub routes: Vec<String>,
+    /// The management APIs the boot serves (`debug`, `node`); `None` from agents that
+    /// predate the field.
+    #[serde(default)]
+    pub apis: Option<Vec<String>>,
 }
 
 /// What the agent is about to do in `CAIRN_EXIT`.

@@ -235,9 +235,10 @@ impl Node {
             .map_err(|e| NodeError::Qmp(pid, e))
     }
 
-    /// Writes the node ID from `ready` into `node.json`.
+    /// Writes the node ID and the APIs it serves from `ready` into `node.json`.
     pub fn record_ready(&mut self, ready: &ReadyInfo) -> Result<(), NodeError> {
         self.record.node_id = Some(ready.node_id.clone());
+        self.record.apis = ready.apis.clone();
         Ok(self.state.write(&self.record)?)
     }
 
@@ -421,6 +422,7 @@ fn new_record(
         qmp_socket: state.qmp_socket(),
         node_id: None,
         node_config,
+        apis: None,
     }
 }
 

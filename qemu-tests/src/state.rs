@@ -89,6 +89,10 @@ pub struct NodeRecord {
     /// state dir).
     #[serde(default)]
     pub node_config: Option<PathBuf>,
+    /// The management APIs the node said it serves (`CAIRN_READY`'s `apis`), once it
+    /// printed them: what `dbg` may connect to.
+    #[serde(default)]
+    pub apis: Option<Vec<String>>,
 }
 
 impl NodeRecord {
@@ -330,6 +334,7 @@ mod tests {
             api_endpoint: Some("https://127.0.0.1:40001".to_owned()),
             node_api_endpoint: Some("https://127.0.0.1:40002".to_owned()),
             node_config: None,
+            apis: Some(vec!["debug".to_owned(), "node".to_owned()]),
         }
     }
 

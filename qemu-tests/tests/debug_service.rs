@@ -579,8 +579,12 @@ fn the_production_image_has_no_debug_listener() {
     config.data_disk = None;
     config.raw_settings = Some("version = 1\n[owner]\nca = \"not a certificate\"\n".into());
     let mut node = Node::start(&config).unwrap_or_else(|err| panic!("{}", error_chain(&err)));
-    node.wait_ready(common::READY_TIMEOUT)
+    let ready = node
+        .wait_ready(common::READY_TIMEOUT)
         .unwrap_or_else(|err| common::fail(&node, error_chain(&err)));
+    if ready.apis != Some(Vec::new()) {
+        common::fail(&node, format!("CAIRN_READY apis {:?}, not []", ready.apis));
+    }
     for (awaited, prefix, timeout) in [
         (
             "the node-config error naming the field",
@@ -621,6 +625,24 @@ fn the_production_image_has_no_debug_listener() {
             Err(err) => common::fail(&node, format!("unexpected: {}", error_chain(&err))),
             Ok(_) => common::fail(&node, format!("a production node answers at {endpoint}")),
         }
+    }
+    // `dbg` (as `make start` runs it) reads the recorded apis and says at once that
+    // nobody can operate this node, instead of waiting for an answer.
+    let owner_dir = state.join("no-owner");
+    let wait = std::process::Command::new(common::dbg::binary())
+        .args(["conditions", "--wait", "node-ready", "--timeout", "300"])
+        .env("CAIRN_STATE_DIR", &state)
+        .env(cairn_dbg::owner::OWNER_DIR_ENV, &owner_dir)
+        .env_remove("CAIRN_DEBUG_ENDPOINT")
+        .env_remove("CAIRN_NODE_API_ENDPOINT")
+        .output()
+        .unwrap_or_else(|err| panic!("cannot run dbg: {err}"));
+    let said = String::from_utf8_lossy(&wait.stderr).into_owned();
+    if wait.status.code() != Some(1) || !said.contains("serves no management API") {
+        common::fail(
+            &node,
+            format!("dbg on a node without an API: {:?}: {said}", wait.status),
+        );
     }
     // Booted with no owner: no node API either, and `node-api` would say why (the
     // owner_api.rs test reads the condition through the API of a node that has one).

@@ -230,14 +230,31 @@ fn print_reachability(record: &NodeRecord, ready: &ReadyInfo, config: &NodeConfi
             forward.host, forward.guest
         );
     }
-    if let Some(endpoint) = &record.debug_endpoint {
+    use cairn_api::names::api;
+    let serves =
+        |name: &str| (ready.apis.as_ref()).is_none_or(|apis| apis.iter().any(|a| a == name));
+    if let Some(endpoint) = record
+        .debug_endpoint
+        .as_ref()
+        .filter(|_| serves(api::DEBUG))
+    {
         println!("  debug:       {endpoint} (CAIRN_DEBUG_ENDPOINT)");
     }
     if let Some(endpoint) = &record.api_endpoint {
         println!("  apiserver:   {endpoint} (CAIRN_API_ENDPOINT; `dbg kubectl get nodes`)");
     }
-    if let Some(endpoint) = &record.node_api_endpoint {
+    if let Some(endpoint) = record
+        .node_api_endpoint
+        .as_ref()
+        .filter(|_| serves(api::NODE))
+    {
         println!("  node API:    {endpoint} (the owner's, mTLS)");
+    }
+    if ready.apis.as_ref().is_some_and(Vec::is_empty) {
+        println!(
+            "  no API:      this node has no debug service (a production image) and no \
+             owner, so nobody can operate it: `dbg owner init`, then stop and start it"
+        );
     }
     println!("  stop it:     cairn-qemu stop --state-dir {state_dir}");
 }
