@@ -257,7 +257,7 @@ impl Boot<'_> {
     ) -> Result<ShutdownRequest, BootError> {
         let reaper = Arc::new(Mutex::new(Reaper::default()));
         let mut pid1 = Pid1::start(sys, reaper.clone())?;
-        let node = self.configure_network(identity).await;
+        let node = self.configure_network(identity, settings).await;
         let supervisor = Supervisor::new(reaper, self.conditions.clone(), self.logs.clone());
         let pki = match trust {
             Trust::Established => {
@@ -301,13 +301,23 @@ impl Boot<'_> {
     /// After identity (`/etc/hosts` names the node) and before any service: etcd, the
     /// apiserver and containerd's CRI need the address, `localhost` and DNS. Never
     /// fatal: a node without network still boots, and `network` says why.
-    async fn configure_network(&self, identity: &Identity) -> Node {
+    async fn configure_network(&self, identity: &Identity, settings: &node_config::Loaded) -> Node {
         let name = identity.node_name();
-        let config =
-            network::configure(self.paths, &name, &self.conditions, network::DEVICE_WAIT).await;
+        let cluster = settings.config.cluster.as_ref();
+        let config = network::configure(
+            self.paths,
+            &name,
+            &self.conditions,
+            network::DEVICE_WAIT,
+            cluster,
+        )
+        .await;
         Node {
             name,
-            ip: config.map(|c| c.address),
+            ip: config.as_ref().map(network::Configured::node_ip),
+            uplink: (config.as_ref())
+                .filter(|c| c.cluster.is_some())
+                .map(|c| c.uplink.address),
         }
     }
 

@@ -32,6 +32,7 @@ mod tests {
         let node = Node {
             name: "cairn-test".to_owned(),
             ip: Some(std::net::Ipv4Addr::new(10, 0, 2, 15)),
+            uplink: None,
         };
         let names: Vec<String> = services(&Paths::under_root("/"), &node, None)
             .into_iter()
@@ -45,6 +46,7 @@ mod tests {
         let node = Node {
             name: "cairn-test".to_owned(),
             ip: None,
+            uplink: None,
         };
         let parent = Path::new("/sys/fs/cgroup/system");
         for spec in services(&Paths::under_root("/"), &node, Some(parent)) {

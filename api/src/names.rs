@@ -84,6 +84,15 @@ pub mod api {
     pub const NODE: &str = "node";
 }
 
+/// The networks inside every node; a cluster network ([`crate::node_config::Cluster`])
+/// must not overlap them.
+pub mod network {
+    /// Services' virtual addresses; the first is the `kubernetes` Service.
+    pub const SERVICE_CIDR: &str = "10.96.0.0/12";
+    /// Pods' addresses (the CNI bridge's subnet).
+    pub const POD_CIDR: &str = "10.88.0.0/16";
+}
+
 /// Ports the node listens on beyond loopback.
 pub mod port {
     /// The NodeDebugService (debug images only).

@@ -11,7 +11,7 @@ use serde_json::json;
 /// The conflist's file name in the CNI config directory (the lowest name wins).
 pub const CONFLIST: &str = "10-cairn.conflist";
 /// The network pods get addresses from; the bridge takes its first address.
-pub const POD_SUBNET: &str = "10.88.0.0/16";
+pub const POD_SUBNET: &str = cairn_api::names::network::POD_CIDR;
 pub const BRIDGE: &str = "cni0";
 
 /// The conflist as JSON text.

@@ -114,6 +114,7 @@ mod tests {
         let config = NodeConfig {
             version: 1,
             owner: None,
+            cluster: None,
             registries: vec![Registry {
                 host: "registry.test:5000".to_owned(),
                 mirrors: vec![
@@ -147,6 +148,7 @@ mod tests {
         let config = NodeConfig {
             version: 1,
             owner: None,
+            cluster: None,
             registries: vec![
                 Registry {
                     host: "docker.io".to_owned(),

@@ -227,6 +227,7 @@ mod tests {
         Node {
             name: "cairn-ab".to_owned(),
             ip: Some(Ipv4Addr::new(10, 0, 2, 15)),
+            uplink: None,
         }
     }
 

@@ -47,7 +47,7 @@ pub const PKI_DIR: &str = "/var/lib/cairn/pki";
 pub const CONFIG_DIR: &str = "/etc/kubernetes";
 /// The Service CIDR; its first address is the `kubernetes` Service, its tenth the
 /// cluster DNS ([`cluster_dns::SERVICE_IP`]).
-pub const SERVICE_CIDR: &str = "10.96.0.0/12";
+pub const SERVICE_CIDR: &str = cairn_api::names::network::SERVICE_CIDR;
 pub const SERVICE_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 96, 0, 1));
 pub const CLUSTER_DOMAIN: &str = "cluster.local";
 /// The PKI step's condition.
@@ -58,8 +58,13 @@ pub const PKI_CONDITION: &str = cairn_api::names::condition::PKI;
 pub struct Node {
     /// Kubernetes node name (from the identity).
     pub name: String,
-    /// The address from `ip=`; `None` without network (the apiserver then waits).
+    /// The node's Kubernetes address: the cluster NIC's with `[cluster]` in the node
+    /// config, else the one from `ip=`; `None` without network (the apiserver then
+    /// waits).
     pub ip: Option<Ipv4Addr>,
+    /// The address from `ip=` when it is not [`Node::ip`] (a cluster NIC exists): the
+    /// host's port forwards arrive there, so NodePorts listen on it too.
+    pub uplink: Option<Ipv4Addr>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,9 @@
 //! loopback only.
 //!
 //! NodePorts listen on the node's primary address (`nodePortAddresses: primary`, the
-//! nftables default): not on 127.0.0.1, which nftables mode cannot serve. Conntrack
+//! nftables default): not on 127.0.0.1, which nftables mode cannot serve. A node with a
+//! cluster NIC has its primary address there, so the `ip=` address (where the host's
+//! port forwards arrive) is listed too. Conntrack
 //! sysctls are left as the kernel sets them (`maxPerCore: 0`): a VM this size has no
 //! reason to grow the table at start.
 
@@ -39,6 +41,13 @@ pub fn service(paths: &Paths, files: &Files) -> ServiceSpec {
         .readiness(probe::healthz(files.pki_dir(), HEALTH_URL))
 }
 
+/// `primary`, and the `ip=` address when the node's address is the cluster NIC's.
+fn node_port_addresses(node: &Node) -> Vec<String> {
+    let mut addresses = vec!["primary".to_owned()];
+    addresses.extend(node.uplink.map(|ip| format!("{ip}/32")));
+    addresses
+}
+
 /// The KubeProxyConfiguration (JSON, which kube-proxy reads like YAML).
 pub fn config(files: &Files, node: &Node) -> String {
     let config = json!({
@@ -53,7 +62,7 @@ pub fn config(files: &Files, node: &Node) -> String {
         // reply comes back through this node.
         "clusterCIDR": cni::POD_SUBNET,
         "detectLocalMode": "ClusterCIDR",
-        "nodePortAddresses": ["primary"],
+        "nodePortAddresses": node_port_addresses(node),
         "conntrack": { "maxPerCore": 0 },
     });
     let mut text = serde_json::to_string_pretty(&config).unwrap_or_default();

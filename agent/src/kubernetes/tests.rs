@@ -4,6 +4,7 @@ fn node() -> Node {
     Node {
         name: "cairn-0123456789abcdef0123456789abcdef".into(),
         ip: Some(Ipv4Addr::new(10, 0, 2, 15)),
+        uplink: None,
     }
 }
 
@@ -144,6 +145,7 @@ fn configs_and_kubeconfigs_are_written_from_the_pki() {
     assert_eq!(proxy["mode"], "nftables");
     assert_eq!(proxy["hostnameOverride"], node().name.as_str());
     assert_eq!(proxy["clusterCIDR"], "10.88.0.0/16");
+    assert_eq!(proxy["nodePortAddresses"], serde_json::json!(["primary"]));
     // No resolv.conf under the fixture root: cluster names only.
     let corefile = std::fs::read_to_string(config.join("cluster-dns.Corefile")).unwrap();
     assert!(corefile.contains("bind 10.0.2.15"), "{corefile}");
@@ -179,4 +181,43 @@ fn node_readiness_comes_from_the_ready_condition() {
     let (ready, reason) = node_ready::readiness(&node, posted + 1);
     assert!(!ready);
     assert!(reason.contains("earlier boot"), "{reason}");
+}
+
+/// With a cluster NIC the node's address is the cluster address everywhere Kubernetes
+/// names the node, and NodePorts also listen where the host's forwards arrive.
+#[test]
+fn a_cluster_address_is_the_nodes_kubernetes_address() {
+    let cluster_ip = Ipv4Addr::new(192, 168, 100, 10);
+    let node = Node {
+        ip: Some(cluster_ip),
+        uplink: Some(Ipv4Addr::new(10, 0, 2, 15)),
+        ..node()
+    };
+    let specs = services(&Paths::system(), &node);
+    let spec = |name: &str| specs.iter().find(|s| s.name == name).unwrap();
+    assert_eq!(
+        flag(spec("kube-apiserver"), "advertise-address"),
+        Some("192.168.100.10")
+    );
+    assert_eq!(flag(spec("kubelet"), "node-ip"), Some("192.168.100.10"));
+    let dir = tempfile::tempdir().unwrap();
+    let paths = Paths::under_root(dir.path());
+    let subject = crate::pki::NodeSubject {
+        node_name: node.name.clone(),
+        node_ip: Some(IpAddr::V4(cluster_ip)),
+        service_ip: SERVICE_IP,
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let pki = crate::pki::ensure(&paths.resolve(PKI_DIR), &subject, now).unwrap();
+    write_configs(&paths, &pki, &node).unwrap();
+    let config = dir.path().join("etc/kubernetes");
+    let proxy: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(config.join("kube-proxy.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        proxy["nodePortAddresses"],
+        serde_json::json!(["primary", "10.0.2.15/32"])
+    );
+    let corefile = std::fs::read_to_string(config.join("cluster-dns.Corefile")).unwrap();
+    assert!(corefile.contains("bind 192.168.100.10"), "{corefile}");
 }

@@ -6,6 +6,13 @@
 //! binary. `/etc/hosts` and `/etc/resolv.conf` are written either way. A missing or
 //! malformed `ip=` is not fatal: the node boots with loopback only and the `network`
 //! condition says why.
+//!
+//! A node config with `[cluster]` adds the cluster NIC (default `eth1`): its address,
+//! the link up, and the on-link route the kernel adds with the address; no gateway. That
+//! address is then the node's Kubernetes address ([`Configured::node_ip`]) and the one
+//! `/etc/hosts` gives the node name, while `ip=`'s device keeps the default route and
+//! the host's port forwards. A cluster NIC that cannot be set up fails the step like a
+//! bad `ip=`: the node must not take its place under another address.
 
 pub mod files;
 pub mod ipconfig;
@@ -15,6 +22,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use cairn_api::node_config::{overlaps, Cluster};
 use nix::net::if_::if_nametoindex;
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 use tokio::time::Instant;
@@ -47,19 +55,38 @@ pub enum NetworkError {
     Netlink(String, #[source] rtnetlink::Error),
     #[error("failed to write {}", .0.display())]
     WriteFile(PathBuf, #[source] io::Error),
+    #[error("cluster address {address}: {problem}")]
+    ClusterAddress { address: String, problem: String },
 }
 
-/// Configures the network and sets the `network` condition; never fails the boot.
-/// Returns the configuration applied, if any.
+/// What the step set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Configured {
+    /// `ip=`'s device: the default route and the host's port forwards.
+    pub uplink: IpConfig,
+    /// The cluster NIC's address, with `[cluster]`.
+    pub cluster: Option<Ipv4Addr>,
+}
+
+impl Configured {
+    /// The node's Kubernetes address: the cluster address if there is one, else `ip=`'s.
+    pub fn node_ip(&self) -> Ipv4Addr {
+        self.cluster.unwrap_or(self.uplink.address)
+    }
+}
+
+/// Configures the network (and the cluster NIC, with `cluster`) and sets the
+/// `network` condition; never fails the boot. Returns what it set up, if anything.
 pub async fn configure(
     paths: &Paths,
     node_name: &str,
     conditions: &Conditions,
     device_wait: Duration,
-) -> Option<IpConfig> {
-    let outcome = configure_inner(paths, device_wait).await;
+    cluster: Option<&Cluster>,
+) -> Option<Configured> {
+    let outcome = configure_inner(paths, device_wait, cluster).await;
     let (address, dns) = match &outcome {
-        Ok(config) => (Some(config.address), config.dns.as_slice()),
+        Ok(config) => (Some(config.node_ip()), config.uplink.dns.as_slice()),
         Err(_) => (None, &[][..]),
     };
     if dns.is_empty() {
@@ -69,7 +96,7 @@ pub async fn configure(
         .map_err(|(path, err)| NetworkError::WriteFile(path, err));
     match outcome.and_then(|config| written.map(|()| config)) {
         Ok(config) => {
-            let reason = describe(&config);
+            let reason = describe_configured(&config, cluster);
             tracing::info!("network up: {reason}");
             conditions.set(CONDITION, true, reason);
             Some(config)
@@ -83,14 +110,22 @@ pub async fn configure(
     }
 }
 
-async fn configure_inner(paths: &Paths, device_wait: Duration) -> Result<IpConfig, NetworkError> {
+async fn configure_inner(
+    paths: &Paths,
+    device_wait: Duration,
+    cluster: Option<&Cluster>,
+) -> Result<Configured, NetworkError> {
     let (connection, handle, _) = rtnetlink::new_connection().map_err(NetworkError::Socket)?;
     let connection = tokio::spawn(connection);
     let result = async {
         set_up(&handle, "lo").await?;
-        let config = read_config(paths)?;
-        apply(&handle, &config, device_wait).await?;
-        Ok(config)
+        let uplink = read_config(paths)?;
+        apply(&handle, &uplink, device_wait).await?;
+        let cluster = match cluster {
+            Some(cluster) => Some(apply_cluster(&handle, cluster, &uplink, device_wait).await?),
+            None => None,
+        };
+        Ok(Configured { uplink, cluster })
     }
     .await;
     connection.abort();
@@ -132,6 +167,40 @@ async fn apply(handle: &Handle, config: &IpConfig, wait: Duration) -> Result<(),
     Ok(())
 }
 
+/// The cluster NIC: its address and the link up. The address must not share a network
+/// with `ip=`'s (the node could not tell the two apart when routing).
+async fn apply_cluster(
+    handle: &Handle,
+    cluster: &Cluster,
+    uplink: &IpConfig,
+    wait: Duration,
+) -> Result<Ipv4Addr, NetworkError> {
+    let problem = |problem: String| NetworkError::ClusterAddress {
+        address: cluster.address.clone(),
+        problem,
+    };
+    let (address, prefix) = cluster.address().map_err(problem)?;
+    if cluster.device == uplink.device {
+        return Err(problem(format!("{} is ip='s device", cluster.device)));
+    }
+    if overlaps((address, prefix), (uplink.address, uplink.prefix)) {
+        return Err(problem(format!(
+            "shares a network with ip='s {}/{}",
+            uplink.address, uplink.prefix
+        )));
+    }
+    let index = wait_for_device(&cluster.device, wait).await?;
+    handle
+        .address()
+        .add(index, IpAddr::V4(address), prefix)
+        .replace()
+        .execute()
+        .await
+        .map_err(|e| netlink(format!("add {} to {}", cluster.address, cluster.device), e))?;
+    set_up(handle, &cluster.device).await?;
+    Ok(address)
+}
+
 async fn set_up(handle: &Handle, device: &str) -> Result<(), NetworkError> {
     let index = if_nametoindex(device)
         .map_err(|_| NetworkError::NoDevice(device.to_owned(), Duration::ZERO))?;
@@ -160,6 +229,16 @@ async fn wait_for_device(device: &str, wait: Duration) -> Result<u32, NetworkErr
 
 fn netlink(operation: String, err: rtnetlink::Error) -> NetworkError {
     NetworkError::Netlink(operation, err)
+}
+
+/// `eth0 10.0.2.15/24 via 10.0.2.2, dns 10.0.2.3`, then `; cluster eth1
+/// 192.168.100.10/24` with a cluster NIC.
+fn describe_configured(configured: &Configured, cluster: Option<&Cluster>) -> String {
+    let mut text = describe(&configured.uplink);
+    if let Some(cluster) = cluster.filter(|_| configured.cluster.is_some()) {
+        text.push_str(&format!("; cluster {} {}", cluster.device, cluster.address));
+    }
+    text
 }
 
 /// `eth0 10.0.2.15/24 via 10.0.2.2, dns 10.0.2.3`.

@@ -125,17 +125,24 @@ fn the_launchers_command_line_is_read() {
 
 /// What [`configure`] leaves behind after bad input, checked inside the namespace.
 struct Outcome {
-    returned: Option<IpConfig>,
+    returned: Option<Configured>,
     condition: Option<crate::conditions::Condition>,
     hosts: String,
     resolv_conf: String,
     lo_up: bool,
     up_devices: BTreeSet<String>,
+    /// IPv4 addresses of the stand-in cluster NIC `cl0`.
+    cluster_addresses: Vec<String>,
 }
 
-/// Runs [`configure`] for `cmdline` in a new network namespace; `None` if this test
-/// may not create one (not root).
-fn configure_in_own_netns(cmdline: &[u8]) -> Option<Outcome> {
+/// Runs [`configure`] for `cmdline` (and `cluster`) in a new network namespace that
+/// has a bridge named after each of `devices` as a stand-in NIC (this kernel has no
+/// dummy links); `None` if this test may not create the namespace (not root).
+fn configure_in_own_netns(
+    cmdline: &[u8],
+    cluster: Option<Cluster>,
+    devices: &'static [&'static str],
+) -> Option<Outcome> {
     let root = root_with_cmdline(cmdline);
     let dir = root.path().to_owned();
     // unshare(2) moves only the calling thread into the new namespace; netlink and
@@ -148,7 +155,14 @@ fn configure_in_own_netns(cmdline: &[u8]) -> Option<Outcome> {
             .unwrap();
         let paths = Paths::under_root(&dir);
         let conditions = Conditions::new();
-        let returned = runtime.block_on(configure(&paths, NODE, &conditions, SHORT_WAIT));
+        runtime.block_on(add_bridges(devices));
+        let returned = runtime.block_on(configure(
+            &paths,
+            NODE,
+            &conditions,
+            SHORT_WAIT,
+            cluster.as_ref(),
+        ));
         let up: BTreeSet<String> = nix::ifaddrs::getifaddrs()
             .unwrap()
             .filter(|i| i.flags.contains(InterfaceFlags::IFF_UP))
@@ -162,6 +176,7 @@ fn configure_in_own_netns(cmdline: &[u8]) -> Option<Outcome> {
             resolv_conf: read("/etc/resolv.conf"),
             lo_up: up.iter().any(|name| name == "lo"),
             up_devices: up,
+            cluster_addresses: addresses_of("cl0"),
         })
     })
     .join()
@@ -175,6 +190,103 @@ fn configure_in_own_netns(cmdline: &[u8]) -> Option<Outcome> {
     }
 }
 
+async fn add_bridges(names: &[&str]) {
+    let (connection, handle, _) = rtnetlink::new_connection().unwrap();
+    let connection = tokio::spawn(connection);
+    for name in names {
+        handle
+            .link()
+            .add(rtnetlink::LinkBridge::new(name).build())
+            .execute()
+            .await
+            .unwrap_or_else(|err| panic!("cannot add the stand-in NIC {name}: {err}"));
+    }
+    connection.abort();
+}
+
+/// The addresses of `device` in the namespace the calling thread is in.
+fn addresses_of(device: &str) -> Vec<String> {
+    nix::ifaddrs::getifaddrs()
+        .unwrap()
+        .filter(|i| i.interface_name == device)
+        .filter_map(|i| i.address?.as_sockaddr_in().map(|a| a.ip().to_string()))
+        .collect()
+}
+
+const UPLINK_CMDLINE: &[u8] = b"ip=10.0.2.15::10.0.2.2:255.255.255.0::up0:off:10.0.2.3\n";
+
+fn cluster(address: &str, device: &str) -> Cluster {
+    Cluster {
+        address: address.to_owned(),
+        device: device.to_owned(),
+    }
+}
+
+#[test]
+fn a_cluster_nic_gets_the_nodes_address_beside_the_uplink() {
+    let Some(outcome) = configure_in_own_netns(
+        UPLINK_CMDLINE,
+        Some(cluster("192.168.100.10/24", "cl0")),
+        &["up0", "cl0"],
+    ) else {
+        return;
+    };
+    let condition = outcome.condition.unwrap();
+    assert!(condition.value, "{}", condition.reason);
+    assert_eq!(
+        condition.reason,
+        "up0 10.0.2.15/24 via 10.0.2.2, dns 10.0.2.3; cluster cl0 192.168.100.10/24"
+    );
+    let configured = outcome.returned.unwrap();
+    assert_eq!(configured.cluster, Some(Ipv4Addr::new(192, 168, 100, 10)));
+    assert_eq!(configured.node_ip(), Ipv4Addr::new(192, 168, 100, 10));
+    assert_eq!(configured.uplink.address, Ipv4Addr::new(10, 0, 2, 15));
+    assert_eq!(
+        outcome.up_devices,
+        BTreeSet::from(["lo", "up0", "cl0"].map(str::to_owned))
+    );
+    assert_eq!(outcome.cluster_addresses, ["192.168.100.10"]);
+    assert!(
+        outcome
+            .hosts
+            .ends_with(&format!("192.168.100.10\t{NODE}\n")),
+        "{}",
+        outcome.hosts
+    );
+}
+
+#[test]
+fn a_cluster_nic_that_cannot_be_set_up_fails_the_network_step() {
+    for (cluster, expected) in [
+        (
+            cluster("10.0.2.20/24", "cl0"),
+            "cluster address 10.0.2.20/24: shares a network with ip='s 10.0.2.15/24",
+        ),
+        (
+            cluster("192.168.100.10/24", "up0"),
+            "cluster address 192.168.100.10/24: up0 is ip='s device",
+        ),
+        (
+            cluster("192.168.100.10/24", "cl9"),
+            "network device cl9 did not appear within 50ms",
+        ),
+    ] {
+        let Some(outcome) = configure_in_own_netns(UPLINK_CMDLINE, Some(cluster), &["up0", "cl0"])
+        else {
+            return;
+        };
+        assert_eq!(outcome.returned, None, "{expected}");
+        let condition = outcome.condition.unwrap();
+        assert!(!condition.value, "{expected}");
+        assert!(
+            condition.reason.contains(expected),
+            "expected `{expected}` in `{}`",
+            condition.reason
+        );
+        assert!(outcome.cluster_addresses.is_empty(), "{expected}");
+    }
+}
+
 #[test]
 fn bad_input_leaves_loopback_only_and_says_why() {
     let mut cases = malformed();
@@ -185,7 +297,7 @@ fn bad_input_leaves_loopback_only_and_says_why() {
     ));
     for (cmdline, expected) in cases {
         let shown = String::from_utf8_lossy(&cmdline).into_owned();
-        let Some(outcome) = configure_in_own_netns(&cmdline) else {
+        let Some(outcome) = configure_in_own_netns(&cmdline, None, &[]) else {
             return;
         };
         assert_eq!(outcome.returned, None, "{shown:?}");

@@ -35,6 +35,9 @@ pub struct NodeConfig {
     /// never carry it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<Owner>,
+    /// The node's address on a network shared with other nodes. Per node only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<Cluster>,
 }
 
 impl Default for NodeConfig {
@@ -43,8 +46,78 @@ impl Default for NodeConfig {
             version: VERSION,
             registries: Vec::new(),
             owner: None,
+            cluster: None,
         }
     }
+}
+
+/// The node on the cluster network: a second NIC that the nodes of one cluster share
+/// (one L2 segment). Its address becomes the node's Kubernetes address (the Node's
+/// InternalIP, what the apiserver advertises, what certificates name); the first NIC
+/// (`ip=`) keeps the default route and the host's port forwards.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// `A.B.C.D/PREFIX` (IPv4, prefix 8-30), outside [`crate::names::network`]'s
+    /// Service and pod networks.
+    pub address: String,
+    /// The NIC it goes on.
+    #[serde(default = "Cluster::default_device")]
+    pub device: String,
+}
+
+impl Cluster {
+    /// The second NIC in PCI order.
+    pub const DEFAULT_DEVICE: &'static str = "eth1";
+
+    fn default_device() -> String {
+        Self::DEFAULT_DEVICE.to_owned()
+    }
+
+    /// The address and prefix length of [`Cluster::address`], checked.
+    pub fn address(&self) -> Result<(std::net::Ipv4Addr, u8), String> {
+        let (ip, prefix) = parse_cidr(&self.address)?;
+        if !(8..=30).contains(&prefix) {
+            return Err(format!("{:?}: prefix /{prefix} is not 8-30", self.address));
+        }
+        let host_bits = u32::from(ip) & (u32::MAX >> prefix);
+        if host_bits == 0 || host_bits == u32::MAX >> prefix {
+            return Err(format!(
+                "{:?} is the network's own or broadcast address, not a host's",
+                self.address
+            ));
+        }
+        for (what, cidr) in [
+            ("the Service network", crate::names::network::SERVICE_CIDR),
+            ("the pod network", crate::names::network::POD_CIDR),
+        ] {
+            let (net, len) = parse_cidr(cidr).expect("the node's own networks parse");
+            if overlaps((ip, prefix), (net, len)) {
+                return Err(format!("{:?} overlaps {what} {cidr}", self.address));
+            }
+        }
+        Ok((ip, prefix))
+    }
+}
+
+/// `A.B.C.D/N`.
+fn parse_cidr(text: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
+    let form = || format!("{text:?} is not an IPv4 address with a prefix (A.B.C.D/N)");
+    let (ip, prefix) = text.split_once('/').ok_or_else(form)?;
+    let ip = ip.parse().map_err(|_| form())?;
+    let digits =
+        !prefix.is_empty() && prefix.len() <= 2 && prefix.bytes().all(|b| b.is_ascii_digit());
+    match prefix.parse::<u8>() {
+        Ok(prefix) if digits && prefix <= 32 => Ok((ip, prefix)),
+        _ => Err(form()),
+    }
+}
+
+/// Whether two networks share an address.
+pub fn overlaps(a: (std::net::Ipv4Addr, u8), b: (std::net::Ipv4Addr, u8)) -> bool {
+    let len = a.1.min(b.1);
+    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+    u32::from(a.0) & mask == u32::from(b.0) & mask
 }
 
 /// The node's owner: the CA whose client certificates the node API accepts. The node
@@ -178,6 +251,10 @@ impl NodeConfig {
                 ));
             }
         }
+        if let Some(cluster) = &self.cluster {
+            cluster.address().map_err(|p| field("cluster.address", p))?;
+            check_device(&cluster.device).map_err(|p| field("cluster.device", p))?;
+        }
         if let Some(owner) = &self.owner {
             check_one_certificate(&owner.ca).map_err(|p| field("owner.ca", p))?;
             if let Some(signature) = &owner.handover_signature {
@@ -202,9 +279,10 @@ impl NodeConfig {
         NodeConfig {
             version: VERSION,
             registries,
-            // The image's settings never name an owner: every node booted from it
-            // would share it.
+            // The image's settings never name an owner or a cluster address: every
+            // node booted from it would share them.
             owner: other.owner.clone(),
+            cluster: other.cluster.clone(),
         }
     }
 }
@@ -273,6 +351,20 @@ pub fn check_host(host: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// A Linux interface name: 1-15 bytes of `[A-Za-z0-9_.-]`.
+fn check_device(name: &str) -> Result<(), String> {
+    let ok = (1..=15).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    match ok {
+        true => Ok(()),
+        false => Err(format!(
+            "{name:?} is not an interface name (1-15 of [A-Za-z0-9_.-])"
+        )),
+    }
 }
 
 /// `https://host[:port][/path]`, or `http://…` when plain HTTP is allowed.

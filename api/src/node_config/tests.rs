@@ -20,6 +20,10 @@ fn a_full_config_round_trips() {
     let config = NodeConfig {
         version: 1,
         owner: None,
+        cluster: Some(Cluster {
+            address: "192.168.100.11/24".to_owned(),
+            device: "eth2".to_owned(),
+        }),
         registries: vec![
             Registry {
                 host: "10.0.2.2:5000".to_owned(),
@@ -47,7 +51,8 @@ fn the_smallest_config_is_a_version() {
         NodeConfig {
             version: 1,
             owner: None,
-            registries: vec![]
+            registries: vec![],
+            cluster: None,
         }
     );
 }
@@ -129,6 +134,7 @@ fn the_node_wins_over_the_image_per_host() {
     let image = NodeConfig {
         version: 1,
         owner: None,
+        cluster: None,
         registries: vec![
             Registry {
                 host: "a".to_owned(),
@@ -144,6 +150,7 @@ fn the_node_wins_over_the_image_per_host() {
     let node = NodeConfig {
         version: 1,
         owner: None,
+        cluster: None,
         registries: vec![Registry {
             host: "b".to_owned(),
             ..Default::default()
@@ -238,4 +245,54 @@ fn the_owner_comes_from_the_node_never_from_the_image_alone() {
     };
     assert_eq!(NodeConfig::default().merged_with(&node).owner, owner);
     assert_eq!(node.merged_with(&NodeConfig::default()).owner, None);
+}
+
+#[test]
+fn a_cluster_address_is_a_host_outside_the_nodes_own_networks() {
+    let config =
+        NodeConfig::parse("version = 1\n[cluster]\naddress = \"192.168.100.10/24\"\n").unwrap();
+    let cluster = config.cluster.unwrap();
+    assert_eq!(cluster.device, "eth1");
+    assert_eq!(
+        cluster.address().unwrap(),
+        ("192.168.100.10".parse().unwrap(), 24)
+    );
+    for (address, problem) in [
+        ("192.168.100.10", "not an IPv4 address with a prefix"),
+        ("192.168.100.10/33", "not an IPv4 address with a prefix"),
+        ("192.168.100.10/+8", "not an IPv4 address with a prefix"),
+        ("192.168.100.300/24", "not an IPv4 address with a prefix"),
+        ("192.168.100.10/31", "prefix /31 is not 8-30"),
+        ("192.168.100.0/24", "network's own or broadcast"),
+        ("192.168.100.255/24", "network's own or broadcast"),
+        ("10.100.0.5/24", "overlaps the Service network 10.96.0.0/12"),
+        ("10.88.7.1/24", "overlaps the pod network 10.88.0.0/16"),
+        ("10.0.0.1/8", "overlaps the Service network"),
+    ] {
+        let text = format!("version = 1\n[cluster]\naddress = \"{address}\"\n");
+        let err = NodeConfig::parse(&text).unwrap_err().to_string();
+        assert!(
+            err.starts_with("field `cluster.address`: ") && err.contains(problem),
+            "{address}: {err}"
+        );
+    }
+    let text = "version = 1\n[cluster]\naddress = \"192.168.100.10/24\"\ndevice = \"eth 1\"\n";
+    let err = NodeConfig::parse(text).unwrap_err().to_string();
+    assert!(err.starts_with("field `cluster.device`: "), "{err}");
+}
+
+#[test]
+fn the_cluster_address_comes_from_the_node_never_from_the_image() {
+    let image = NodeConfig {
+        cluster: Some(Cluster {
+            address: "192.168.100.10/24".into(),
+            device: "eth1".into(),
+        }),
+        ..Default::default()
+    };
+    assert_eq!(image.merged_with(&NodeConfig::default()).cluster, None);
+    assert_eq!(
+        NodeConfig::default().merged_with(&image).cluster,
+        image.cluster
+    );
 }
