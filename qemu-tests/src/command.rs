@@ -68,6 +68,88 @@ pub struct PortForward {
     pub guest: u16,
 }
 
+/// A second NIC on a segment the nodes of one cluster share: QEMU's multicast socket
+/// backend bound to loopback (`-netdev socket,mcast=GROUP:PORT,localaddr=127.0.0.1`).
+/// No root and no helper process: every frame one node sends reaches every QEMU that
+/// joined the group (a hub), and nothing leaves the host. After `net0`, it is the
+/// guest's `eth1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClusterNic {
+    /// The segment: a multicast group and UDP port, shared by the cluster's nodes and
+    /// different for every cluster on the host.
+    pub segment: std::net::SocketAddrV4,
+    /// The NIC's address; unique per node (QEMU's default MAC is the same in every
+    /// QEMU process).
+    pub mac: Mac,
+}
+
+impl ClusterNic {
+    /// Parses `GROUP:PORT`: an IPv4 multicast group and a UDP port other than 0.
+    pub fn parse_segment(text: &str) -> Result<std::net::SocketAddrV4, String> {
+        let segment: std::net::SocketAddrV4 = text
+            .parse()
+            .map_err(|_| format!("{text:?} is not GROUP:PORT (e.g. 239.255.10.1:47000)"))?;
+        if !segment.ip().is_multicast() {
+            return Err(format!(
+                "{} is not a multicast group (224.0.0.0/4; use 239.255.0.0/16)",
+                segment.ip()
+            ));
+        }
+        if segment.port() == 0 {
+            return Err(format!("{text:?}: the port must not be 0"));
+        }
+        Ok(segment)
+    }
+}
+
+/// An Ethernet MAC address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mac(pub [u8; 6]);
+
+impl Mac {
+    /// A locally chosen address in QEMU's `52:54:00` range whose last three bytes are
+    /// an FNV-1a hash of `seed`: the same for the same seed (a node's state dir), so a
+    /// restarted node keeps its NIC, and different for different seeds.
+    pub fn derived(seed: &[u8]) -> Mac {
+        let mut hash: u32 = 0x811c_9dc5;
+        for byte in seed {
+            hash = (hash ^ u32::from(*byte)).wrapping_mul(0x0100_0193);
+        }
+        let [_, a, b, c] = hash.to_be_bytes();
+        Mac([0x52, 0x54, 0x00, a, b, c])
+    }
+}
+
+impl FromStr for Mac {
+    type Err = String;
+
+    /// `aa:bb:cc:dd:ee:ff`, unicast (the first byte's lowest bit clear).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let form = || format!("{s:?} is not a MAC address (aa:bb:cc:dd:ee:ff)");
+        let parts: Vec<&str> = s.split(':').collect();
+        if parts.len() != 6 || parts.iter().any(|p| p.len() != 2) {
+            return Err(form());
+        }
+        let mut mac = [0u8; 6];
+        for (byte, part) in mac.iter_mut().zip(parts) {
+            *byte = u8::from_str_radix(part, 16).map_err(|_| form())?;
+        }
+        if mac[0] & 1 == 1 {
+            return Err(format!(
+                "{s:?} is a multicast address; a NIC needs a unicast one"
+            ));
+        }
+        Ok(Mac(mac))
+    }
+}
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [a, b, c, d, e, g] = self.0;
+        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+    }
+}
+
 /// The on-disk format of an extra disk image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -130,6 +212,8 @@ pub struct QemuCommand {
     pub network: bool,
     /// Host-to-guest TCP forwards through the user network (they need `network`).
     pub forwards: Vec<PortForward>,
+    /// A second NIC on a cluster segment (`net1`, the guest's `eth1`).
+    pub cluster_nic: Option<ClusterNic>,
     /// Extra virtio block devices, in order (`vda`, `vdb`, ...).
     pub disks: Vec<Disk>,
     /// Firmware config items (`-fw_cfg name=NAME,file=PATH`), e.g. the per-node config.
@@ -155,6 +239,7 @@ impl QemuCommand {
             rng: true,
             network: true,
             forwards: Vec::new(),
+            cluster_nic: None,
             disks: Vec::new(),
             fw_cfg: Vec::new(),
         }
@@ -233,6 +318,16 @@ impl QemuCommand {
         }
         args.push(["-netdev".to_owned(), netdev]);
         args.push(["-device", "virtio-net-pci,netdev=net0"]);
+        if let Some(nic) = &self.cluster_nic {
+            args.push([
+                "-netdev".to_owned(),
+                format!("socket,id=net1,mcast={},localaddr=127.0.0.1", nic.segment),
+            ]);
+            args.push([
+                "-device".to_owned(),
+                format!("virtio-net-pci,netdev=net1,mac={}", nic.mac),
+            ]);
+        }
     }
 
     fn push_disks(&self, args: &mut Args) {
@@ -390,6 +485,55 @@ mod tests {
             ["user,id=net0,hostfwd=tcp:127.0.0.1:40000-:7837,hostfwd=tcp:127.0.0.1:40001-:6443"]
         );
         assert!(pair_after(&args, "-device").contains(&"virtio-net-pci,netdev=net0".to_owned()));
+    }
+
+    #[test]
+    fn a_cluster_nic_follows_the_user_nic_on_a_loopback_multicast_segment() {
+        let mut command = sample();
+        command.cluster_nic = Some(ClusterNic {
+            segment: ClusterNic::parse_segment("239.255.10.1:47000").unwrap(),
+            mac: "52:54:00:ca:01:02".parse().unwrap(),
+        });
+        let args = strings(&command);
+        assert_eq!(
+            pair_after(&args, "-netdev"),
+            [
+                "user,id=net0",
+                "socket,id=net1,mcast=239.255.10.1:47000,localaddr=127.0.0.1"
+            ]
+        );
+        assert_eq!(
+            pair_after(&args, "-device")[1..],
+            [
+                "virtio-net-pci,netdev=net0",
+                "virtio-net-pci,netdev=net1,mac=52:54:00:ca:01:02"
+            ]
+        );
+    }
+
+    #[test]
+    fn segments_and_macs_are_checked() {
+        for (text, problem) in [
+            ("239.255.10.1", "is not GROUP:PORT"),
+            ("10.0.0.1:47000", "not a multicast group"),
+            ("239.255.10.1:0", "must not be 0"),
+        ] {
+            let err = ClusterNic::parse_segment(text).unwrap_err();
+            assert!(err.contains(problem), "{text}: {err}");
+        }
+        for (text, problem) in [
+            ("52:54:00:ca:01", "not a MAC address"),
+            ("52:54:00:ca:01:zz", "not a MAC address"),
+            ("01:00:5e:00:00:01", "multicast"),
+        ] {
+            let err = text.parse::<Mac>().unwrap_err();
+            assert!(err.contains(problem), "{text}: {err}");
+        }
+        let derived = Mac::derived(b"/state/a");
+        assert_eq!(derived, Mac::derived(b"/state/a"));
+        assert_ne!(derived, Mac::derived(b"/state/b"));
+        assert_eq!(derived.0[..3], [0x52, 0x54, 0x00]);
+        assert_eq!(derived.to_string().parse::<Mac>().unwrap(), derived);
     }
 
     #[test]

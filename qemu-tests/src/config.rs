@@ -9,8 +9,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::command::{
-    Accel, Disk, DiskFormat, PortForward, QemuCommand, APISERVER_PORT, DEBUG_PORT, DEFAULT_CPUS,
-    DEFAULT_MEMORY_MIB, KUBELET_PORT, NODE_API_PORT, USER_NET_IP_PARAM,
+    Accel, ClusterNic, Disk, DiskFormat, PortForward, QemuCommand, APISERVER_PORT, DEBUG_PORT,
+    DEFAULT_CPUS, DEFAULT_MEMORY_MIB, KUBELET_PORT, NODE_API_PORT, USER_NET_IP_PARAM,
 };
 use crate::image::Image;
 use crate::ports::ForwardRequest;
@@ -45,6 +45,9 @@ pub struct NodeConfig {
     pub data_disk: Option<DataDisk>,
     /// Extra virtio disks.
     pub disks: Vec<Disk>,
+    /// A second NIC on a segment shared with other nodes; the node config's `[cluster]`
+    /// gives it its address.
+    pub cluster_nic: Option<ClusterNic>,
     /// Parameters appended to the build's kernel command line.
     pub extra_cmdline: Vec<String>,
     /// The per-node config handed to the agent at boot (docs/interfaces.md), if any;
@@ -73,6 +76,7 @@ impl NodeConfig {
             api_forward: true,
             data_disk: Some(DataDisk::in_state_dir(state_dir)),
             disks: Vec::new(),
+            cluster_nic: None,
             extra_cmdline: Vec::new(),
             settings: None,
             raw_settings: None,
@@ -111,6 +115,7 @@ impl NodeConfig {
         qemu.cpus = self.cpus;
         qemu.qmp_socket = Some(state.qmp_socket());
         qemu.forwards = forwards;
+        qemu.cluster_nic = self.cluster_nic;
         qemu.disks = self.data_disk.iter().map(DataDisk::disk).collect();
         qemu.disks.extend(self.disks.iter().cloned());
         if self.settings.is_some() || self.raw_settings.is_some() {

@@ -32,7 +32,7 @@ pub mod state;
 pub mod stop;
 
 pub use accel::{AccelChoice, Probe};
-pub use command::{Accel, Disk, DiskFormat, PortForward, QemuCommand};
+pub use command::{Accel, ClusterNic, Disk, DiskFormat, Mac, PortForward, QemuCommand};
 pub use config::{DataDisk, NodeConfig};
 pub use console::{ExitAction, ExitInfo, ReadyInfo};
 pub use image::Image;

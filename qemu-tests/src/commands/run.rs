@@ -2,6 +2,7 @@
 //! guest's `CAIRN_EXIT` code) or detached (return once `CAIRN_READY` is printed).
 
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -15,8 +16,8 @@ use cairn_qemu::config::Settings;
 use cairn_qemu::image::{DEFAULT_IMAGE_DIR, DEFAULT_STATE_DIR};
 use cairn_qemu::owner;
 use cairn_qemu::{
-    DataDisk, Disk, DiskFormat, ForwardRequest, Image, Node, NodeConfig, NodeRecord, ReadyInfo,
-    SpawnMode,
+    ClusterNic, DataDisk, Disk, DiskFormat, ForwardRequest, Image, Mac, Node, NodeConfig,
+    NodeRecord, ReadyInfo, SpawnMode,
 };
 use clap::Args;
 
@@ -80,6 +81,14 @@ pub struct RunArgs {
     /// Give the node no owner CA from the host (ignores --owner-dir).
     #[arg(long)]
     no_owner: bool,
+    /// Add a second NIC (the guest's eth1) on the cluster segment GROUP:PORT, a
+    /// multicast group on the host's loopback that every node of one cluster joins
+    /// (e.g. 239.255.10.1:47000). The node config's [cluster] gives it its address.
+    #[arg(long, value_name = "GROUP:PORT", value_parser = ClusterNic::parse_segment)]
+    cluster_net: Option<std::net::SocketAddrV4>,
+    /// The cluster NIC's MAC address [default: 52:54:00 and a hash of the state dir].
+    #[arg(long, value_name = "MAC", requires = "cluster_net")]
+    mac: Option<Mac>,
 }
 
 pub fn run(args: RunArgs) -> Result<ExitCode, CommandError> {
@@ -110,6 +119,13 @@ pub fn run(args: RunArgs) -> Result<ExitCode, CommandError> {
     };
     config.disks = args.disks.iter().map(|path| disk(path.clone())).collect();
     config.extra_cmdline = args.append.clone();
+    config.cluster_nic = args.cluster_net.map(|segment| ClusterNic {
+        segment,
+        mac: (args.mac).unwrap_or_else(|| {
+            let absolute = std::path::absolute(&state_dir).unwrap_or_else(|_| state_dir.clone());
+            Mac::derived(absolute.as_os_str().as_bytes())
+        }),
+    });
     config.settings = settings;
     let ready_timeout = Duration::from_secs(args.ready_timeout);
     if args.detach {
