@@ -438,6 +438,7 @@ impl Boot<'_> {
             paths: self.paths.clone(),
             pki: pki.clone(),
             power,
+            node_ip: node.ip,
         });
         #[cfg(feature = "debug-service")]
         {

@@ -100,6 +100,13 @@ impl NodeClient {
         both!(self, list_images, request)
     }
 
+    pub async fn create_join_token(
+        &mut self,
+        request: CreateJoinTokenRequest,
+    ) -> Result<Response<CreateJoinTokenResponse>, Status> {
+        both!(self, create_join_token, request)
+    }
+
     /// A kubeconfig: for the identity `request` names from the debug service; from the
     /// node API always the owner's, so there only the validity is used.
     pub async fn kubeconfig(

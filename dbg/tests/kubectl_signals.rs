@@ -111,6 +111,12 @@ impl NodeDebugService for FakeNode {
     ) -> Result<Response<ListImagesResponse>, Status> {
         unimplemented()
     }
+    async fn create_join_token(
+        &self,
+        _: Request<CreateJoinTokenRequest>,
+    ) -> Result<Response<CreateJoinTokenResponse>, Status> {
+        unimplemented()
+    }
 }
 
 /// Serves [`FakeNode`] on a free loopback port for the rest of the test process.

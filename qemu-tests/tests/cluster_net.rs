@@ -60,8 +60,16 @@ fn boot_pair() -> Result<Pair, String> {
         });
         Node::start(&config).map_err(|e| format!("{name}: {}", error_chain(&e)))
     };
-    let a = start("cluster-net-a", A_ADDRESS, [0x52, 0x54, 0x00, 0xca, 0x00, 0x0a])?;
-    let b = start("cluster-net-b", B_ADDRESS, [0x52, 0x54, 0x00, 0xca, 0x00, 0x0b])?;
+    let a = start(
+        "cluster-net-a",
+        A_ADDRESS,
+        [0x52, 0x54, 0x00, 0xca, 0x00, 0x0a],
+    )?;
+    let b = start(
+        "cluster-net-b",
+        B_ADDRESS,
+        [0x52, 0x54, 0x00, 0xca, 0x00, 0x0b],
+    )?;
     Ok(Pair {
         a: ready(a)?,
         b: ready(b)?,
@@ -74,7 +82,10 @@ fn ready(mut node: Node) -> Result<Cluster, String> {
         .map_err(|e| error_chain(&e))?;
     Ok(Cluster {
         debug_endpoint: node.debug_endpoint().ok_or("no debug forward")?.to_owned(),
-        api_endpoint: node.api_endpoint().ok_or("no apiserver forward")?.to_owned(),
+        api_endpoint: node
+            .api_endpoint()
+            .ok_or("no apiserver forward")?
+            .to_owned(),
         node: Mutex::new(node),
         ready,
     })
@@ -103,7 +114,9 @@ fn two_nodes_on_one_segment_reach_each_other_at_their_cluster_addresses() {
             "jsonpath={.items[0].status.addresses[?(@.type==\"InternalIP\")].address}",
         ]);
         if internal.trim() != address {
-            session.fail(format!("the Node's InternalIP is {internal:?}, not {address}"));
+            session.fail(format!(
+                "the Node's InternalIP is {internal:?}, not {address}"
+            ));
         }
     }
     b.wait_true("cluster-dns", NODE_READY);

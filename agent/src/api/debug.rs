@@ -12,12 +12,12 @@ use std::sync::Arc;
 
 use cairn_api::v1::node_debug_service_server::{NodeDebugService, NodeDebugServiceServer};
 use cairn_api::v1::{
-    BuildInfo, Condition, GetBuildInfoRequest, GetDebugKubeconfigRequest,
-    GetDebugKubeconfigResponse, GetLogsRequest, GetProcessStatsRequest, GetProcessStatsResponse,
-    ListComponentsRequest, ListComponentsResponse, ListConditionsRequest, ListConditionsResponse,
-    ListImagesRequest, ListImagesResponse, LoadImageRequest, LoadImageResponse,
-    RunContainerRequest, RunContainerResponse, ShutdownRequest, ShutdownResponse,
-    SignalComponentRequest, SignalComponentResponse, WaitConditionRequest,
+    BuildInfo, Condition, CreateJoinTokenRequest, CreateJoinTokenResponse, GetBuildInfoRequest,
+    GetDebugKubeconfigRequest, GetDebugKubeconfigResponse, GetLogsRequest, GetProcessStatsRequest,
+    GetProcessStatsResponse, ListComponentsRequest, ListComponentsResponse, ListConditionsRequest,
+    ListConditionsResponse, ListImagesRequest, ListImagesResponse, LoadImageRequest,
+    LoadImageResponse, RunContainerRequest, RunContainerResponse, ShutdownRequest,
+    ShutdownResponse, SignalComponentRequest, SignalComponentResponse, WaitConditionRequest,
 };
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
@@ -186,5 +186,13 @@ impl NodeDebugService for Debug {
         _request: Request<ListImagesRequest>,
     ) -> Result<Response<ListImagesResponse>, Status> {
         Ok(Response::new(self.0.list_images().await?))
+    }
+
+    async fn create_join_token(
+        &self,
+        request: Request<CreateJoinTokenRequest>,
+    ) -> Result<Response<CreateJoinTokenResponse>, Status> {
+        let response = self.0.create_join_token(request.into_inner()).await?;
+        Ok(Response::new(response))
     }
 }

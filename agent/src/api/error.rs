@@ -54,6 +54,14 @@ pub enum RpcError {
     LoadTask(#[source] tokio::task::JoinError),
     #[error("cannot list the images")]
     ListImages(#[source] ListError),
+    #[error("the node has no address other machines could reach its apiserver at (see network)")]
+    NoNodeAddress,
+    #[error("the cluster CA: {0}")]
+    CaHash(String),
+    #[error("no random bytes for the token")]
+    Random(#[source] getrandom::Error),
+    #[error("the apiserver did not store the join token: {0}")]
+    JoinTokenSecret(String),
 }
 
 impl From<RpcError> for Status {
@@ -80,6 +88,9 @@ impl From<RpcError> for Status {
             RpcError::LoadTask(_) => Code::Internal,
             RpcError::ListImages(ListError::Client(_)) => Code::Unavailable,
             RpcError::ListImages(ListError::Call { .. }) => Code::Internal,
+            RpcError::NoNodeAddress => Code::FailedPrecondition,
+            RpcError::CaHash(_) | RpcError::Random(_) => Code::Internal,
+            RpcError::JoinTokenSecret(_) => Code::Unavailable,
         };
         Status::new(code, error_chain(&err))
     }

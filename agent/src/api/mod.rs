@@ -39,6 +39,7 @@ mod build_info;
 pub mod debug;
 mod error;
 mod images;
+mod join;
 mod kubeconfig;
 mod logs;
 pub mod node;
@@ -94,6 +95,8 @@ pub struct ApiState {
     pub pki: Option<Arc<Pki>>,
     /// Asks PID 1 to reboot or power off (Shutdown).
     pub power: PowerRequester,
+    /// The node's Kubernetes address, which join tokens name; `None` without network.
+    pub node_ip: Option<std::net::Ipv4Addr>,
 }
 
 /// The handlers over `state`, with the build info read once; both surfaces share them.

@@ -23,10 +23,11 @@ use std::time::Duration;
 use cairn_api::node::v1::node_service_server::{NodeService, NodeServiceServer};
 use cairn_api::node::v1::GetKubeconfigRequest;
 use cairn_api::v1::{
-    BuildInfo, Condition, GetBuildInfoRequest, GetDebugKubeconfigResponse, GetLogsRequest,
-    GetProcessStatsRequest, GetProcessStatsResponse, ListComponentsRequest, ListComponentsResponse,
-    ListConditionsRequest, ListConditionsResponse, ListImagesRequest, ListImagesResponse,
-    LoadImageRequest, LoadImageResponse, ShutdownRequest, ShutdownResponse, WaitConditionRequest,
+    BuildInfo, Condition, CreateJoinTokenRequest, CreateJoinTokenResponse, GetBuildInfoRequest,
+    GetDebugKubeconfigResponse, GetLogsRequest, GetProcessStatsRequest, GetProcessStatsResponse,
+    ListComponentsRequest, ListComponentsResponse, ListConditionsRequest, ListConditionsResponse,
+    ListImagesRequest, ListImagesResponse, LoadImageRequest, LoadImageResponse, ShutdownRequest,
+    ShutdownResponse, WaitConditionRequest,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -364,5 +365,13 @@ impl NodeService for Node {
         _request: Request<ListImagesRequest>,
     ) -> Result<Response<ListImagesResponse>, Status> {
         Ok(Response::new(self.0.list_images().await?))
+    }
+
+    async fn create_join_token(
+        &self,
+        request: Request<CreateJoinTokenRequest>,
+    ) -> Result<Response<CreateJoinTokenResponse>, Status> {
+        let response = self.0.create_join_token(request.into_inner()).await?;
+        Ok(Response::new(response))
     }
 }

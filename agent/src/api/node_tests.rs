@@ -88,6 +88,7 @@ async fn node(owner: &OwnerCa) -> Node {
         paths: crate::Paths::under_root(root.path()),
         pki: Some(pki.clone()),
         power,
+        node_ip: None,
     });
     let listener = node::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let endpoint = format!("127.0.0.1:{}", listener.local_addr().unwrap().port());

@@ -3,10 +3,11 @@
 //! ([`super::node`], [`super::debug`]) only unwrap requests and wrap responses.
 
 use cairn_api::v1::{
-    exit_info, BuildInfo, Component, ComponentState as Proto, Condition, ExitInfo,
-    GetDebugKubeconfigResponse, GetLogsRequest, GetProcessStatsResponse, ListComponentsResponse,
-    ListConditionsRequest, ListConditionsResponse, ListImagesResponse, LoadImageRequest,
-    LoadImageResponse, ShutdownRequest, ShutdownResponse, WaitConditionRequest,
+    exit_info, BuildInfo, Component, ComponentState as Proto, Condition, CreateJoinTokenRequest,
+    CreateJoinTokenResponse, ExitInfo, GetDebugKubeconfigResponse, GetLogsRequest,
+    GetProcessStatsResponse, ListComponentsResponse, ListConditionsRequest, ListConditionsResponse,
+    ListImagesResponse, LoadImageRequest, LoadImageResponse, ShutdownRequest, ShutdownResponse,
+    WaitConditionRequest,
 };
 #[cfg(feature = "debug-service")]
 use cairn_api::v1::{
@@ -174,6 +175,13 @@ impl Handlers {
 
     pub(super) async fn list_images(&self) -> Result<ListImagesResponse, RpcError> {
         images::list(&self.state).await
+    }
+
+    pub(super) async fn create_join_token(
+        &self,
+        request: CreateJoinTokenRequest,
+    ) -> Result<CreateJoinTokenResponse, RpcError> {
+        super::join::create(&self.state, request).await
     }
 }
 

@@ -82,6 +82,7 @@ async fn start_with(pki: Option<Arc<crate::pki::Pki>>) -> Harness {
         paths: Paths::under_root(root.path()),
         pki,
         power: requester,
+        node_ip: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -35,6 +35,9 @@ pub fn service(paths: &Paths, files: &Files, node: &Node) -> ServiceSpec {
         "--tls-min-version=VersionTLS13".to_owned(),
         format!("--client-ca-file={}", files.ca()),
         "--anonymous-auth=false".to_owned(),
+        // Join tokens (`join_token`): Secrets of type bootstrap.kubernetes.io/token in
+        // kube-system authenticate until they expire.
+        "--enable-bootstrap-token-auth=true".to_owned(),
         "--authorization-mode=Node,RBAC".to_owned(),
         format!(
             "--kubelet-client-certificate={}",

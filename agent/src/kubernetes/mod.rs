@@ -22,6 +22,7 @@ pub mod cluster_dns;
 pub mod controller_manager;
 pub mod dns_upstream;
 pub mod etcd;
+pub mod join_token;
 pub mod kubeconfig;
 pub mod kubelet;
 pub mod node_ready;

@@ -101,6 +101,9 @@ impl std::fmt::Debug for Pki {
     }
 }
 
+/// The apiserver's serving certificate; its file holds the CA after it.
+pub const APISERVER_LEAF: &str = "kube-apiserver";
+
 /// Loads or creates the CA and service-account key in `dir`, then issues every leaf
 /// of [`LEAVES`] for `node`, valid from `now`.
 pub fn ensure(dir: &Path, node: &NodeSubject, now: OffsetDateTime) -> Result<Pki, PkiError> {
@@ -113,7 +116,12 @@ pub fn ensure(dir: &Path, node: &NodeSubject, now: OffsetDateTime) -> Result<Pki
         issuer,
     };
     for leaf in LEAVES {
-        let issued = pki.issue(leaf.name, &leaf.params(node, now))?;
+        let mut issued = pki.issue(leaf.name, &leaf.params(node, now))?;
+        // A joining machine checks the cluster CA against its pinned hash in the chain
+        // the apiserver sends (`kubernetes::join_token`), so that chain holds the CA.
+        if leaf.name == APISERVER_LEAF {
+            issued.cert_pem.push_str(&pki.ca_pem);
+        }
         files::write_pair(dir, leaf.name, &issued)?;
     }
     Ok(pki)

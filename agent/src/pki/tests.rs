@@ -38,6 +38,13 @@ fn every_leaf_is_written_and_chains_to_the_ca() {
             leaf.name
         );
         cert.verify_signature(Some(ca.public_key())).unwrap();
+        // The apiserver's file is its chain: the leaf, then the CA; the others hold
+        // the leaf alone.
+        let blocks = text.matches("-----BEGIN CERTIFICATE-----").count();
+        match leaf.name == APISERVER_LEAF {
+            true => assert!(blocks == 2 && text.ends_with(pki.ca_pem()), "{text}"),
+            false => assert_eq!(blocks, 1, "{}", leaf.name),
+        }
     }
 }
 

@@ -46,27 +46,69 @@ impl Declared {
 
 /// Every built-in object, in the order they are applied.
 pub fn builtin_objects() -> Vec<Declared> {
-    vec![kubelet_api_binding(), default_namespace_pod_security()]
+    let mut objects = vec![kubelet_api_binding(), default_namespace_pod_security()];
+    objects.extend(
+        JOIN_BINDINGS
+            .iter()
+            .map(|(name, kind, subject, role)| cluster_role_binding(name, kind, subject, role)),
+    );
+    objects
+}
+
+/// What a joining kubelet needs (kubelet TLS bootstrapping, kubeadm's three bindings
+/// under cairn names): with a join token it may create its client CSR and have the
+/// controller-manager's approver approve it; once a node, it may renew its own. The
+/// ClusterRoles are Kubernetes' own. Only [`WORKER_GROUP`] (cairn's join tokens), not
+/// every `system:bootstrappers` token, gets the first two.
+pub const JOIN_BINDINGS: &[(&str, &str, &str, &str)] = &[
+    (
+        "cairn:kubelet-bootstrap",
+        "Group",
+        WORKER_GROUP,
+        "system:node-bootstrapper",
+    ),
+    (
+        "cairn:node-autoapprove-bootstrap",
+        "Group",
+        WORKER_GROUP,
+        "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+    ),
+    (
+        "cairn:node-autoapprove-certificate-rotation",
+        "Group",
+        "system:nodes",
+        "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+    ),
+];
+const WORKER_GROUP: &str = crate::kubernetes::join_token::WORKER_GROUP;
+
+fn cluster_role_binding(name: &str, kind: &str, subject: &str, role: &str) -> Declared {
+    declare(ClusterRoleBinding {
+        metadata: metadata(name, BTreeMap::new()),
+        role_ref: RoleRef {
+            api_group: Some(RBAC_GROUP.into()),
+            kind: "ClusterRole".into(),
+            name: role.into(),
+        },
+        subjects: Some(vec![Subject {
+            api_group: Some(RBAC_GROUP.into()),
+            kind: kind.into(),
+            name: subject.into(),
+            namespace: None,
+        }]),
+    })
 }
 
 /// `kubectl logs`, `exec` and `port-forward` go through the apiserver to the kubelet
 /// API, which authorises the apiserver's client certificate by RBAC (webhook authz):
 /// the built-in ClusterRole `system:kubelet-api-admin` grants exactly that API.
 fn kubelet_api_binding() -> Declared {
-    declare(ClusterRoleBinding {
-        metadata: metadata(KUBELET_API_BINDING, BTreeMap::new()),
-        role_ref: RoleRef {
-            api_group: Some(RBAC_GROUP.into()),
-            kind: "ClusterRole".into(),
-            name: "system:kubelet-api-admin".into(),
-        },
-        subjects: Some(vec![Subject {
-            api_group: Some(RBAC_GROUP.into()),
-            kind: "User".into(),
-            name: APISERVER_KUBELET_CLIENT.into(),
-            namespace: None,
-        }]),
-    })
+    cluster_role_binding(
+        KUBELET_API_BINDING,
+        "User",
+        APISERVER_KUBELET_CLIENT,
+        "system:kubelet-api-admin",
+    )
 }
 
 /// The admission config already defaults every namespace to baseline; labelling

@@ -254,7 +254,7 @@ async fn the_condition_follows_the_passes_and_failures_are_retried() {
     let deadline = tokio::time::Instant::now() + PERIOD * 2;
     let condition = conditions.wait(CONDITION, deadline).await.unwrap();
     assert!(
-        condition.reason.starts_with("2 built-in objects"),
+        condition.reason.starts_with("5 built-in objects"),
         "{}",
         condition.reason
     );
@@ -283,5 +283,42 @@ impl Store for ArcStore {
 
     async fn apply(&self, object: &Declared) -> Result<(), StoreError> {
         self.0.apply(object).await
+    }
+}
+
+#[test]
+fn join_tokens_may_bootstrap_a_kubelet_and_nodes_renew_their_own() {
+    let objects = builtin_objects();
+    let binding = |name: &str| {
+        objects
+            .iter()
+            .find(|o| o.name == name)
+            .unwrap_or_else(|| panic!("no {name}"))
+    };
+    for (name, group, role) in [
+        (
+            "cairn:kubelet-bootstrap",
+            "system:bootstrappers:cairn:worker",
+            "system:node-bootstrapper",
+        ),
+        (
+            "cairn:node-autoapprove-bootstrap",
+            "system:bootstrappers:cairn:worker",
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+        ),
+        (
+            "cairn:node-autoapprove-certificate-rotation",
+            "system:nodes",
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+        ),
+    ] {
+        let body = &binding(name).body;
+        assert_eq!(body["kind"], "ClusterRoleBinding", "{name}");
+        assert_eq!(body["roleRef"]["name"], role, "{name}");
+        assert_eq!(
+            body["subjects"],
+            json!([{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}]),
+            "{name}"
+        );
     }
 }

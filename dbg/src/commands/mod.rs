@@ -5,6 +5,7 @@ pub mod components;
 pub mod conditions;
 pub mod images;
 pub mod info;
+pub mod join_token;
 pub mod kubeconfig;
 pub mod kubectl;
 pub mod load_image;
@@ -43,6 +44,8 @@ pub enum Command {
     LoadImage(load_image::Args),
     /// List the node's container images: reference, digest, size, pinned.
     Images(images::Args),
+    /// Create a credential for another machine to join the node's cluster.
+    JoinToken(join_token::Args),
     /// The owner credentials on this host (`dbg owner init`).
     #[command(subcommand)]
     Owner(owner::Args),
@@ -61,6 +64,7 @@ impl Command {
             Command::Stats(args) => stats::run(args, ctx, out).await,
             Command::LoadImage(args) => load_image::run(args, ctx, out).await,
             Command::Images(args) => images::run(args, ctx, out).await,
+            Command::JoinToken(args) => join_token::run(args, ctx, out).await,
             Command::Owner(args) => owner::run(&args, None, out),
         }
     }
