@@ -7,12 +7,20 @@
 //! address (only B listens there), and B's apiserver answers a plain-HTTP request on
 //! 6443 with Go's "HTTP request to an HTTPS server" reply. The two nodes are
 //! independent control planes (no joining yet); they share only the wire.
+//!
+//! Node A also shows what a joining machine will use (docs/interfaces.md "Join
+//! tokens"): a join token from `CreateJoinToken` is a bootstrap-token Secret that
+//! authenticates as `system:bootstrap:<id>`, its CA hash pins A's cluster CA, and with
+//! it a kubelet-client CSR is approved and signed by that CA.
 
 #[allow(dead_code)]
 mod common;
 
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
+
+use rustls_pki_types::pem::PemObject as _;
+use sha2::Digest as _;
 
 use cairn_api::node_config::Cluster as ClusterSettings;
 use cairn_qemu::node::error_chain;
@@ -161,6 +169,177 @@ fn two_nodes_on_one_segment_reach_each_other_at_their_cluster_addresses() {
     if !output.contains("Client sent an HTTP request to an HTTPS server") {
         a.fail(format!(
             "B's apiserver at {B_ADDRESS}:6443 did not answer over the segment:\n{output}"
+        ));
+    }
+}
+
+#[test]
+#[ignore = "boots QEMU; run with `make test`"]
+fn a_join_token_gets_a_kubelet_client_certificate_signed_by_the_cluster_ca() {
+    use base64::Engine as _;
+    use cairn_api::v1::CreateJoinTokenRequest;
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let a = Session::open_on(&pair().a);
+    a.wait_true("node-ready", NODE_READY);
+    let mut client = a.client.clone();
+    let created = a
+        .runtime
+        .block_on(client.create_join_token(CreateJoinTokenRequest {
+            ttl_seconds: Some(600),
+        }))
+        .unwrap_or_else(|status| a.fail(format!("CreateJoinToken: {status}")))
+        .into_inner();
+    if created.api != format!("{A_ADDRESS}:6443") {
+        a.fail(format!("join token api {:?}", created.api));
+    }
+    let (id, _) = created
+        .token
+        .split_once('.')
+        .unwrap_or_else(|| a.fail(format!("token {:?}", created.token)));
+
+    // The CA hash is the SPKI hash of the CA the admin kubeconfig trusts.
+    let (admin, _) = a.kubeconfig("cairn-debug", &["system:masters"], None);
+    let ca_pem = admin
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("certificate-authority-data: "))
+        .and_then(|data| base64::engine::general_purpose::STANDARD.decode(data).ok())
+        .unwrap_or_else(|| a.fail("no CA in the debug kubeconfig"));
+    let ca_der = rustls_pki_types::CertificateDer::from_pem_slice(&ca_pem)
+        .unwrap_or_else(|err| a.fail(format!("the CA: {err}")));
+    let (_, ca) = X509Certificate::from_der(ca_der.as_ref()).unwrap();
+    let spki = sha2::Sha256::digest(ca.tbs_certificate.subject_pki.raw);
+    if created.ca_hash != format!("sha256:{}", hex::encode(spki)) {
+        a.fail(format!("ca_hash {} is not the CA's", created.ca_hash));
+    }
+
+    // The Secret, as the apiserver's bootstrap authenticator reads it.
+    let secret: serde_json::Value = serde_json::from_str(&a.kubectl_ok(&[
+        "get",
+        "secret",
+        "-n",
+        "kube-system",
+        &format!("bootstrap-token-{id}"),
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    let field = |name: &str| {
+        let encoded = secret["data"][name].as_str().unwrap_or_default();
+        let bytes = base64::engine::general_purpose::STANDARD.decode(encoded);
+        String::from_utf8(bytes.unwrap_or_default()).unwrap_or_default()
+    };
+    let expires = time::OffsetDateTime::from_unix_timestamp(created.expires_unix_seconds)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let fields = [
+        ("token-id", id.to_owned()),
+        ("expiration", expires),
+        ("usage-bootstrap-authentication", "true".to_owned()),
+        (
+            "auth-extra-groups",
+            "system:bootstrappers:cairn:worker".to_owned(),
+        ),
+    ];
+    if secret["type"] != "bootstrap.kubernetes.io/token"
+        || fields.iter().any(|(name, value)| field(name) != *value)
+    {
+        a.fail(format!("the token's Secret: {secret:#}"));
+    }
+
+    // The token authenticates as the bootstrap user.
+    let server_line = admin
+        .lines()
+        .find(|line| line.trim().starts_with("certificate-authority-data: "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let as_token = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: a\n  cluster:\n    server: {}\n    \
+         {server_line}\nusers:\n- name: joiner\n  user:\n    token: {}\ncontexts:\n- name: a\n  \
+         context:\n    cluster: a\n    user: joiner\ncurrent-context: a\n",
+        a.cluster.api_endpoint, created.token
+    );
+    let whoami = a.kubectl_as(
+        &as_token,
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ],
+        "",
+        Duration::from_secs(60),
+    );
+    let user = String::from_utf8_lossy(&whoami.stdout).into_owned();
+    if user != format!("system:bootstrap:{id}") {
+        a.fail(format!(
+            "whoami with the token: {}",
+            common::kubernetes::describe(&whoami)
+        ));
+    }
+
+    // A kubelet's client CSR, made with the token: approved and signed by the CA.
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "system:node:cairn-joiner");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "system:nodes");
+    let request = params.serialize_request(&key).unwrap().pem().unwrap();
+    let name = format!("join-test-{id}");
+    let csr = format!(
+        "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata:\n  \
+         name: {name}\nspec:\n  request: {}\n  signerName: \
+         kubernetes.io/kube-apiserver-client-kubelet\n  expirationSeconds: 3600\n  usages:\n  \
+         - digital signature\n  - client auth\n",
+        base64::engine::general_purpose::STANDARD.encode(request)
+    );
+    let created_csr = a.kubectl_as(
+        &as_token,
+        &["create", "-f", "-"],
+        &csr,
+        Duration::from_secs(60),
+    );
+    if !created_csr.status.success() {
+        a.fail(format!(
+            "creating the CSR with the token: {}",
+            common::kubernetes::describe(&created_csr)
+        ));
+    }
+    a.kubectl_ok_within(
+        &[
+            "wait",
+            "--for=jsonpath={.status.certificate}",
+            &format!("csr/{name}"),
+            "--timeout=120s",
+        ],
+        "",
+        Duration::from_secs(150),
+    );
+    let issued: serde_json::Value =
+        serde_json::from_str(&a.kubectl_ok(&["get", &format!("csr/{name}"), "-o", "json"]))
+            .unwrap();
+    let approved = issued["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Approved" && c["status"] == "True");
+    let cert_pem = issued["status"]["certificate"]
+        .as_str()
+        .and_then(|data| base64::engine::general_purpose::STANDARD.decode(data).ok())
+        .unwrap_or_default();
+    let Ok(cert_der) = rustls_pki_types::CertificateDer::from_pem_slice(&cert_pem) else {
+        a.fail(format!("no certificate in the CSR: {issued:#}"))
+    };
+    let (_, cert) = X509Certificate::from_der(cert_der.as_ref()).unwrap();
+    let subject = cert.subject().to_string();
+    let signed_by_ca = cert.verify_signature(Some(ca.public_key())).is_ok();
+    if !approved || !signed_by_ca || !subject.contains("CN=system:node:cairn-joiner") {
+        a.fail(format!(
+            "CSR approved {approved}, signed by the cluster CA {signed_by_ca}, subject {subject}"
         ));
     }
 }

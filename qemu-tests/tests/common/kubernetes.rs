@@ -329,6 +329,11 @@ impl Session {
     pub fn kubectl_within(&self, args: &[&str], stdin: &str, deadline: Duration) -> Output {
         let (text, _) = self.kubeconfig(ADMIN_USER, ADMIN_GROUPS, None);
         let text = rewrite_server(&text, &self.cluster.api_endpoint);
+        self.kubectl_as(&text, args, stdin, deadline)
+    }
+
+    /// Runs kubectl with the kubeconfig `text` and `stdin`, killed after `deadline`.
+    pub fn kubectl_as(&self, text: &str, args: &[&str], stdin: &str, deadline: Duration) -> Output {
         let file = tempfile::Builder::new()
             .prefix("cairn-kubeconfig-")
             .tempfile()
