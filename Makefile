@@ -19,6 +19,9 @@ NODE_PORT_FORWARD ?= 30080:30080
 # A per-node config for `make run`/`make start` (docs/interfaces.md "Per-node config"),
 # e.g. build/registry/node.toml, which `make registry` writes.
 NODE_CONFIG ?=
+# A cluster segment GROUP:PORT for `make run`/`make start`: the node gets eth1 on it
+# (docs/interfaces.md "Cluster network"); its node config's [cluster] gives the address.
+CLUSTER_NET ?=
 # `make registry`: where its CA, password and images are kept, and its host port.
 REGISTRY_DIR ?= build/registry
 REGISTRY_PORT ?= 5000
@@ -63,7 +66,7 @@ inspect:
 
 run: image
 	$(QEMU_TOOL) run --image-dir $(IMAGE_DIR) --state-dir $(STATE_DIR) --accel $(ACCEL) \
-	  $(if $(NODE_CONFIG),--node-config $(NODE_CONFIG))
+	  $(if $(NODE_CONFIG),--node-config $(NODE_CONFIG)) $(if $(CLUSTER_NET),--cluster-net $(CLUSTER_NET))
 
 # `make start` returns once Kubernetes is usable: the `START_UNTIL` condition is true,
 # printing each condition as it turns true
@@ -75,7 +78,8 @@ START_TIMEOUT ?= 300
 DBG_TOOL := CAIRN_STATE_DIR=$(STATE_DIR) $(CARGO) run --quiet --release --locked -p cairn-dbg --
 start: image
 	$(QEMU_TOOL) run --detach --image-dir $(IMAGE_DIR) --state-dir $(STATE_DIR) --accel $(ACCEL) \
-	  --forward $(NODE_PORT_FORWARD) $(if $(NODE_CONFIG),--node-config $(NODE_CONFIG))
+	  --forward $(NODE_PORT_FORWARD) $(if $(NODE_CONFIG),--node-config $(NODE_CONFIG)) \
+	  $(if $(CLUSTER_NET),--cluster-net $(CLUSTER_NET))
 ifneq ($(START_UNTIL),agent)
 	@echo "start: waiting up to $(START_TIMEOUT) s for $(START_UNTIL) (START_UNTIL=agent returns now)"
 	@$(DBG_TOOL) conditions --wait $(START_UNTIL) --timeout $(START_TIMEOUT) --progress || { \
