@@ -11,7 +11,8 @@
 //! Node A also shows what a joining machine will use (docs/interfaces.md "Join
 //! tokens"): a join token from `CreateJoinToken` is a bootstrap-token Secret that
 //! authenticates as `system:bootstrap:<id>`, its CA hash pins A's cluster CA, and with
-//! it a kubelet-client CSR is approved and signed by that CA.
+//! it a kubelet-client CSR is approved and signed by that CA; a token that expired
+//! authenticates no more (401).
 
 #[allow(dead_code)]
 mod common;
@@ -341,5 +342,60 @@ fn a_join_token_gets_a_kubelet_client_certificate_signed_by_the_cluster_ca() {
         a.fail(format!(
             "CSR approved {approved}, signed by the cluster CA {signed_by_ca}, subject {subject}"
         ));
+    }
+
+    // A token authenticates until it expires, and not after.
+    let short = a
+        .runtime
+        .block_on(client.create_join_token(CreateJoinTokenRequest {
+            ttl_seconds: Some(60),
+        }))
+        .unwrap_or_else(|status| a.fail(format!("CreateJoinToken (60 s): {status}")))
+        .into_inner();
+    let as_short = as_token.replace(&created.token, &short.token);
+    let whoami = |kubeconfig: &str| {
+        a.kubectl_as(
+            kubeconfig,
+            &[
+                "auth",
+                "whoami",
+                "-o",
+                "jsonpath={.status.userInfo.username}",
+            ],
+            "",
+            Duration::from_secs(60),
+        )
+    };
+    let first = whoami(&as_short);
+    if !first.status.success() {
+        a.fail(format!(
+            "the 60 s token before it expired: {}",
+            common::kubernetes::describe(&first)
+        ));
+    }
+    let expires = std::time::UNIX_EPOCH
+        + Duration::from_secs(u64::try_from(short.expires_unix_seconds).unwrap_or(0));
+    let deadline = expires + Duration::from_secs(60);
+    loop {
+        let output = whoami(&as_short);
+        let refused = String::from_utf8_lossy(&output.stderr).contains("Unauthorized");
+        let now = std::time::SystemTime::now();
+        match (output.status.success(), refused) {
+            // The guest's clock (which the apiserver reads) may run a little ahead.
+            (false, true) if now + Duration::from_secs(5) >= expires => break,
+            (false, true) => a.fail(format!(
+                "the 60 s token was refused {:?} before it expired",
+                expires.duration_since(now).unwrap_or_default()
+            )),
+            (false, false) => a.fail(format!(
+                "the expired token failed otherwise: {}",
+                common::kubernetes::describe(&output)
+            )),
+            (true, _) if now > deadline => {
+                a.fail("the token still authenticates a minute after it expired")
+            }
+            // Still valid: ask again in a moment.
+            (true, _) => std::thread::sleep(Duration::from_secs(2)),
+        }
     }
 }
