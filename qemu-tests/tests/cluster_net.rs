@@ -182,14 +182,16 @@ fn a_join_token_gets_a_kubelet_client_certificate_signed_by_the_cluster_ca() {
     use x509_parser::prelude::{FromDer, X509Certificate};
     let a = Session::open_on(&pair().a);
     a.wait_true("node-ready", NODE_READY);
-    let mut client = a.client.clone();
-    let created = a
-        .runtime
-        .block_on(client.create_join_token(CreateJoinTokenRequest {
-            ttl_seconds: Some(600),
-        }))
-        .unwrap_or_else(|status| a.fail(format!("CreateJoinToken: {status}")))
-        .into_inner();
+    let join_token = |ttl: u32| {
+        let mut client = a.client.clone();
+        let request = CreateJoinTokenRequest {
+            ttl_seconds: Some(ttl),
+        };
+        (a.runtime.block_on(client.create_join_token(request)))
+            .unwrap_or_else(|status| a.fail(format!("CreateJoinToken ({ttl} s): {status}")))
+            .into_inner()
+    };
+    let created = join_token(600);
     if created.api != format!("{A_ADDRESS}:6443") {
         a.fail(format!("join token api {:?}", created.api));
     }
@@ -200,11 +202,15 @@ fn a_join_token_gets_a_kubelet_client_certificate_signed_by_the_cluster_ca() {
 
     // The CA hash is the SPKI hash of the CA the admin kubeconfig trusts.
     let (admin, _) = a.kubeconfig("cairn-debug", &["system:masters"], None);
-    let ca_pem = admin
+    let ca_line = admin
         .lines()
-        .find_map(|line| line.trim().strip_prefix("certificate-authority-data: "))
-        .and_then(|data| base64::engine::general_purpose::STANDARD.decode(data).ok())
+        .map(str::trim)
+        .find(|line| line.starts_with("certificate-authority-data: "))
         .unwrap_or_else(|| a.fail("no CA in the debug kubeconfig"));
+    let ca_pem = ca_line
+        .strip_prefix("certificate-authority-data: ")
+        .and_then(|data| base64::engine::general_purpose::STANDARD.decode(data).ok())
+        .unwrap_or_else(|| a.fail(format!("the kubeconfig's CA: {ca_line}")));
     let ca_der = rustls_pki_types::CertificateDer::from_pem_slice(&ca_pem)
         .unwrap_or_else(|err| a.fail(format!("the CA: {err}")));
     let (_, ca) = X509Certificate::from_der(ca_der.as_ref()).unwrap();
@@ -249,34 +255,30 @@ fn a_join_token_gets_a_kubelet_client_certificate_signed_by_the_cluster_ca() {
     }
 
     // The token authenticates as the bootstrap user.
-    let server_line = admin
-        .lines()
-        .find(|line| line.trim().starts_with("certificate-authority-data: "))
-        .unwrap()
-        .trim()
-        .to_owned();
     let as_token = format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: a\n  cluster:\n    server: {}\n    \
-         {server_line}\nusers:\n- name: joiner\n  user:\n    token: {}\ncontexts:\n- name: a\n  \
+         {ca_line}\nusers:\n- name: joiner\n  user:\n    token: {}\ncontexts:\n- name: a\n  \
          context:\n    cluster: a\n    user: joiner\ncurrent-context: a\n",
         a.cluster.api_endpoint, created.token
     );
-    let whoami = a.kubectl_as(
-        &as_token,
-        &[
-            "auth",
-            "whoami",
-            "-o",
-            "jsonpath={.status.userInfo.username}",
-        ],
-        "",
-        Duration::from_secs(60),
-    );
-    let user = String::from_utf8_lossy(&whoami.stdout).into_owned();
-    if user != format!("system:bootstrap:{id}") {
+    let whoami = |kubeconfig: &str| {
+        a.kubectl_as(
+            kubeconfig,
+            &[
+                "auth",
+                "whoami",
+                "-o",
+                "jsonpath={.status.userInfo.username}",
+            ],
+            "",
+            Duration::from_secs(60),
+        )
+    };
+    let first = whoami(&as_token);
+    if String::from_utf8_lossy(&first.stdout) != format!("system:bootstrap:{id}") {
         a.fail(format!(
             "whoami with the token: {}",
-            common::kubernetes::describe(&whoami)
+            common::kubernetes::describe(&first)
         ));
     }
 
@@ -345,27 +347,8 @@ fn a_join_token_gets_a_kubelet_client_certificate_signed_by_the_cluster_ca() {
     }
 
     // A token authenticates until it expires, and not after.
-    let short = a
-        .runtime
-        .block_on(client.create_join_token(CreateJoinTokenRequest {
-            ttl_seconds: Some(60),
-        }))
-        .unwrap_or_else(|status| a.fail(format!("CreateJoinToken (60 s): {status}")))
-        .into_inner();
+    let short = join_token(60);
     let as_short = as_token.replace(&created.token, &short.token);
-    let whoami = |kubeconfig: &str| {
-        a.kubectl_as(
-            kubeconfig,
-            &[
-                "auth",
-                "whoami",
-                "-o",
-                "jsonpath={.status.userInfo.username}",
-            ],
-            "",
-            Duration::from_secs(60),
-        )
-    };
     let first = whoami(&as_short);
     if !first.status.success() {
         a.fail(format!(

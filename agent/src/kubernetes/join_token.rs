@@ -14,6 +14,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+use crate::reconciler::MANAGED_BY;
+
 /// The characters of a token's id and secret (upstream's `[a-z0-9]`).
 const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 pub const ID_LEN: usize = 6;
@@ -68,12 +70,7 @@ impl JoinToken {
             metadata: ObjectMeta {
                 name: Some(format!("bootstrap-token-{}", self.id)),
                 namespace: Some(NAMESPACE.to_owned()),
-                labels: Some(
-                    [crate::reconciler::MANAGED_BY]
-                        .iter()
-                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                        .collect(),
-                ),
+                labels: Some([(MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned())].into()),
                 ..ObjectMeta::default()
             },
             type_: Some(SECRET_TYPE.to_owned()),
