@@ -11,7 +11,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use cairn_api::names::condition;
-use cairn_api::node_config::NodeConfig;
+use cairn_api::node_config::{NodeConfig, Role};
 
 use crate::api::owner::Offered;
 use crate::conditions::Conditions;
@@ -259,20 +259,31 @@ impl Boot<'_> {
         let mut pid1 = Pid1::start(sys, reaper.clone())?;
         let node = self.configure_network(identity, settings).await;
         let supervisor = Supervisor::new(reaper, self.conditions.clone(), self.logs.clone());
-        let pki = match trust {
-            Trust::Established => {
+        let config = &settings.config;
+        let role = config
+            .cluster
+            .as_ref()
+            .map_or(Role::ControlPlane, |c| c.role);
+        // The cluster's PKI (a control-plane node's), and the CA that signs the node
+        // API's certificate: the cluster CA, or a worker's node-local one.
+        let (pki, api_ca) = match (trust, role) {
+            (Trust::Established, Role::ControlPlane) => {
                 let pki = self.create_pki(&node);
                 let have_pki = pki.is_some();
-                let config = &settings.config;
                 self.start_services(&supervisor, &node, have_pki, config, system_cgroup)?;
-                pki
+                (pki.clone(), pki)
             }
-            Trust::KeyUnreadable => {
+            (Trust::Established, Role::Worker) => {
+                let local = self.create_node_local_ca();
+                self.start_services(&supervisor, &node, false, config, system_cgroup)?;
+                (None, local)
+            }
+            (Trust::KeyUnreadable, _) => {
                 self.hold_services();
-                None
+                (None, None)
             }
         };
-        let apis = self.start_apis(&supervisor, &node, pki, pid1.requester(), settings);
+        let apis = self.start_apis(&supervisor, &node, pki, api_ca, pid1.requester(), settings);
         self.announce_ready(identity, &apis)?;
         let request = pid1.shutdown_request().await;
         tracing::info!("stopping services");
@@ -360,6 +371,33 @@ impl Boot<'_> {
         }
     }
 
+    /// A worker's instead of [`Boot::create_pki`]: it holds no cluster CA key, so its
+    /// node API's certificate comes from a CA of its own, kept on the data disk (the
+    /// owner's clients pin it). The cluster CA comes with joining (`joined`). Not
+    /// fatal: without it only the node API is missing, and `pki` says why.
+    fn create_node_local_ca(&self) -> Option<Arc<Pki>> {
+        let dir = self.paths.resolve(crate::api::node::LOCAL_CA_DIR);
+        match pki::ensure_ca(&dir, OffsetDateTime::now_utc()) {
+            Ok(ca) => {
+                let reason = format!(
+                    "worker: node-local CA for the node API in {}; the cluster's CA comes \
+                     with joining",
+                    dir.display()
+                );
+                tracing::info!("{reason}");
+                self.conditions.set(kubernetes::PKI_CONDITION, true, reason);
+                Some(Arc::new(ca))
+            }
+            Err(err) => {
+                let reason = cairn_api::error_chain(&err);
+                tracing::error!("pki: {reason}");
+                self.conditions
+                    .set(kubernetes::PKI_CONDITION, false, reason);
+                None
+            }
+        }
+    }
+
     /// After the network and the PKI, which most services depend on through their
     /// conditions; each service still waits for its own dependencies in its own task,
     /// so this returns at once and a slow or broken service holds up nothing else.
@@ -378,7 +416,17 @@ impl Boot<'_> {
             tracing::error!("containerd config: {reason}");
             self.conditions.set(containerd::SERVICE, false, reason);
         }
-        let mut specs = services::services(self.paths, node, system_cgroup);
+        let cluster = settings.cluster.as_ref();
+        let role = cluster.map_or(Role::ControlPlane, |c| c.role);
+        if role == Role::Worker {
+            if let Err(err) = kubernetes::write_worker_configs(self.paths, node) {
+                let reason = cairn_api::error_chain(&err);
+                tracing::error!("kubelet config: {reason}");
+                self.conditions
+                    .set(kubernetes::kubelet::SERVICE, false, reason);
+            }
+        }
+        let mut specs = services::services(self.paths, node, role, system_cgroup);
         let profiled = cfg!(feature = "debug-service") && crate::profile::requested(self.paths);
         if profiled {
             tracing::info!(
@@ -398,8 +446,15 @@ impl Boot<'_> {
             self.conditions.clone(),
             self.paths.clone(),
         ));
-        if have_pki {
-            kubernetes::spawn_followers(self.paths, node, &self.conditions);
+        match role {
+            Role::ControlPlane if have_pki => {
+                kubernetes::spawn_followers(self.paths, node, &self.conditions);
+            }
+            Role::ControlPlane => {}
+            Role::Worker => {
+                let join = cluster.and_then(|c| c.join.clone());
+                kubernetes::spawn_worker_followers(self.paths, node, join, &self.conditions);
+            }
         }
         Ok(())
     }
@@ -427,6 +482,7 @@ impl Boot<'_> {
         supervisor: &Supervisor,
         node: &Node,
         pki: Option<Arc<Pki>>,
+        api_ca: Option<Arc<Pki>>,
         power: PowerRequester,
         settings: &node_config::Loaded,
     ) -> Vec<&'static str> {
@@ -436,7 +492,7 @@ impl Boot<'_> {
             logs: self.logs.clone(),
             services: Arc::new(supervisor.clone()),
             paths: self.paths.clone(),
-            pki: pki.clone(),
+            pki,
             power,
             node_ip: node.ip,
         });
@@ -464,8 +520,8 @@ impl Boot<'_> {
                 return apis;
             }
         };
-        let Some(pki) = pki else {
-            let reason = format!("{owner}; no cluster PKI to issue its certificate (see pki)");
+        let Some(pki) = api_ca else {
+            let reason = format!("{owner}; no CA to issue its certificate (see pki)");
             self.conditions.set(condition::NODE_API, false, reason);
             return apis;
         };

@@ -19,6 +19,10 @@ pub mod condition {
     pub const BUILTIN_OBJECTS: &str = "builtin-objects";
     /// The Node object reports Ready.
     pub const NODE_READY: &str = "node-ready";
+    /// A worker holds the cluster CA (pinned by its join credential) and a
+    /// bootstrap token the control plane accepted, or a client certificate from an
+    /// earlier join.
+    pub const JOINED: &str = "joined";
     /// The owner's node API serves. Not in [`BOOT_ORDER`]: a node with no owner never
     /// serves it, and the condition's reason says so.
     pub const NODE_API: &str = "node-api";
@@ -44,6 +48,24 @@ pub mod condition {
         super::service::KUBE_PROXY,
         super::service::CLUSTER_DNS,
         super::service::KUBELET,
+        NODE_READY,
+    ];
+
+    /// Every condition a worker sets, in boot order: no etcd or control plane, and
+    /// `pki` is the node-local CA of its node API; the cluster's CA comes with `joined`.
+    pub const WORKER_BOOT_ORDER: [&str; 13] = [
+        MOUNTS,
+        MODULES,
+        NODE_CONFIG,
+        STORAGE,
+        IDENTITY,
+        NETWORK,
+        PKI,
+        JOINED,
+        super::service::CONTAINERD,
+        IMAGES,
+        super::service::KUBELET,
+        super::service::KUBE_PROXY,
         NODE_READY,
     ];
 }
@@ -74,6 +96,9 @@ pub mod service {
         CLUSTER_DNS,
         KUBELET,
     ];
+
+    /// The services of a worker, in start order.
+    pub const WORKER: [&str; 3] = [CONTAINERD, KUBELET, KUBE_PROXY];
 }
 
 /// The management APIs a boot serves, as `CAIRN_READY`'s `apis` lists them.
@@ -119,6 +144,10 @@ mod tests {
         assert_eq!(names.len(), condition::BOOT_ORDER.len());
         for service in service::ALL {
             assert!(condition::BOOT_ORDER.contains(&service), "{service}");
+        }
+        for service in service::WORKER {
+            assert!(condition::WORKER_BOOT_ORDER.contains(&service), "{service}");
+            assert!(service::ALL.contains(&service), "{service}");
         }
     }
 }

@@ -8,15 +8,20 @@ use sha2::{Digest, Sha256};
 
 /// `-----BEGIN CERTIFICATE-----`, the DER in base64 lines of 64, `-----END ...`.
 pub fn certificate(der: &[u8]) -> String {
+    encode("CERTIFICATE", der)
+}
+
+/// A PEM block of `label` (`CERTIFICATE`, `PRIVATE KEY`, ...) holding `der`.
+pub fn encode(label: &str, der: &[u8]) -> String {
     use base64::engine::general_purpose::STANDARD;
     use base64::Engine;
     let text = STANDARD.encode(der);
-    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    let mut pem = format!("-----BEGIN {label}-----\n");
     for line in text.as_bytes().chunks(64) {
         pem.push_str(&String::from_utf8_lossy(line));
         pem.push('\n');
     }
-    pem.push_str("-----END CERTIFICATE-----\n");
+    pem.push_str(&format!("-----END {label}-----\n"));
     pem
 }
 

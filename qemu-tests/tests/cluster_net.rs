@@ -60,6 +60,8 @@ fn boot_pair() -> Result<Pair, String> {
             cluster: Some(ClusterSettings {
                 address: format!("{address}/{PREFIX}"),
                 device: ClusterSettings::DEFAULT_DEVICE.to_owned(),
+                role: Default::default(),
+                join: None,
             }),
             ..Default::default()
         });

@@ -55,6 +55,9 @@ pub const NODE_API_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(
 /// kubeconfig does; a group bound by a reconciled ClusterRoleBinding would not, and
 /// would not work until the reconciler first ran. The certificate is short-lived and
 /// names the owner, so the audit trail tells owner requests apart.
+/// A worker's node-local CA, which signs its node API certificate (a control-plane
+/// node's comes from the cluster CA).
+pub const LOCAL_CA_DIR: &str = "/var/lib/cairn/node-api-ca";
 pub const OWNER_USER: &str = "cairn:owner";
 pub const OWNER_GROUP: &str = "system:masters";
 /// How long the node API's serving certificate is valid; a new one is issued at

@@ -85,6 +85,49 @@ pub fn client(pki_dir: &Path, server_url: &str) -> Result<kube::Client, ClientEr
     })
 }
 
+/// A client with a worker kubelet's credentials (`kubeconfig`, which the kubelet
+/// writes after its TLS bootstrap: the server, the cluster CA inline, and one PEM file
+/// holding the client certificate and its key, named twice). The certificate and key
+/// are read apart here, so the client presents the certificate once.
+pub async fn kubelet_client(kubeconfig: &Path) -> Result<kube::Client, String> {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let named = |err: &dyn std::error::Error| {
+        format!("{}: {}", kubeconfig.display(), cairn_api::error_chain(err))
+    };
+    let file = Kubeconfig::read_from(kubeconfig).map_err(|e| named(&e))?;
+    let mut config = Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
+        .await
+        .map_err(|e| named(&e))?;
+    let auth = &mut config.auth_info;
+    if let Some(path) = auth.client_certificate.take() {
+        let pem = read(Path::new(&path)).map_err(|e| named(&e))?;
+        let (mut certs, mut key) = (String::new(), String::new());
+        for block in rustls_pki_types::pem::PemObject::pem_slice_iter(&pem) {
+            let (kind, der): (rustls_pki_types::pem::SectionKind, Vec<u8>) =
+                block.map_err(|e| named(&e))?;
+            let label = match kind {
+                rustls_pki_types::pem::SectionKind::Certificate => "CERTIFICATE",
+                rustls_pki_types::pem::SectionKind::EcPrivateKey => "EC PRIVATE KEY",
+                rustls_pki_types::pem::SectionKind::PrivateKey => "PRIVATE KEY",
+                _ => continue,
+            };
+            let text = cairn_api::pem::encode(label, &der);
+            match kind {
+                rustls_pki_types::pem::SectionKind::Certificate => certs.push_str(&text),
+                _ => key.push_str(&text),
+            }
+        }
+        use base64::Engine as _;
+        let b64 = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+        auth.client_certificate_data = Some(b64(&certs));
+        auth.client_key = None;
+        auth.client_key_data = Some(b64(&key).into());
+    }
+    config.connect_timeout = Some(CONNECT_TIMEOUT);
+    config.read_timeout = Some(READ_TIMEOUT);
+    kube::Client::try_from(config).map_err(|e| named(&e))
+}
+
 /// The client configuration [`client`] uses: CA, client certificate and timeouts.
 pub fn config(pki_dir: &Path, server_url: &str) -> Result<Config, ClientError> {
     let cluster_url = server_url.parse().map_err(|source| ClientError::Url {

@@ -102,10 +102,15 @@ fn random_chars(n: usize) -> Result<String, getrandom::Error> {
 /// kubeadm's `--discovery-token-ca-cert-hash`.
 pub fn ca_hash(pem: &str) -> Result<String, String> {
     use rustls_pki_types::pem::PemObject;
-    use x509_parser::prelude::{FromDer, X509Certificate};
     let der = rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
         .map_err(|err| format!("the CA holds no PEM certificate: {err}"))?;
-    let (_, cert) = X509Certificate::from_der(der.as_ref())
+    ca_hash_der(der.as_ref())
+}
+
+/// [`ca_hash`] of a DER certificate.
+pub fn ca_hash_der(der: &[u8]) -> Result<String, String> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, cert) = X509Certificate::from_der(der)
         .map_err(|err| format!("the CA certificate does not parse: {err}"))?;
     let spki = cert.tbs_certificate.subject_pki.raw;
     Ok(format!("sha256:{}", hex::encode(Sha256::digest(spki))))

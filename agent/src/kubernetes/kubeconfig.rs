@@ -51,6 +51,36 @@ current-context: {cluster}
     )
 }
 
+/// A kubeconfig that reaches `server`, trusts `ca_pem` and authenticates with the
+/// bearer `token` (a worker's bootstrap kubeconfig). Holds a secret: mode 0600.
+pub fn render_token(server: &str, ca_pem: &str, token: &str, user: &str) -> String {
+    let q = |s: &str| serde_json::Value::from(s).to_string();
+    let (cluster, user) = (q(CLUSTER), q(user));
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: {cluster}
+  cluster:
+    server: {server}
+    certificate-authority-data: {ca}
+users:
+- name: {user}
+  user:
+    token: {token}
+contexts:
+- name: {cluster}
+  context:
+    cluster: {cluster}
+    user: {user}
+current-context: {cluster}
+",
+        server = q(server),
+        ca = STANDARD.encode(ca_pem.as_bytes()),
+        token = q(token),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use ::kube::config::Kubeconfig;
@@ -80,5 +110,28 @@ mod tests {
         assert!(auth.client_key_data.is_some());
         let context = config.contexts[0].context.as_ref().unwrap();
         assert_eq!(context.user.as_deref(), Some(user.name.as_str()));
+    }
+
+    #[test]
+    fn a_token_kubeconfig_carries_the_token_and_no_key() {
+        let text = render_token(
+            "https://192.168.100.10:6443",
+            "CA\n",
+            "abcdef.0123456789abcdef",
+            "u",
+        );
+        let config = Kubeconfig::from_yaml(&text).unwrap();
+        let auth = config.auth_infos[0].auth_info.as_ref().unwrap();
+        assert!(auth.token.is_some());
+        assert!(
+            text.contains("    token: \"abcdef.0123456789abcdef\"\n"),
+            "{text}"
+        );
+        assert!(auth.client_key_data.is_none());
+        let cluster = config.clusters[0].cluster.as_ref().unwrap();
+        assert_eq!(
+            cluster.server.as_deref(),
+            Some("https://192.168.100.10:6443")
+        );
     }
 }

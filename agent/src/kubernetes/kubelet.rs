@@ -13,10 +13,11 @@
 use serde_json::json;
 
 use super::probe;
-use super::{cluster_dns, Files, Node, CLUSTER_DOMAIN, PKI_CONDITION};
+use super::{cluster_dns, join, Files, Node, CLUSTER_DOMAIN, PKI_CONDITION};
 use crate::containerd;
 use crate::supervisor::ServiceSpec;
 use crate::Paths;
+use cairn_api::node_config::Role;
 
 pub const SERVICE: &str = cairn_api::names::service::KUBELET;
 pub const CONFIG: &str = "kubelet.json";
@@ -27,14 +28,31 @@ pub const ROOT_DIR: &str = "/var/lib/kubelet";
 /// The kubelet's plain-HTTP healthz listener (loopback only).
 pub const HEALTH_URL: &str = "http://127.0.0.1:10248";
 
-pub fn service(paths: &Paths, files: &Files, node: &Node) -> ServiceSpec {
+pub fn service(paths: &Paths, files: &Files, node: &Node, role: Role) -> ServiceSpec {
     let mut args = vec![
         "kubelet".to_owned(),
         format!("--config={}", files.config(CONFIG)),
-        format!("--kubeconfig={}", files.config(KUBECONFIG)),
         format!("--root-dir={}", paths.resolve(ROOT_DIR).display()),
         format!("--hostname-override={}", node.name),
     ];
+    // A worker's kubelet bootstraps its client certificate with the join token and
+    // keeps it (and the kubeconfig naming it) on the data disk.
+    let (kubeconfig, credentials) = match role {
+        Role::ControlPlane => (files.config(KUBECONFIG), PKI_CONDITION),
+        Role::Worker => {
+            args.push(format!(
+                "--bootstrap-kubeconfig={}",
+                files.config(join::BOOTSTRAP_KUBECONFIG)
+            ));
+            args.push(format!(
+                "--cert-dir={}",
+                paths.resolve(join::CERT_DIR).display()
+            ));
+            let kubeconfig = paths.resolve(join::KUBELET_KUBECONFIG);
+            (kubeconfig.display().to_string(), join::CONDITION)
+        }
+    };
+    args.push(format!("--kubeconfig={kubeconfig}"));
     if let Some(ip) = node.ip {
         args.push(format!("--node-ip={ip}"));
     }
@@ -50,14 +68,18 @@ pub fn service(paths: &Paths, files: &Files, node: &Node) -> ServiceSpec {
         // setup: several seconds under TCG) then overlaps the apiserver's, which
         // leaves most of the second vCPU idle (`make profile-boot`). Its requests need
         // no RBAC role: the Node authorizer admits a kubelet's own objects.
-        .depends_on(PKI_CONDITION)
+        .depends_on(credentials)
         .depends_on(crate::network::CONDITION)
         .readiness(probe::healthz(files.pki_dir(), HEALTH_URL))
 }
 
-/// The KubeletConfiguration (JSON, which the kubelet reads like YAML).
-pub fn config(files: &Files) -> String {
-    let config = json!({
+/// The KubeletConfiguration (JSON, which the kubelet reads like YAML). A control-plane
+/// node's kubelet serves with the `kubelet-server` leaf; a worker's asks for its
+/// serving certificate by CSR (`serverTLSBootstrap`) and renews its client certificate
+/// as it nears expiry (`rotateCertificates`). Both trust client certificates of the
+/// cluster CA (on a worker, the one its join pinned).
+pub fn config(files: &Files, role: Role) -> String {
+    let mut config = json!({
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
         "containerRuntimeEndpoint": super::containerd_endpoint(),
@@ -69,11 +91,9 @@ pub fn config(files: &Files) -> String {
             "x509": { "clientCAFile": files.ca() },
         },
         "authorization": { "mode": "Webhook" },
-        "tlsCertFile": files.cert(SERVING_LEAF),
-        "tlsPrivateKeyFile": files.key(SERVING_LEAF),
         "tlsMinVersion": "VersionTLS13",
-        "rotateCertificates": false,
-        "serverTLSBootstrap": false,
+        "rotateCertificates": role == Role::Worker,
+        "serverTLSBootstrap": role == Role::Worker,
         // Pods with dnsPolicy Default get the node's resolvers; ClusterFirst pods
         // (the default) get the cluster DNS Service and the search path of their
         // namespace.
@@ -99,6 +119,10 @@ pub fn config(files: &Files) -> String {
         "imageMaximumGCAge": "0s",
         "readOnlyPort": 0,
     });
+    if role == Role::ControlPlane {
+        config["tlsCertFile"] = files.cert(SERVING_LEAF).into();
+        config["tlsPrivateKeyFile"] = files.key(SERVING_LEAF).into();
+    }
     let mut text = serde_json::to_string_pretty(&config).unwrap_or_default();
     text.push('\n');
     text

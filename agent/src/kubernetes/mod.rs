@@ -22,6 +22,7 @@ pub mod cluster_dns;
 pub mod controller_manager;
 pub mod dns_upstream;
 pub mod etcd;
+pub mod join;
 pub mod join_token;
 pub mod kubeconfig;
 pub mod kubelet;
@@ -32,6 +33,8 @@ pub mod scheduler;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
+
+use cairn_api::node_config::Role;
 
 use crate::conditions::Conditions;
 use crate::pki::Pki;
@@ -127,18 +130,42 @@ impl Files {
     }
 }
 
-/// Every Kubernetes service of the node.
-pub fn services(paths: &Paths, node: &Node) -> Vec<ServiceSpec> {
+/// Every Kubernetes service of a node in `role`: a worker runs only the kubelet and
+/// kube-proxy.
+pub fn services(paths: &Paths, node: &Node, role: Role) -> Vec<ServiceSpec> {
     let files = Files::new(paths);
-    vec![
-        etcd::service(paths, &files, node),
-        apiserver::service(paths, &files, node),
-        controller_manager::service(paths, &files),
-        scheduler::service(paths, &files),
-        proxy::service(paths, &files),
-        cluster_dns::service(paths, &files),
-        kubelet::service(paths, &files, node),
-    ]
+    match role {
+        Role::ControlPlane => vec![
+            etcd::service(paths, &files, node),
+            apiserver::service(paths, &files, node),
+            controller_manager::service(paths, &files),
+            scheduler::service(paths, &files),
+            proxy::service(paths, &files, role),
+            cluster_dns::service(paths, &files),
+            kubelet::service(paths, &files, node, role),
+        ],
+        Role::Worker => vec![
+            kubelet::service(paths, &files, node, role),
+            proxy::service(paths, &files, role),
+        ],
+    }
+}
+
+/// A worker's config files: the kubelet's and kube-proxy's; their credentials come
+/// from joining ([`join`]). Run before the supervisor starts.
+pub fn write_worker_configs(paths: &Paths, node: &Node) -> Result<(), KubernetesError> {
+    let files = Files::new(paths);
+    create_dir(Path::new(&files.config("")))?;
+    write_file(
+        &files.config(kubelet::CONFIG),
+        &kubelet::config(&files, Role::Worker),
+        0o644,
+    )?;
+    write_file(
+        &files.config(proxy::CONFIG),
+        &proxy::config(paths, &files, node, Role::Worker),
+        0o644,
+    )
 }
 
 /// Writes every component's config files and kubeconfigs (the latter hold private
@@ -179,12 +206,12 @@ pub fn write_configs(paths: &Paths, pki: &Pki, node: &Node) -> Result<(), Kubern
     // ships Debian's base-passwd for it (image/cairn.toml).
     write_file(
         &files.config(kubelet::CONFIG),
-        &kubelet::config(&files),
+        &kubelet::config(&files, Role::ControlPlane),
         0o644,
     )?;
     write_file(
         &files.config(proxy::CONFIG),
-        &proxy::config(&files, node),
+        &proxy::config(paths, &files, node, Role::ControlPlane),
         0o644,
     )?;
     // The network step wrote resolv.conf before this; no name server there means
@@ -205,13 +232,34 @@ pub fn write_configs(paths: &Paths, pki: &Pki, node: &Node) -> Result<(), Kubern
 pub fn spawn_followers(paths: &Paths, node: &Node, conditions: &Conditions) {
     let pki_dir = Files::new(paths).pki_dir().to_owned();
     tokio::spawn(node_ready::run(
-        pki_dir.clone(),
+        node_ready::Source::Agent(pki_dir.clone()),
         node.name.clone(),
         conditions.clone(),
     ));
     tokio::spawn(reconcile_when_ready(
         pki_dir,
         node.clone(),
+        conditions.clone(),
+    ));
+}
+
+/// A worker's tasks: joining the cluster (`joined`, which the kubelet waits for), then
+/// `node-ready` from its Node object, read with the kubelet's credentials.
+pub fn spawn_worker_followers(
+    paths: &Paths,
+    node: &Node,
+    join: Option<cairn_api::node_config::Join>,
+    conditions: &Conditions,
+) {
+    tokio::spawn(join::run(
+        paths.clone(),
+        join,
+        node.name.clone(),
+        conditions.clone(),
+    ));
+    tokio::spawn(node_ready::run(
+        node_ready::Source::Kubelet(paths.resolve(join::KUBELET_KUBECONFIG)),
+        node.name.clone(),
         conditions.clone(),
     ));
 }

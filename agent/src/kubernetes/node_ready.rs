@@ -23,24 +23,59 @@ const PERIOD: Duration = Duration::from_secs(1);
 /// Between two reads while the node is Ready.
 const STEADY: Duration = Duration::from_secs(5);
 
-/// Follows the Node `node_name` for good; spawn once after the PKI step.
-pub async fn run(pki_dir: PathBuf, node_name: String, conditions: Conditions) {
-    conditions.set(CONDITION, false, "waiting for kube-apiserver");
-    let boot_started = unix_now();
-    let client = match super::client::client(&pki_dir, super::client::LOCAL_APISERVER) {
-        Ok(client) => client,
-        Err(err) => {
-            let reason = error_chain(&err);
-            tracing::error!("node-ready: {reason}");
-            return conditions.set(CONDITION, false, reason);
+/// Whose eyes the Node is read with.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// The agent's client to the local apiserver (PKI directory); a control-plane node.
+    Agent(PathBuf),
+    /// The kubelet's kubeconfig, to its control plane; a worker, which has no client
+    /// of its own. Read once the kubelet is ready (it writes the file before).
+    Kubelet(PathBuf),
+}
+
+impl Source {
+    /// The condition to wait for before asking.
+    fn gate(&self) -> &'static str {
+        match self {
+            Source::Agent(_) => super::apiserver::SERVICE,
+            Source::Kubelet(_) => super::kubelet::SERVICE,
         }
-    };
-    let nodes: Api<Node> = Api::all(client);
+    }
+
+    async fn client(&self) -> Result<kube::Client, String> {
+        match self {
+            Source::Agent(pki_dir) => {
+                super::client::client(pki_dir, super::client::LOCAL_APISERVER)
+                    .map_err(|err| error_chain(&err))
+            }
+            Source::Kubelet(kubeconfig) => super::client::kubelet_client(kubeconfig).await,
+        }
+    }
+}
+
+/// Follows the Node `node_name` for good; spawn once after the PKI step.
+pub async fn run(source: Source, node_name: String, conditions: Conditions) {
+    let gate = source.gate();
+    conditions.set(CONDITION, false, format!("waiting for {gate}"));
+    let boot_started = unix_now();
+    let mut nodes: Option<Api<Node>> = None;
     let mut next = Duration::ZERO;
     loop {
         tokio::time::sleep(next).await;
-        conditions.wait_true(super::apiserver::SERVICE).await;
-        let (ready, reason) = match nodes.get_opt(&node_name).await {
+        conditions.wait_true(gate).await;
+        next = PERIOD;
+        if nodes.is_none() {
+            match source.client().await {
+                Ok(client) => nodes = Some(Api::all(client)),
+                Err(reason) => {
+                    tracing::error!("node-ready: {reason}");
+                    conditions.set(CONDITION, false, reason);
+                    continue;
+                }
+            }
+        }
+        let Some(api) = &nodes else { continue };
+        let (ready, reason) = match api.get_opt(&node_name).await {
             Ok(Some(node)) => readiness(&node, boot_started),
             Ok(None) => (false, format!("node {node_name} is not registered yet")),
             Err(err) => (

@@ -14,10 +14,11 @@
 use serde_json::json;
 
 use super::probe;
-use super::{apiserver, Files, Node};
+use super::{apiserver, join, kubelet, Files, Node};
 use crate::containerd::{self, cni};
 use crate::supervisor::ServiceSpec;
 use crate::Paths;
+use cairn_api::node_config::Role;
 
 pub const SERVICE: &str = cairn_api::names::service::KUBE_PROXY;
 pub const CONFIG: &str = "kube-proxy.json";
@@ -28,17 +29,36 @@ pub const USER: &str = "system:kube-proxy";
 pub const HEALTH_URL: &str = "http://127.0.0.1:10256";
 pub const METRICS_ADDRESS: &str = "127.0.0.1:10249";
 
-pub fn service(paths: &Paths, files: &Files) -> ServiceSpec {
+pub fn service(paths: &Paths, files: &Files, role: Role) -> ServiceSpec {
     let args = [
         "kube-proxy".to_owned(),
         format!("--config={}", files.config(CONFIG)),
     ];
+    // A worker's kube-proxy uses the kubelet's credentials, which exist once the
+    // kubelet is up (it writes them after its TLS bootstrap).
+    let after = match role {
+        Role::ControlPlane => apiserver::SERVICE,
+        Role::Worker => kubelet::SERVICE,
+    };
     ServiceSpec::new(SERVICE, paths.resolve(super::KUBE))
         .args(args)
         // knftables execs `nft` from PATH.
         .env("PATH", containerd::PATH)
-        .depends_on(apiserver::SERVICE)
+        .depends_on(after)
         .readiness(probe::healthz(files.pki_dir(), HEALTH_URL))
+}
+
+/// The kubeconfig kube-proxy reads: its own leaf's on a control-plane node; on a
+/// worker, which holds no CA key to issue one, the kubelet's (`system:node:<name>`,
+/// which the control plane binds to `system:node-proxier`).
+fn kubeconfig(paths: &Paths, files: &Files, role: Role) -> String {
+    match role {
+        Role::ControlPlane => files.config(KUBECONFIG),
+        Role::Worker => paths
+            .resolve(join::KUBELET_KUBECONFIG)
+            .display()
+            .to_string(),
+    }
 }
 
 /// `primary`, and the `ip=` address when the node's address is the cluster NIC's.
@@ -49,12 +69,12 @@ fn node_port_addresses(node: &Node) -> Vec<String> {
 }
 
 /// The KubeProxyConfiguration (JSON, which kube-proxy reads like YAML).
-pub fn config(files: &Files, node: &Node) -> String {
+pub fn config(paths: &Paths, files: &Files, node: &Node, role: Role) -> String {
     let config = json!({
         "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
         "kind": "KubeProxyConfiguration",
         "mode": "nftables",
-        "clientConnection": { "kubeconfig": files.config(KUBECONFIG) },
+        "clientConnection": { "kubeconfig": kubeconfig(paths, files, role) },
         "hostnameOverride": node.name,
         "healthzBindAddress": "127.0.0.1:10256",
         "metricsBindAddress": METRICS_ADDRESS,

@@ -17,7 +17,7 @@ fn flag<'a>(spec: &'a ServiceSpec, name: &str) -> Option<&'a str> {
 
 #[test]
 fn every_component_runs_the_multiplexer_with_its_name_first() {
-    let specs = services(&Paths::system(), &node());
+    let specs = services(&Paths::system(), &node(), Role::ControlPlane);
     let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(
         names,
@@ -54,7 +54,7 @@ fn every_component_runs_the_multiplexer_with_its_name_first() {
 
 #[test]
 fn dependencies_give_the_documented_start_order() {
-    let specs = services(&Paths::system(), &node());
+    let specs = services(&Paths::system(), &node(), Role::ControlPlane);
     let deps = |name: &str| {
         let spec = specs.iter().find(|s| s.name == name).unwrap();
         spec.dependencies.clone()
@@ -72,7 +72,7 @@ fn dependencies_give_the_documented_start_order() {
 
 #[test]
 fn the_apiserver_is_locked_down_and_advertises_the_node_ip() {
-    let specs = services(&Paths::system(), &node());
+    let specs = services(&Paths::system(), &node(), Role::ControlPlane);
     let api = &specs[1];
     assert_eq!(flag(api, "anonymous-auth"), Some("false"));
     assert_eq!(flag(api, "authorization-mode"), Some("Node,RBAC"));
@@ -193,7 +193,7 @@ fn a_cluster_address_is_the_nodes_kubernetes_address() {
         uplink: Some(Ipv4Addr::new(10, 0, 2, 15)),
         ..node()
     };
-    let specs = services(&Paths::system(), &node);
+    let specs = services(&Paths::system(), &node, Role::ControlPlane);
     let spec = |name: &str| specs.iter().find(|s| s.name == name).unwrap();
     assert_eq!(
         flag(spec("kube-apiserver"), "advertise-address"),
@@ -220,4 +220,62 @@ fn a_cluster_address_is_the_nodes_kubernetes_address() {
     );
     let corefile = std::fs::read_to_string(config.join("cluster-dns.Corefile")).unwrap();
     assert!(corefile.contains("bind 192.168.100.10"), "{corefile}");
+}
+
+/// A worker runs the kubelet and kube-proxy only, both on credentials from joining: the
+/// kubelet bootstraps with the token and keeps its certificates on the data disk, asks
+/// for its serving certificate by CSR, and kube-proxy uses the kubelet's kubeconfig.
+#[test]
+fn a_worker_runs_a_kubelet_that_bootstraps_and_a_kube_proxy_on_its_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = Paths::under_root(dir.path());
+    let specs = services(&paths, &node(), Role::Worker);
+    let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["kubelet", "kube-proxy"]);
+    let (kubelet_spec, proxy_spec) = (&specs[0], &specs[1]);
+    let root = |p: &str| paths.resolve(p).display().to_string();
+    assert_eq!(
+        flag(kubelet_spec, "bootstrap-kubeconfig"),
+        Some(root("/etc/kubernetes/bootstrap-kubelet.kubeconfig").as_str())
+    );
+    assert_eq!(
+        flag(kubelet_spec, "kubeconfig"),
+        Some(root("/var/lib/kubelet/kubeconfig").as_str())
+    );
+    assert_eq!(
+        flag(kubelet_spec, "cert-dir"),
+        Some(root("/var/lib/kubelet/pki").as_str())
+    );
+    assert_eq!(
+        kubelet_spec.dependencies,
+        ["containerd", "images", "joined", "network"]
+    );
+    assert_eq!(proxy_spec.dependencies, ["kubelet"]);
+
+    write_worker_configs(&paths, &node()).unwrap();
+    let config = dir.path().join("etc/kubernetes");
+    let read = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(config.join(name)).unwrap()).unwrap()
+    };
+    let kubelet_config = read("kubelet.json");
+    assert_eq!(kubelet_config["serverTLSBootstrap"], true);
+    assert_eq!(kubelet_config["rotateCertificates"], true);
+    assert!(kubelet_config.get("tlsCertFile").is_none());
+    assert_eq!(
+        kubelet_config["authentication"]["x509"]["clientCAFile"],
+        root("/var/lib/cairn/pki/ca.crt")
+    );
+    let proxy_config = read("kube-proxy.json");
+    assert_eq!(
+        proxy_config["clientConnection"]["kubeconfig"],
+        root("/var/lib/kubelet/kubeconfig")
+    );
+    // Nothing of the control plane's.
+    let written: Vec<_> = std::fs::read_dir(&config)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    let mut written = written;
+    written.sort();
+    assert_eq!(written, ["kube-proxy.json", "kubelet.json"]);
 }

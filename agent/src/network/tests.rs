@@ -219,6 +219,8 @@ fn cluster(address: &str, device: &str) -> Cluster {
     Cluster {
         address: address.to_owned(),
         device: device.to_owned(),
+        role: Default::default(),
+        join: None,
     }
 }
 

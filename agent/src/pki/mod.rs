@@ -127,6 +127,18 @@ pub fn ensure(dir: &Path, node: &NodeSubject, now: OffsetDateTime) -> Result<Pki
     Ok(pki)
 }
 
+/// Loads or creates only a CA in `dir`: a worker's node-local CA, which signs its node
+/// API's certificate and nothing of the cluster's.
+pub fn ensure_ca(dir: &Path, now: OffsetDateTime) -> Result<Pki, PkiError> {
+    files::create_dir(dir)?;
+    let (ca_pem, issuer) = load_or_create_ca(dir, now)?;
+    Ok(Pki {
+        dir: dir.to_owned(),
+        ca_pem,
+        issuer,
+    })
+}
+
 impl Pki {
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -57,7 +57,8 @@ pub fn builtin_objects() -> Vec<Declared> {
 
 /// What a joining kubelet needs (kubelet TLS bootstrapping, kubeadm's three bindings
 /// under cairn names): with a join token it may create its client CSR and have the
-/// controller-manager's approver approve it; once a node, it may renew its own. The
+/// controller-manager's approver approve it; once a node, it may renew its own; and
+/// what a worker's kube-proxy needs on the same credentials. The
 /// ClusterRoles are Kubernetes' own. Only [`WORKER_GROUP`] (cairn's join tokens), not
 /// every `system:bootstrappers` token, gets the first two.
 pub const JOIN_BINDINGS: &[(&str, &str, &str, &str)] = &[
@@ -78,6 +79,14 @@ pub const JOIN_BINDINGS: &[(&str, &str, &str, &str)] = &[
         "Group",
         "system:nodes",
         "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+    ),
+    // A worker's kube-proxy runs on its kubelet's credentials (it holds no CA key to
+    // issue a `system:kube-proxy` certificate): nodes may read what kube-proxy reads.
+    (
+        "cairn:node-proxier",
+        "Group",
+        "system:nodes",
+        "system:node-proxier",
     ),
 ];
 const WORKER_GROUP: &str = crate::kubernetes::join_token::WORKER_GROUP;

@@ -254,7 +254,7 @@ async fn the_condition_follows_the_passes_and_failures_are_retried() {
     let deadline = tokio::time::Instant::now() + PERIOD * 2;
     let condition = conditions.wait(CONDITION, deadline).await.unwrap();
     assert!(
-        condition.reason.starts_with("5 built-in objects"),
+        condition.reason.starts_with("6 built-in objects"),
         "{}",
         condition.reason
     );
@@ -311,6 +311,7 @@ fn join_tokens_may_bootstrap_a_kubelet_and_nodes_renew_their_own() {
             "system:nodes",
             "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
         ),
+        ("cairn:node-proxier", "system:nodes", "system:node-proxier"),
     ] {
         let body = &binding(name).body;
         assert_eq!(body["kind"], "ClusterRoleBinding", "{name}");

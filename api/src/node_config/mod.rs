@@ -64,6 +64,96 @@ pub struct Cluster {
     /// The NIC it goes on.
     #[serde(default = "Cluster::default_device")]
     pub device: String,
+    /// What the node is in its cluster.
+    #[serde(default, skip_serializing_if = "Role::is_control_plane")]
+    pub role: Role,
+    /// How a worker joins: what `dbg join-token` prints. Workers only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join: Option<Join>,
+}
+
+/// A node's part in its cluster.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Runs the cluster: etcd, the control plane, and a kubelet of its own.
+    #[default]
+    ControlPlane,
+    /// Runs pods for a control-plane node it joins: containerd, the kubelet and
+    /// kube-proxy, with no cluster CA key and no etcd.
+    Worker,
+}
+
+impl Role {
+    fn is_control_plane(&self) -> bool {
+        *self == Role::ControlPlane
+    }
+}
+
+/// The join credential a control-plane node issues (`CreateJoinToken`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Join {
+    /// The control plane's API, `A.B.C.D:PORT`.
+    pub api: String,
+    /// The bootstrap token, `<6 of [a-z0-9]>.<16 of [a-z0-9]>`.
+    pub token: String,
+    /// The cluster CA's public-key pin, `sha256:<64 lowercase hex>`.
+    pub ca_hash: String,
+    /// When the token stops authenticating, if known: the node then says "expired"
+    /// rather than only "refused".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<toml::value::Datetime>,
+}
+
+impl Join {
+    /// The API address, checked.
+    pub fn api(&self) -> Result<std::net::SocketAddrV4, String> {
+        self.api.parse().map_err(|_| {
+            format!(
+                "{:?} is not an IPv4 address and port (A.B.C.D:PORT)",
+                self.api
+            )
+        })
+    }
+
+    /// The token's id (what `system:bootstrap:<id>` names), once the token is checked.
+    pub fn token_id(&self) -> Result<&str, String> {
+        let form = || {
+            format!(
+                "is not a bootstrap token (6 then 16 of [a-z0-9], joined by a dot; \
+                 `dbg join-token` prints one)"
+            )
+        };
+        let (id, secret) = self.token.split_once('.').ok_or_else(form)?;
+        let chars = |s: &str, n: usize| {
+            s.len() == n
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        };
+        match chars(id, 6) && chars(secret, 16) {
+            true => Ok(id),
+            false => Err(form()),
+        }
+    }
+
+    /// The 32 bytes [`Join::ca_hash`] pins.
+    pub fn ca_hash_bytes(&self) -> Result<[u8; 32], String> {
+        let form = || format!("{:?} is not sha256:<64 lowercase hex>", self.ca_hash);
+        let hex = self.ca_hash.strip_prefix("sha256:").ok_or_else(form)?;
+        if hex.len() != 64
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(form());
+        }
+        let mut bytes = [0u8; 32];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| form())?;
+        }
+        Ok(bytes)
+    }
 }
 
 impl Cluster {
@@ -254,6 +344,40 @@ impl NodeConfig {
         if let Some(cluster) = &self.cluster {
             cluster.address().map_err(|p| field("cluster.address", p))?;
             check_device(&cluster.device).map_err(|p| field("cluster.device", p))?;
+            match (cluster.role, &cluster.join) {
+                (Role::Worker, None) => {
+                    return Err(field(
+                        "cluster.join",
+                        "missing: a worker joins with the credential `dbg join-token` \
+                         prints on its control-plane node",
+                    ))
+                }
+                (Role::ControlPlane, Some(_)) => {
+                    return Err(field(
+                        "cluster.join",
+                        "only a worker joins; set cluster.role = \"worker\"",
+                    ))
+                }
+                (_, Some(join)) => {
+                    join.api().map_err(|p| field("cluster.join.api", p))?;
+                    join.token_id()
+                        .map_err(|p| field("cluster.join.token", p))?;
+                    join.ca_hash_bytes()
+                        .map_err(|p| field("cluster.join.ca_hash", p))?;
+                    if let Some(expires) = &join.expires {
+                        if expires.date.is_none()
+                            || expires.time.is_none()
+                            || expires.offset.is_none()
+                        {
+                            return Err(field(
+                                "cluster.join.expires",
+                                format!("{expires} is not a date and time with an offset"),
+                            ));
+                        }
+                    }
+                }
+                (Role::ControlPlane, None) => {}
+            }
         }
         if let Some(owner) = &self.owner {
             check_one_certificate(&owner.ca).map_err(|p| field("owner.ca", p))?;

@@ -23,6 +23,9 @@ fn a_full_config_round_trips() {
         cluster: Some(Cluster {
             address: "192.168.100.11/24".to_owned(),
             device: "eth2".to_owned(),
+
+            role: Role::ControlPlane,
+            join: None,
         }),
         registries: vec![
             Registry {
@@ -287,6 +290,9 @@ fn the_cluster_address_comes_from_the_node_never_from_the_image() {
         cluster: Some(Cluster {
             address: "192.168.100.10/24".into(),
             device: "eth1".into(),
+
+            role: Role::ControlPlane,
+            join: None,
         }),
         ..Default::default()
     };
@@ -295,4 +301,68 @@ fn the_cluster_address_comes_from_the_node_never_from_the_image() {
         NodeConfig::default().merged_with(&image).cluster,
         image.cluster
     );
+}
+
+const JOIN: &str = "api = \"192.168.100.10:6443\"\ntoken = \"abcdef.0123456789abcdef\"\n\
+                    ca_hash = \"sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"\n";
+
+#[test]
+fn a_worker_takes_what_join_token_prints() {
+    let text = format!(
+        "version = 1\n[cluster]\naddress = \"192.168.100.11/24\"\nrole = \"worker\"\n\
+         [cluster.join]\n{JOIN}expires = 2026-12-24T12:00:00Z\n"
+    );
+    let config = NodeConfig::parse(&text).unwrap();
+    let cluster = config.cluster.as_ref().unwrap();
+    assert_eq!(cluster.role, Role::Worker);
+    let join = cluster.join.as_ref().unwrap();
+    assert_eq!(join.api().unwrap().to_string(), "192.168.100.10:6443");
+    assert_eq!(join.token_id().unwrap(), "abcdef");
+    assert_eq!(join.ca_hash_bytes().unwrap()[..2], [0x01, 0x23]);
+    assert_eq!(join.expires.unwrap().to_string(), "2026-12-24T12:00:00Z");
+    assert_eq!(NodeConfig::parse(&config.to_toml()).unwrap(), config);
+    // The default role is not written back.
+    let plain =
+        NodeConfig::parse("version = 1\n[cluster]\naddress = \"192.168.100.10/24\"\n").unwrap();
+    assert_eq!(plain.cluster.as_ref().unwrap().role, Role::ControlPlane);
+    assert!(!plain.to_toml().contains("role"), "{}", plain.to_toml());
+}
+
+#[test]
+fn a_join_belongs_to_a_worker_and_is_checked_field_by_field() {
+    let worker = |join: &str| {
+        format!(
+            "version = 1\n[cluster]\naddress = \"192.168.100.11/24\"\nrole = \"worker\"\n{join}"
+        )
+    };
+    assert_eq!(error_field(&worker("")), "cluster.join");
+    let control_plane =
+        format!("version = 1\n[cluster]\naddress = \"192.168.100.10/24\"\n[cluster.join]\n{JOIN}");
+    assert_eq!(error_field(&control_plane), "cluster.join");
+    for (from, to, field) in [
+        ("192.168.100.10:6443", "192.168.100.10", "cluster.join.api"),
+        (
+            "abcdef.0123456789abcdef",
+            "ABCDEF.0123456789abcdef",
+            "cluster.join.token",
+        ),
+        (
+            "abcdef.0123456789abcdef",
+            "abcdef.0123456789abcde",
+            "cluster.join.token",
+        ),
+        ("sha256:0123", "sha1:0123", "cluster.join.ca_hash"),
+        ("sha256:0", "sha256:g", "cluster.join.ca_hash"),
+    ] {
+        assert!(JOIN.contains(from), "{from}");
+        let text = worker(&format!("[cluster.join]\n{}", JOIN.replacen(from, to, 1)));
+        assert_eq!(error_field(&text), field, "{to}");
+    }
+    let dateless = worker(&format!("[cluster.join]\n{JOIN}expires = 12:00:00\n"));
+    assert_eq!(error_field(&dateless), "cluster.join.expires");
+    let role = "version = 1\n[cluster]\naddress = \"192.168.100.11/24\"\nrole = \"boss\"\n";
+    assert!(matches!(
+        NodeConfig::parse(role),
+        Err(NodeConfigError::Parse(_))
+    ));
 }
