@@ -1,18 +1,17 @@
-//! Two nodes on one cluster segment (docs/interfaces.md "Cluster network"): each boots
-//! with a second NIC on the same loopback multicast segment and a `[cluster]` address
-//! in its node config. Checked from outside: the ready line lists `eth1` with that
-//! address; the Node's InternalIP is the cluster address (what the apiserver
-//! advertises and the kubelet registers); and a host-network pod on node A reaches
-//! node B's services over the segment: B's cluster DNS answers a query sent to B's
-//! address (only B listens there), and B's apiserver answers a plain-HTTP request on
-//! 6443 with Go's "HTTP request to an HTTPS server" reply. The two nodes are
-//! independent control planes (no joining yet); they share only the wire.
+//! Two nodes on one cluster segment (docs/interfaces.md "Cluster network" and
+//! "Workers"): each boots with a second NIC on the same loopback multicast segment and
+//! a `[cluster]` address in its node config. Node A is a control-plane node; node B a
+//! worker that joins it with a join token from A (`CreateJoinToken`, what `dbg
+//! join-token` asks for). Checked from outside: the ready lines list `eth1` with each
+//! address; B's `joined` says it pinned A's CA and A accepted the token; B's kubelet got
+//! its client certificate by CSR with the token; both Nodes are Ready with their
+//! cluster addresses as InternalIP, B's named after B's key; and a pod on B resolves a
+//! cluster name through A's cluster DNS, across the segment.
 //!
-//! Node A also shows what a joining machine will use (docs/interfaces.md "Join
-//! tokens"): a join token from `CreateJoinToken` is a bootstrap-token Secret that
-//! authenticates as `system:bootstrap:<id>`, its CA hash pins A's cluster CA, and with
-//! it a kubelet-client CSR is approved and signed by that CA; a token that expired
-//! authenticates no more (401).
+//! Node A also shows what a join token is made of (docs/interfaces.md "Join tokens"):
+//! a bootstrap-token Secret that authenticates as `system:bootstrap:<id>`, its CA hash
+//! pins A's cluster CA, and with it a kubelet-client CSR is approved and signed by that
+//! CA; a token that expired authenticates no more (401).
 
 #[allow(dead_code)]
 mod common;
@@ -23,7 +22,7 @@ use std::time::Duration;
 use rustls_pki_types::pem::PemObject as _;
 use sha2::Digest as _;
 
-use cairn_api::node_config::Cluster as ClusterSettings;
+use cairn_api::node_config::{Cluster as ClusterSettings, Join, Role};
 use cairn_qemu::node::error_chain;
 use cairn_qemu::{ClusterNic, Mac, Node};
 use common::kubernetes::{Cluster, Session, SERVICE_ACCOUNT_TIMEOUT};
@@ -37,8 +36,11 @@ const NODE_READY: Duration = Duration::from_secs(400);
 const POD_DONE: Duration = Duration::from_secs(240);
 
 struct Pair {
+    /// The control-plane node.
     a: Cluster,
+    /// A worker that joined A with [`Pair::join`].
     b: Cluster,
+    join: Join,
 }
 
 /// The pair, booted side by side on first use.
@@ -54,15 +56,10 @@ fn boot_pair() -> Result<Pair, String> {
     // A group and port of this run's own: other runs on the host stay off the segment.
     let port = 40_000 + (std::process::id() % 20_000) as u16;
     let segment = ClusterNic::parse_segment(&format!("239.255.77.1:{port}"))?;
-    let start = |name: &str, address: &str, mac: [u8; 6]| -> Result<Node, String> {
+    let start = |name: &str, cluster: ClusterSettings, mac: [u8; 6]| -> Result<Node, String> {
         let mut config = common::fresh_config(name);
         config.settings = Some(cairn_qemu::config::Settings {
-            cluster: Some(ClusterSettings {
-                address: format!("{address}/{PREFIX}"),
-                device: ClusterSettings::DEFAULT_DEVICE.to_owned(),
-                role: Default::default(),
-                join: None,
-            }),
+            cluster: Some(cluster),
             ..Default::default()
         });
         config.cluster_nic = Some(ClusterNic {
@@ -71,19 +68,66 @@ fn boot_pair() -> Result<Pair, String> {
         });
         Node::start(&config).map_err(|e| format!("{name}: {}", error_chain(&e)))
     };
+    let settings = |address: &str| ClusterSettings {
+        address: format!("{address}/{PREFIX}"),
+        device: ClusterSettings::DEFAULT_DEVICE.to_owned(),
+        role: Role::ControlPlane,
+        join: None,
+    };
     let a = start(
         "cluster-net-a",
-        A_ADDRESS,
+        settings(A_ADDRESS),
         [0x52, 0x54, 0x00, 0xca, 0x00, 0x0a],
     )?;
+    let a = ready(a)?;
+    // The worker's credential, as `dbg join-token` gets it (the debug surface here).
+    let join = join_credential(&a)?;
     let b = start(
         "cluster-net-b",
-        B_ADDRESS,
+        ClusterSettings {
+            role: Role::Worker,
+            join: Some(join.clone()),
+            ..settings(B_ADDRESS)
+        },
         [0x52, 0x54, 0x00, 0xca, 0x00, 0x0b],
     )?;
     Ok(Pair {
-        a: ready(a)?,
+        a,
         b: ready(b)?,
+        join,
+    })
+}
+
+/// A join credential from A, once its apiserver serves (the token is its Secret).
+fn join_credential(a: &Cluster) -> Result<Join, String> {
+    use cairn_api::v1::CreateJoinTokenRequest;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let mut client = cairn_api::connect_within(&a.debug_endpoint, Duration::from_secs(30))
+            .await
+            .map_err(|e| error_chain(&e))?;
+        let deadline = tokio::time::Instant::now() + NODE_READY;
+        loop {
+            let request = CreateJoinTokenRequest {
+                ttl_seconds: Some(3600),
+            };
+            match client.create_join_token(request).await {
+                Ok(created) => {
+                    let created = created.into_inner();
+                    return Ok(Join {
+                        api: created.api,
+                        token: created.token,
+                        ca_hash: created.ca_hash,
+                        expires: None,
+                    });
+                }
+                // The apiserver may not serve yet.
+                Err(_) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                Err(status) => return Err(format!("CreateJoinToken on A: {status}")),
+            }
+        }
     })
 }
 
@@ -104,7 +148,7 @@ fn ready(mut node: Node) -> Result<Cluster, String> {
 
 #[test]
 #[ignore = "boots QEMU; run with `make test`"]
-fn two_nodes_on_one_segment_reach_each_other_at_their_cluster_addresses() {
+fn a_worker_joins_over_the_segment_and_is_a_ready_node_named_by_its_key() {
     let pair = pair();
     for (cluster, address) in [(&pair.a, A_ADDRESS), (&pair.b, B_ADDRESS)] {
         let expected = format!("eth1 {address}/{PREFIX}");
@@ -116,31 +160,65 @@ fn two_nodes_on_one_segment_reach_each_other_at_their_cluster_addresses() {
         }
     }
     let (a, b) = (Session::open_on(&pair.a), Session::open_on(&pair.b));
-    for (session, address) in [(&a, A_ADDRESS), (&b, B_ADDRESS)] {
-        session.wait_true("node-ready", NODE_READY);
-        let internal = session.kubectl_ok(&[
+    let b = b.reporting(&["agent", "kubelet", "kube-proxy"]);
+    let id = pair.join.token.split('.').next().unwrap_or_default();
+
+    // B pinned A's CA and A accepted its token; B's kubelet bootstrapped from there.
+    let joined = b.wait_true("joined", NODE_READY);
+    let accepted = format!(
+        "cluster CA {} pinned; join token accepted by https://{A_ADDRESS}:6443 as \
+         system:bootstrap:{id}; the kubelet requests its client certificate",
+        pair.join.ca_hash
+    );
+    if joined.reason != accepted {
+        b.fail(format!("joined: {:?}, not {accepted:?}", joined.reason));
+    }
+    b.wait_true("node-ready", NODE_READY);
+    let b_name = format!("cairn-{}", pair.b.ready.node_id);
+    for (session, name, address) in [
+        (&a, format!("cairn-{}", pair.a.ready.node_id), A_ADDRESS),
+        (&a, b_name.clone(), B_ADDRESS),
+    ] {
+        let node = session.kubectl_ok(&[
             "get",
-            "nodes",
+            "node",
+            &name,
             "-o",
-            "jsonpath={.items[0].status.addresses[?(@.type==\"InternalIP\")].address}",
+            "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address} \
+             {.status.conditions[?(@.type==\"Ready\")].status}",
         ]);
-        if internal.trim() != address {
+        if node.trim() != format!("{address} True") {
             session.fail(format!(
-                "the Node's InternalIP is {internal:?}, not {address}"
+                "Node {name}: InternalIP and Ready are {node:?}, not {address} True"
             ));
         }
     }
-    b.wait_true("cluster-dns", NODE_READY);
+    // B's client certificate came by CSR with the token, approved for B's name.
+    let csrs: serde_json::Value =
+        serde_json::from_str(&a.kubectl_ok(&["get", "csr", "-o", "json"])).unwrap();
+    let client_csr = csrs["items"].as_array().into_iter().flatten().find(|csr| {
+        csr["spec"]["signerName"] == "kubernetes.io/kube-apiserver-client-kubelet"
+            && csr["spec"]["username"] == format!("system:bootstrap:{id}")
+    });
+    let approved = client_csr.is_some_and(|csr| {
+        (csr["status"]["conditions"].as_array().into_iter().flatten())
+            .any(|c| c["type"] == "Approved" && c["status"] == "True")
+            && csr["status"]["certificate"].is_string()
+    });
+    if !approved {
+        a.fail(format!(
+            "no approved, issued client CSR from the token: {csrs:#}"
+        ));
+    }
 
+    // A pod on B resolves a cluster name: B's kube-proxy sends the query for the DNS
+    // Service to A's cluster DNS, across the segment, and the answer comes back.
     a.wait_for_default_service_account("kube-system");
-    let probe = format!(
-        "nslookup kubernetes.default.svc.cluster.local {B_ADDRESS}; \
-         printf 'GET /readyz HTTP/1.0\\r\\n\\r\\n' | nc -w 10 {B_ADDRESS} 6443; echo; echo done"
-    );
     let manifest = format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: segment-probe\n  namespace: kube-system\n\
-         spec:\n  hostNetwork: true\n  restartPolicy: Never\n  containers:\n  - name: probe\n    \
-         image: localhost/cairn/toolbox:1\n    command: [\"sh\", \"-c\", {probe:?}]\n"
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: worker-probe\n  namespace: kube-system\n\
+         spec:\n  nodeName: {b_name}\n  restartPolicy: Never\n  containers:\n  - name: probe\n    \
+         image: localhost/cairn/toolbox:1\n    command: [\"sh\", \"-c\", \
+         \"nslookup kubernetes.default.svc.cluster.local | grep -w 10.96.0.1\"]\n"
     );
     a.kubectl_ok_within(&["apply", "-f", "-"], &manifest, SERVICE_ACCOUNT_TIMEOUT);
     let done = a.kubectl_within(
@@ -149,29 +227,21 @@ fn two_nodes_on_one_segment_reach_each_other_at_their_cluster_addresses() {
             "-n",
             "kube-system",
             "--for=jsonpath={.status.phase}=Succeeded",
-            "pod/segment-probe",
+            "pod/worker-probe",
             &format!("--timeout={}s", POD_DONE.as_secs()),
         ],
         "",
         POD_DONE + Duration::from_secs(30),
     );
-    let logs = a.kubectl(&["logs", "-n", "kube-system", "segment-probe"], "");
-    let output = String::from_utf8_lossy(&logs.stdout).into_owned();
-    if !done.status.success() || !output.contains("done") {
-        a.fail(format!(
-            "the probe pod did not finish: {}\n{output}",
-            common::kubernetes::describe(&done)
-        ));
-    }
-    let answered = common::kubernetes::nslookup_addresses(&output);
-    if !answered.contains("10.96.0.1") {
-        a.fail(format!(
-            "B's cluster DNS at {B_ADDRESS} did not answer over the segment:\n{output}"
-        ));
-    }
-    if !output.contains("Client sent an HTTP request to an HTTPS server") {
-        a.fail(format!(
-            "B's apiserver at {B_ADDRESS}:6443 did not answer over the segment:\n{output}"
+    if !done.status.success() {
+        let pod = a.kubectl(
+            &["get", "-n", "kube-system", "pod/worker-probe", "-o", "yaml"],
+            "",
+        );
+        b.fail(format!(
+            "the pod on B did not resolve kubernetes.default through A's cluster DNS: {}\n{}",
+            common::kubernetes::describe(&done),
+            String::from_utf8_lossy(&pod.stdout)
         ));
     }
 }

@@ -130,12 +130,7 @@ pub async fn kubelet_client(kubeconfig: &Path) -> Result<kube::Client, String> {
 
 /// The client configuration [`client`] uses: CA, client certificate and timeouts.
 pub fn config(pki_dir: &Path, server_url: &str) -> Result<Config, ClientError> {
-    let cluster_url = server_url.parse().map_err(|source| ClientError::Url {
-        url: server_url.to_owned(),
-        source: Box::new(source),
-    })?;
-    let mut config = Config::new(cluster_url);
-    config.root_cert = Some(ca_certificates(&pki_dir.join(CA_CERT))?);
+    let mut config = anonymous_config(pki_dir, server_url)?;
     let cert = pki_dir.join(format!("{AGENT_LEAF}.crt"));
     let key = pki_dir.join(format!("{AGENT_LEAF}.key"));
     // Fail here, naming the file, rather than inside kube with a vaguer message.
@@ -147,6 +142,18 @@ pub fn config(pki_dir: &Path, server_url: &str) -> Result<Config, ClientError> {
         client_key: Some(key.to_string_lossy().into_owned()),
         ..AuthInfo::default()
     };
+    Ok(config)
+}
+
+/// [`config`] without credentials: the CA of `pki_dir` (a worker has no agent leaf,
+/// only the cluster CA) and the timeouts.
+pub fn anonymous_config(pki_dir: &Path, server_url: &str) -> Result<Config, ClientError> {
+    let cluster_url = server_url.parse().map_err(|source| ClientError::Url {
+        url: server_url.to_owned(),
+        source: Box::new(source),
+    })?;
+    let mut config = Config::new(cluster_url);
+    config.root_cert = Some(ca_certificates(&pki_dir.join(CA_CERT))?);
     config.connect_timeout = Some(CONNECT_TIMEOUT);
     config.read_timeout = Some(READ_TIMEOUT);
     config.reset_reader_on_write = true;

@@ -20,6 +20,7 @@ pub mod apiserver;
 pub mod client;
 pub mod cluster_dns;
 pub mod controller_manager;
+pub mod csr_approver;
 pub mod dns_upstream;
 pub mod etcd;
 pub mod join;
@@ -228,7 +229,8 @@ pub fn write_configs(paths: &Paths, pki: &Pki, node: &Node) -> Result<(), Kubern
 }
 
 /// The tasks that follow the cluster: `node-ready` from the Node object, and the
-/// reconciler once the apiserver is ready. Spawn once, after the PKI step succeeded.
+/// reconciler and the serving-CSR approver once the apiserver is ready. Spawn once,
+/// after the PKI step succeeded.
 pub fn spawn_followers(paths: &Paths, node: &Node, conditions: &Conditions) {
     let pki_dir = Files::new(paths).pki_dir().to_owned();
     tokio::spawn(node_ready::run(
@@ -237,10 +239,20 @@ pub fn spawn_followers(paths: &Paths, node: &Node, conditions: &Conditions) {
         conditions.clone(),
     ));
     tokio::spawn(reconcile_when_ready(
-        pki_dir,
+        pki_dir.clone(),
         node.clone(),
         conditions.clone(),
     ));
+    tokio::spawn(approve_when_ready(pki_dir, conditions.clone()));
+}
+
+/// Waits for `kube-apiserver`, then approves the serving CSRs of nodes for good.
+async fn approve_when_ready(pki_dir: PathBuf, conditions: Conditions) {
+    conditions.wait_true(apiserver::SERVICE).await;
+    match client::client(&pki_dir, client::LOCAL_APISERVER) {
+        Ok(client) => csr_approver::run(client).await,
+        Err(err) => tracing::error!("csr-approver: {}", cairn_api::error_chain(&err)),
+    }
 }
 
 /// A worker's tasks: joining the cluster (`joined`, which the kubelet waits for), then

@@ -76,9 +76,8 @@ fn client(access: &Access, url: &str) -> Result<Client, String> {
             super::client::config(Path::new(pki_dir), url).map_err(|e| error_chain(&e))?
         }
         Access::Insecure(pki_dir) => {
-            let mut config =
-                super::client::config(Path::new(pki_dir), url).map_err(|e| error_chain(&e))?;
-            config.auth_info = Default::default();
+            let mut config = super::client::anonymous_config(Path::new(pki_dir), url)
+                .map_err(|e| error_chain(&e))?;
             config.accept_invalid_certs = true;
             config
         }
