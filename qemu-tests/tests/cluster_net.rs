@@ -244,6 +244,38 @@ fn a_worker_joins_over_the_segment_and_is_a_ready_node_named_by_its_key() {
             String::from_utf8_lossy(&pod.stdout)
         ));
     }
+    // Its log comes through A's apiserver from B's kubelet, whose serving certificate
+    // A's agent approved for B's name and address.
+    let logs = a.kubectl(&["logs", "-n", "kube-system", "worker-probe"], "");
+    let output = String::from_utf8_lossy(&logs.stdout);
+    if !logs.status.success() || !output.contains("10.96.0.1") {
+        b.fail(format!(
+            "kubectl logs of the pod on B: {}",
+            common::kubernetes::describe(&logs)
+        ));
+    }
+    let csrs: serde_json::Value =
+        serde_json::from_str(&a.kubectl_ok(&["get", "csr", "-o", "json"])).unwrap();
+    let serving = csrs["items"].as_array().into_iter().flatten().find(|csr| {
+        csr["spec"]["signerName"] == "kubernetes.io/kubelet-serving"
+            && csr["spec"]["username"] == format!("system:node:{b_name}")
+    });
+    let approved_by_agent = serving.is_some_and(|csr| {
+        (csr["status"]["conditions"].as_array().into_iter().flatten()).any(|c| {
+            c["type"] == "Approved"
+                && c["reason"] == "CairnNodeServing"
+                && c["message"]
+                    == format!(
+                        "node {b_name}: names [\"{b_name}\"] and addresses [\"{B_ADDRESS}\"] are \
+                         its own"
+                    )
+        })
+    });
+    if !approved_by_agent {
+        a.fail(format!(
+            "B's serving CSR was not approved by A's agent: {csrs:#}"
+        ));
+    }
 }
 
 #[test]
