@@ -32,12 +32,14 @@ CARGO ?= cargo
 IMAGE_TOOL := $(CARGO) run --quiet --release --locked -p cairn-image --
 QEMU_TOOL := $(CARGO) run --quiet --release --locked -p cairn-qemu --
 
-.PHONY: help setup image production-image inspect run start stop registry test unit-test boot-test test-repro test-churn soak bench profile-boot fuzz lint fmt clean
+.PHONY: help setup image production-image inspect run start stop cluster cluster-stop registry test unit-test boot-test test-repro test-churn soak bench profile-boot fuzz lint fmt clean
 
 help:
 	@echo "make run     build the image and boot a node in QEMU (console here; Ctrl-C stops it)"
 	@echo "make start   boot a node in the background and return once Kubernetes is ready"
 	@echo "make stop    stop the background node"
+	@echo "make cluster a control-plane node and WORKERS (default 1) workers that join it, in the background"
+	@echo "make cluster-stop  stop them"
 	@echo "make registry  an OCI registry on the host for nodes to pull from (Ctrl-C stops it)"
 	@echo "make test    unit tests, then boot-level tests against the built image"
 	@echo "make image   build $(IMAGE_DIR) from $(CONFIG) (debug profile)"
@@ -92,6 +94,20 @@ endif
 
 stop:
 	$(QEMU_TOOL) stop --state-dir $(STATE_DIR)
+
+# `make cluster`: one control-plane node and WORKERS workers that join it, each in its
+# own state dir under CLUSTER_DIR (docs/interfaces.md "Clusters (launcher)"); returns
+# once every node's `node-ready` is true, or prints the conditions of those that are not.
+WORKERS ?= 1
+CLUSTER_DIR ?= build/cluster
+CLUSTER_DBG := CAIRN_CLUSTER_DIR=$(CLUSTER_DIR) $(CARGO) run --quiet --release --locked -p cairn-dbg --
+cluster: image
+	$(QEMU_TOOL) cluster start --workers $(WORKERS) --dir $(CLUSTER_DIR) --image-dir $(IMAGE_DIR) --accel $(ACCEL)
+	@for n in control-plane $$(seq -f 'worker-%g' 1 $(WORKERS)); do 	  echo "cluster: waiting up to $(START_TIMEOUT) s for $$n's node-ready"; 	  $(CLUSTER_DBG) --node $$n conditions --wait node-ready --timeout $(START_TIMEOUT) --progress || { 	    echo "cluster: $$n is not ready; its conditions:"; $(CLUSTER_DBG) --node $$n conditions; exit 1; }; 	done
+	$(CLUSTER_DBG) --node control-plane kubectl get nodes -o wide
+
+cluster-stop:
+	$(QEMU_TOOL) cluster stop --dir $(CLUSTER_DIR)
 
 # The registry and crane are built from third_party/ on first use (host tools).
 registry: setup

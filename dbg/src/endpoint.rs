@@ -68,6 +68,45 @@ pub fn find_record(start: &Path) -> Option<PathBuf> {
         .find(|path| path.is_file())
 }
 
+/// Where `cairn-qemu cluster start` puts a cluster, below the workspace root.
+pub const CLUSTER_DIR: &str = "build/cluster";
+/// Overrides [`CLUSTER_DIR`] (the launcher reads it too).
+pub const CLUSTER_DIR_ENV: &str = "CAIRN_CLUSTER_DIR";
+
+/// The state directory of the cluster node `name`: a directory of the cluster
+/// (`$CAIRN_CLUSTER_DIR`, else `build/cluster` in `start` or above) holding a node
+/// record, or the one whose node is `name` (`cairn-<node id>` or the id).
+pub fn cluster_node_dir(start: &Path, name: &str) -> Result<PathBuf, crate::DbgError> {
+    let cluster = match std::env::var_os(CLUSTER_DIR_ENV).filter(|d| !d.is_empty()) {
+        Some(dir) => Some(PathBuf::from(dir)),
+        None => (start.ancestors())
+            .map(|dir| dir.join(CLUSTER_DIR))
+            .find(|dir| dir.is_dir()),
+    };
+    let missing = |dir: Option<PathBuf>| crate::DbgError::NoClusterNode {
+        name: name.to_owned(),
+        dir,
+    };
+    let Some(cluster) = cluster else {
+        return Err(missing(None));
+    };
+    let direct = cluster.join(name);
+    if !name.contains('/') && direct.join(RECORD_FILE).is_file() {
+        return Ok(direct);
+    }
+    let entries = std::fs::read_dir(&cluster).map_err(|_| missing(Some(cluster.clone())))?;
+    for entry in entries.flatten() {
+        let record = entry.path().join(RECORD_FILE);
+        let node_id = (std::fs::read_to_string(&record).ok())
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .and_then(|v| v["node_id"].as_str().map(str::to_owned));
+        if node_id.is_some_and(|id| name == id || name == format!("cairn-{id}")) {
+            return Ok(entry.path());
+        }
+    }
+    Err(missing(Some(cluster)))
+}
+
 /// The endpoint a node record forwards to the debug port, if any.
 pub fn from_record(path: &Path) -> Option<String> {
     recorded(path, |r| r.debug_endpoint, "http", DEBUG_PORT)
@@ -118,6 +157,33 @@ fn recorded(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_nodes_are_found_by_directory_or_node_name() {
+        let root = tempfile::tempdir().unwrap();
+        let cluster = root.path().join(CLUSTER_DIR);
+        for (dir, id) in [("control-plane", "aa"), ("worker-1", "bb")] {
+            std::fs::create_dir_all(cluster.join(dir)).unwrap();
+            let record = format!("{{\"node_id\": \"{id}\", \"forwards\": []}}");
+            std::fs::write(cluster.join(dir).join(RECORD_FILE), record).unwrap();
+        }
+        let below = root.path().join("agent/src");
+        std::fs::create_dir_all(&below).unwrap();
+        let found = |name: &str| cluster_node_dir(&below, name).map_err(|e| e.to_string());
+        assert_eq!(found("worker-1"), Ok(cluster.join("worker-1")));
+        assert_eq!(found("cairn-aa"), Ok(cluster.join("control-plane")));
+        assert_eq!(found("bb"), Ok(cluster.join("worker-1")));
+        let err = found("worker-2").unwrap_err();
+        assert!(
+            err.starts_with("no node \"worker-2\" in the cluster "),
+            "{err}"
+        );
+        let nowhere = tempfile::tempdir().unwrap();
+        let err = cluster_node_dir(nowhere.path(), "worker-1")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`make cluster` makes one"), "{err}");
+    }
 
     #[test]
     fn explicit_endpoints_win() {

@@ -53,6 +53,11 @@ pub struct Cli {
     /// $XDG_CONFIG_HOME/cairn/owner, else ~/.config/cairn/owner].
     #[arg(long, global = true, env = "CAIRN_OWNER_DIR")]
     pub owner_dir: Option<std::path::PathBuf>,
+    /// A node of the cluster `cairn-qemu cluster start` made: its directory name
+    /// (`control-plane`, `worker-1`, ...) or Kubernetes name (`cairn-<node id>`), in
+    /// $CAIRN_CLUSTER_DIR, else build/cluster here or above.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub node: Option<String>,
     /// Seconds to keep trying to reach the node (one just started may not listen yet).
     #[arg(long, global = true, default_value_t = 5.0, value_parser = seconds)]
     pub connect_timeout: f64,
@@ -117,6 +122,11 @@ pub enum DbgError {
     },
     #[error("cannot write the output")]
     Output(#[source] io::Error),
+    #[error("no node {name:?} in the cluster {}{}", dir.as_ref().map_or("(no build/cluster here or above; `make cluster` makes one)".to_owned(), |d| d.display().to_string()), if dir.is_some() { " (its directories and node names are the choices)" } else { "" })]
+    NoClusterNode {
+        name: String,
+        dir: Option<std::path::PathBuf>,
+    },
     #[error("no apiserver endpoint: pass --server or set CAIRN_API_ENDPOINT{}", match record {
         Some(path) => format!(" ({path} forwards no port to guest port 6443)"),
         None => " (no build/node/node.json here or above; is a node running?)".to_owned(),
@@ -181,7 +191,8 @@ impl DbgError {
             | DbgError::NoNodeApiEndpoint { .. }
             | DbgError::NoApi { .. }
             | DbgError::OwnerOnly { .. }
-            | DbgError::OwnerIdentityOnly => 1,
+            | DbgError::OwnerIdentityOnly
+            | DbgError::NoClusterNode { .. } => 1,
             DbgError::OwnerConnect(err) => {
                 use cairn_api::owner_client::OwnerConnectError as E;
                 match err {
@@ -215,6 +226,13 @@ pub fn grpc_exit_code(code: Code) -> u8 {
 
 /// Runs the command on a small runtime of its own.
 pub fn run(cli: Cli) -> Result<(), DbgError> {
+    // Before any thread exists: the node's state dir is found through the variable the
+    // launcher's own commands read, and kubectl's environment inherits it.
+    if let Some(name) = &cli.node {
+        let cwd = std::env::current_dir().unwrap_or_default();
+        let dir = endpoint::cluster_node_dir(&cwd, name)?;
+        std::env::set_var(endpoint::STATE_DIR_ENV, dir);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

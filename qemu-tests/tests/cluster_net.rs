@@ -5,8 +5,10 @@
 //! join-token` asks for). Checked from outside: the ready lines list `eth1` with each
 //! address; B's `joined` says it pinned A's CA and A accepted the token; B's kubelet got
 //! its client certificate by CSR with the token; both Nodes are Ready with their
-//! cluster addresses as InternalIP, B's named after B's key; and a pod on B resolves a
-//! cluster name through A's cluster DNS, across the segment.
+//! cluster addresses as InternalIP, B's named after B's key; a pod on B resolves a
+//! cluster name through A's cluster DNS, across the segment, and its log comes back
+//! through B's kubelet, whose serving certificate A's agent approved. A third node, C,
+//! given a wrong token secret, never joins, and its `joined` says A refused the token.
 //!
 //! Node A also shows what a join token is made of (docs/interfaces.md "Join tokens"):
 //! a bootstrap-token Secret that authenticates as `system:bootstrap:<id>`, its CA hash
@@ -29,7 +31,9 @@ use common::kubernetes::{Cluster, Session, SERVICE_ACCOUNT_TIMEOUT};
 
 const A_ADDRESS: &str = "192.168.100.10";
 const B_ADDRESS: &str = "192.168.100.11";
+const C_ADDRESS: &str = "192.168.100.12";
 const PREFIX: u8 = 24;
+const WRONG_SECRET: &str = "0000000000000000";
 /// Two TCG guests share the host's two CPUs: each boots at about half speed.
 const READY_TIMEOUT: Duration = Duration::from_secs(240);
 const NODE_READY: Duration = Duration::from_secs(400);
@@ -41,6 +45,8 @@ struct Pair {
     /// A worker that joined A with [`Pair::join`].
     b: Cluster,
     join: Join,
+    /// A worker given A's CA hash and token id but a wrong secret.
+    c: Cluster,
 }
 
 /// The pair, booted side by side on first use.
@@ -91,9 +97,23 @@ fn boot_pair() -> Result<Pair, String> {
         },
         [0x52, 0x54, 0x00, 0xca, 0x00, 0x0b],
     )?;
+    let (id, _) = join.token.split_once('.').ok_or("a token without a dot")?;
+    let c = start(
+        "cluster-net-c",
+        ClusterSettings {
+            role: Role::Worker,
+            join: Some(Join {
+                token: format!("{id}.{WRONG_SECRET}"),
+                ..join.clone()
+            }),
+            ..settings(C_ADDRESS)
+        },
+        [0x52, 0x54, 0x00, 0xca, 0x00, 0x0c],
+    )?;
     Ok(Pair {
         a,
         b: ready(b)?,
+        c: ready(c)?,
         join,
     })
 }
@@ -193,6 +213,27 @@ fn a_worker_joins_over_the_segment_and_is_a_ready_node_named_by_its_key() {
             ));
         }
     }
+    // As a node, B may read only what its pods need (Node authorizer, NodeRestriction):
+    // not a Secret no pod of its uses.
+    let forbidden = a.kubectl(
+        &[
+            "get",
+            "secret",
+            "-n",
+            "kube-system",
+            &format!("bootstrap-token-{id}"),
+            &format!("--as=system:node:{b_name}"),
+            "--as-group=system:nodes",
+        ],
+        "",
+    );
+    let refusal = String::from_utf8_lossy(&forbidden.stderr);
+    if forbidden.status.success() || !refusal.contains("Forbidden") {
+        a.fail(format!(
+            "B read a Secret bound to none of its pods: {}",
+            common::kubernetes::describe(&forbidden)
+        ));
+    }
     // B's client certificate came by CSR with the token, approved for B's name.
     let csrs: serde_json::Value =
         serde_json::from_str(&a.kubectl_ok(&["get", "csr", "-o", "json"])).unwrap();
@@ -275,6 +316,45 @@ fn a_worker_joins_over_the_segment_and_is_a_ready_node_named_by_its_key() {
         a.fail(format!(
             "B's serving CSR was not approved by A's agent: {csrs:#}"
         ));
+    }
+}
+
+#[test]
+#[ignore = "boots QEMU; run with `make test`"]
+fn a_worker_with_a_wrong_token_never_joins_and_says_why() {
+    let pair = pair();
+    let c = Session::open_on(&pair.c).reporting(&["agent"]);
+    let id = pair.join.token.split('.').next().unwrap_or_default();
+    let refused = format!(
+        "join token {id} refused by the API server at https://{A_ADDRESS}:6443 (wrong, \
+         expired or already used)"
+    );
+    // The refusal is the condition's reason once A's apiserver has answered; until
+    // then C may still be trying to reach it.
+    let deadline = std::time::Instant::now() + NODE_READY;
+    loop {
+        let (joined, reason) = c.condition("joined");
+        if joined {
+            c.fail("C joined with a wrong token");
+        }
+        if reason == refused {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            c.fail(format!("joined: {reason:?}, not {refused:?}"));
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    // Nothing of C reached A: no Node, no CSR.
+    let a = Session::open_on(&pair.a);
+    let c_name = format!("cairn-{}", pair.c.ready.node_id);
+    let nodes = a.kubectl_ok(&["get", "nodes", "-o", "name"]);
+    if nodes.contains(&c_name) {
+        a.fail(format!("C is a Node of A's: {nodes}"));
+    }
+    let (kubelet, reason) = c.condition("kubelet");
+    if kubelet {
+        c.fail(format!("C's kubelet runs without joining: {reason}"));
     }
 }
 

@@ -32,7 +32,9 @@ pub enum RpcError {
     TooManyFollowers(usize),
     #[error("cannot run the container")]
     Run(#[from] crate::containerd::RunError),
-    #[error("pki not ready: the node has no cluster CA yet")]
+    #[error(
+        "pki not ready: the node has no cluster CA (not yet, or it is a worker, which holds none)"
+    )]
     PkiNotReady,
     #[error("cannot issue a debug certificate")]
     IssueCredentials(#[source] PkiError),
@@ -56,6 +58,9 @@ pub enum RpcError {
     ListImages(#[source] ListError),
     #[error("the node has no address other machines could reach its apiserver at (see network)")]
     NoNodeAddress,
+    /// A token before the bootstrap bindings exist would be refused by the apiserver.
+    #[error("the cluster does not admit joins yet (builtin-objects: {0})")]
+    JoinBindingsMissing(String),
     #[error("the cluster CA: {0}")]
     CaHash(String),
     #[error("no random bytes for the token")]
@@ -89,6 +94,7 @@ impl From<RpcError> for Status {
             RpcError::ListImages(ListError::Client(_)) => Code::Unavailable,
             RpcError::ListImages(ListError::Call { .. }) => Code::Internal,
             RpcError::NoNodeAddress => Code::FailedPrecondition,
+            RpcError::JoinBindingsMissing(_) => Code::Unavailable,
             RpcError::CaHash(_) | RpcError::Random(_) => Code::Internal,
             RpcError::JoinTokenSecret(_) => Code::Unavailable,
         };

@@ -19,6 +19,13 @@ pub async fn create(
     let ttl = validate::validity(request.ttl_seconds)?;
     let pki = state.pki.as_deref().ok_or(RpcError::PkiNotReady)?;
     let address = state.node_ip.ok_or(RpcError::NoNodeAddress)?;
+    // The reconciler's bootstrap bindings let a token create its CSR; a token handed
+    // out before them would fail its first uses, and the kubelet backs off for long.
+    match state.conditions.get(crate::reconciler::CONDITION) {
+        Some(bindings) if bindings.value => {}
+        Some(bindings) => return Err(RpcError::JoinBindingsMissing(bindings.reason)),
+        None => return Err(RpcError::JoinBindingsMissing("not reported yet".to_owned())),
+    }
     let ca_hash = join_token::ca_hash(pki.ca_pem()).map_err(RpcError::CaHash)?;
     let now = OffsetDateTime::now_utc();
     let ttl = time::Duration::seconds(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));

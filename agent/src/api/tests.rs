@@ -82,7 +82,7 @@ async fn start_with(pki: Option<Arc<crate::pki::Pki>>) -> Harness {
         paths: Paths::under_root(root.path()),
         pki,
         power: requester,
-        node_ip: None,
+        node_ip: Some(std::net::Ipv4Addr::new(10, 0, 2, 15)),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -577,4 +577,35 @@ fn pod_addresses_are_recognised() {
     assert!(!super::from_pods(ip("127.0.0.1")));
     assert!(!super::from_pods(ip("10.89.0.1")));
     assert!(!super::from_pods(ip("::1")));
+}
+
+/// A join token before the reconciler's bootstrap bindings exist would be refused by
+/// the apiserver; the call says why instead of handing it out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_tokens_wait_for_the_bootstrap_bindings() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = crate::pki::NodeSubject {
+        node_name: "cairn-00".into(),
+        node_ip: None,
+        service_ip: "10.96.0.1".parse().unwrap(),
+    };
+    let pki = crate::pki::ensure(dir.path(), &node, time::OffsetDateTime::now_utc()).unwrap();
+    let mut h = start_with(Some(Arc::new(pki))).await;
+    let request = || cairn_api::v1::CreateJoinTokenRequest {
+        ttl_seconds: Some(600),
+    };
+    let (code, message) = code_of(h.client.create_join_token(request()).await).await;
+    assert_eq!(code, Code::Unavailable, "{message}");
+    assert_eq!(
+        message,
+        "the cluster does not admit joins yet (builtin-objects: not reported yet)"
+    );
+    h.conditions
+        .set("builtin-objects", false, "waiting for kube-apiserver");
+    let (code, message) = code_of(h.client.create_join_token(request()).await).await;
+    assert_eq!(code, Code::Unavailable, "{message}");
+    assert!(
+        message.ends_with("(builtin-objects: waiting for kube-apiserver)"),
+        "{message}"
+    );
 }

@@ -24,7 +24,7 @@
 //! still be starting, and its token authenticator answers 401 until it has read the
 //! token Secrets.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -221,7 +221,7 @@ async fn presented_chain(addr: SocketAddr) -> Result<Vec<CertificateDer<'static>
         .await
         .map_err(|_| format!("no connection within {CONNECT_TIMEOUT:?}"))?
         .map_err(|err| err.to_string())?;
-    let name = ServerName::IpAddress(IpAddr::from(addr.ip().to_owned()).into());
+    let name = ServerName::IpAddress(addr.ip().into());
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let handshake = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, stream)).await;
     let chain = std::mem::take(&mut *capture.chain.lock().unwrap_or_else(|e| e.into_inner()));

@@ -37,8 +37,9 @@ pub fn service(paths: &Paths, files: &Files, node: &Node, role: Role) -> Service
     ];
     // A worker's kubelet bootstraps its client certificate with the join token and
     // keeps it (and the kubeconfig naming it) on the data disk.
-    let (kubeconfig, credentials) = match role {
-        Role::ControlPlane => (files.config(KUBECONFIG), PKI_CONDITION),
+    let health = probe::healthz(files.pki_dir(), HEALTH_URL);
+    let (kubeconfig, credentials, readiness) = match role {
+        Role::ControlPlane => (files.config(KUBECONFIG), PKI_CONDITION, health),
         Role::Worker => {
             args.push(format!(
                 "--bootstrap-kubeconfig={}",
@@ -49,7 +50,11 @@ pub fn service(paths: &Paths, files: &Files, node: &Node, role: Role) -> Service
                 paths.resolve(join::CERT_DIR).display()
             ));
             let kubeconfig = paths.resolve(join::KUBELET_KUBECONFIG);
-            (kubeconfig.display().to_string(), join::CONDITION)
+            // Ready once it also holds its client certificate (it serves healthz
+            // while it still bootstraps in the background).
+            let certificate = paths.resolve(join::CERT_DIR).join(join::CLIENT_CERT);
+            let readiness = probe::healthz_with(files.pki_dir(), HEALTH_URL, certificate);
+            (kubeconfig.display().to_string(), join::CONDITION, readiness)
         }
     };
     args.push(format!("--kubeconfig={kubeconfig}"));
@@ -70,7 +75,7 @@ pub fn service(paths: &Paths, files: &Files, node: &Node, role: Role) -> Service
         // no RBAC role: the Node authorizer admits a kubelet's own objects.
         .depends_on(credentials)
         .depends_on(crate::network::CONDITION)
-        .readiness(probe::healthz(files.pki_dir(), HEALTH_URL))
+        .readiness(readiness)
 }
 
 /// The KubeletConfiguration (JSON, which the kubelet reads like YAML). A control-plane

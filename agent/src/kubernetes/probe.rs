@@ -52,6 +52,29 @@ pub fn healthz(pki_dir: &Path, url: &str) -> Readiness {
     local(pki_dir, url, "/healthz")
 }
 
+/// [`healthz`], once `needed` exists: a worker's kubelet answers its healthz before
+/// its TLS bootstrap has brought its client certificate, which kube-proxy and
+/// `node-ready` use.
+pub fn healthz_with(pki_dir: &Path, url: &str, needed: PathBuf) -> Readiness {
+    let health = get(
+        Access::Insecure(pki_dir.to_owned()),
+        url,
+        "/healthz",
+        any_body,
+    );
+    Readiness::new(probe_fn(move || {
+        let (health, needed) = (health.clone(), needed.clone());
+        async move {
+            if !needed.exists() {
+                return Err(format!("waiting for {}", needed.display()));
+            }
+            health.check().await.map(|_| ())
+        }
+    }))
+    .interval(Duration::from_secs(1))
+    .timeout(Duration::from_secs(3))
+}
+
 /// Readiness of a loopback endpoint `url` + `path` that needs no credentials (any
 /// 2xx), checked every second.
 pub fn local(pki_dir: &Path, url: &str, path: &'static str) -> Readiness {

@@ -120,10 +120,9 @@ impl Join {
     /// The token's id (what `system:bootstrap:<id>` names), once the token is checked.
     pub fn token_id(&self) -> Result<&str, String> {
         let form = || {
-            format!(
-                "is not a bootstrap token (6 then 16 of [a-z0-9], joined by a dot; \
-                 `dbg join-token` prints one)"
-            )
+            "is not a bootstrap token (6 then 16 of [a-z0-9], joined by a dot; \
+             `dbg join-token` prints one)"
+                .to_owned()
         };
         let (id, secret) = self.token.split_once('.').ok_or_else(form)?;
         let chars = |s: &str, n: usize| {

@@ -1,6 +1,7 @@
 //! The subcommands, one per file, and what they share: the error type, its exit codes, and
 //! where the image and state directories are by default.
 
+pub mod cluster;
 mod probe;
 mod registry;
 mod run;
@@ -33,6 +34,8 @@ enum Command {
     Probe(probe::ProbeArgs),
     /// Run an OCI registry on the host for nodes to pull from (TLS, basic auth).
     Registry(registry::RegistryArgs),
+    /// A control-plane node and workers that join it, on one cluster segment.
+    Cluster(cluster::ClusterArgs),
 }
 
 /// Runs the parsed command line.
@@ -42,6 +45,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CommandError> {
         Command::Stop(args) => stop::run(args),
         Command::Probe(args) => probe::run(args),
         Command::Registry(args) => registry::run(args),
+        Command::Cluster(args) => cluster::run(args),
     }
 }
 
@@ -72,6 +76,9 @@ pub enum CommandError {
     /// The per-node config file is unreadable or invalid; nothing was started.
     #[error("node config {}: {problem}", .path.display())]
     NodeConfig { path: PathBuf, problem: String },
+    /// `cluster start|stop` could not go on.
+    #[error("cluster: {0}")]
+    Cluster(String),
     /// The owner CA could not be read; nothing was started.
     #[error("owner CA (--no-owner starts the node without one)")]
     Owner(#[source] cairn_dbg::owner::OwnerError),
@@ -88,7 +95,8 @@ impl CommandError {
             | CommandError::Attach(_)
             | CommandError::Stop(..)
             | CommandError::Signals(_)
-            | CommandError::Registry(_) => 1,
+            | CommandError::Registry(_)
+            | CommandError::Cluster(_) => 1,
         }
     }
 }

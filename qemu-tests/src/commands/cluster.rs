@@ -1,0 +1,341 @@
+//! `cairn-qemu cluster start|stop`: one control-plane node and N workers on one host,
+//! each detached with its own state directory under the cluster directory
+//! (`control-plane`, `worker-1`, ...), all on one cluster segment
+//! (docs/interfaces.md "Clusters (launcher)").
+//!
+//! `start` boots the control-plane node, asks its debug service for a join token once
+//! its apiserver serves, then boots each worker with that token in its node config. The
+//! segment, addresses and MACs are kept in `cluster.json`, so a later `start` brings
+//! the same cluster back: the data disks keep each node's key and a worker's client
+//! certificate, so workers rejoin without a new token.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use cairn_api::node_config::{Cluster, Join, Role};
+use cairn_qemu::accel::{self, AccelChoice};
+use cairn_qemu::config::Settings;
+use cairn_qemu::image::DEFAULT_IMAGE_DIR;
+use cairn_qemu::stop::{stop_recorded, RecordedStop};
+use cairn_qemu::{ClusterNic, Image, Mac, Node, NodeConfig, SpawnMode, StateDir};
+use clap::{Args, Subcommand};
+use serde::{Deserialize, Serialize};
+
+use super::{dir_or_default, display_path, CommandError};
+
+/// The cluster directory by default, under the workspace root.
+pub const DEFAULT_CLUSTER_DIR: &str = "build/cluster";
+/// The record of a cluster, in its directory.
+pub const RECORD: &str = "cluster.json";
+/// The control-plane node's directory (and name in the record).
+pub const CONTROL_PLANE: &str = "control-plane";
+/// The cluster segment's network; the control plane is .10, worker i is .10+i.
+const SUBNET: [u8; 3] = [192, 168, 100];
+const PREFIX: u8 = 24;
+const FIRST_HOST: u8 = 10;
+const MAX_WORKERS: u8 = 8;
+
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    #[command(subcommand)]
+    command: ClusterCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// Boot a control-plane node and --workers workers that join it.
+    Start(StartArgs),
+    /// Stop every node of the cluster (workers first).
+    Stop(StopArgs),
+}
+
+#[derive(Debug, Args)]
+struct StartArgs {
+    /// Workers to boot besides the control-plane node (1-8).
+    #[arg(long, default_value_t = 1)]
+    workers: u8,
+    /// Where the nodes' state directories and cluster.json go.
+    #[arg(long, env = "CAIRN_CLUSTER_DIR")]
+    dir: Option<PathBuf>,
+    /// Build output to boot (a debug image: the join token comes from its debug service).
+    #[arg(long, env = "CAIRN_IMAGE_DIR")]
+    image_dir: Option<PathBuf>,
+    /// Accelerator: auto uses KVM only if a short probe boot works.
+    #[arg(long, default_value = "auto")]
+    accel: AccelChoice,
+    /// Seconds each node may take to print CAIRN_READY.
+    #[arg(long, default_value_t = 240)]
+    ready_timeout: u64,
+    /// Seconds the control plane's apiserver may take to issue the join token.
+    #[arg(long, default_value_t = 300)]
+    token_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+struct StopArgs {
+    /// The cluster directory.
+    #[arg(long, env = "CAIRN_CLUSTER_DIR")]
+    dir: Option<PathBuf>,
+    /// Seconds each guest gets to end after ctrl-alt-delete before QEMU is killed.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+}
+
+/// `cluster.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterRecord {
+    /// The multicast group and port of the cluster segment.
+    pub segment: SocketAddrV4,
+    /// The control-plane node first.
+    pub nodes: Vec<NodeEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeEntry {
+    /// The state directory's name under the cluster directory.
+    pub name: String,
+    pub role: Role,
+    /// The cluster address, `A.B.C.D/N`.
+    pub address: String,
+    pub mac: String,
+    /// Set once the node has booted (`cairn-<node_id>` is its Kubernetes name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+}
+
+pub fn run(args: ClusterArgs) -> Result<ExitCode, CommandError> {
+    match args.command {
+        ClusterCommand::Start(args) => start(args),
+        ClusterCommand::Stop(args) => stop(args),
+    }
+}
+
+fn cluster_error(problem: impl Into<String>) -> CommandError {
+    CommandError::Cluster(problem.into())
+}
+
+fn start(args: StartArgs) -> Result<ExitCode, CommandError> {
+    if !(1..=MAX_WORKERS).contains(&args.workers) {
+        return Err(cluster_error(format!(
+            "--workers {}: give 1 to {MAX_WORKERS}",
+            args.workers
+        )));
+    }
+    let dir = dir_or_default(args.dir.clone(), DEFAULT_CLUSTER_DIR);
+    std::fs::create_dir_all(&dir)
+        .map_err(|err| cluster_error(format!("cannot create {}: {err}", dir.display())))?;
+    let mut record = load_or_plan(&dir, args.workers)?;
+    for entry in &record.nodes {
+        let state = StateDir::new(&dir.join(&entry.name));
+        if let Ok(Some(_)) = state.running_pid() {
+            return Err(cluster_error(format!(
+                "{} is already running in {}; `cairn-qemu cluster stop` first",
+                entry.name,
+                display_path(&dir)
+            )));
+        }
+    }
+    save(&dir, &record)?;
+    let image = Image::open(&dir_or_default(args.image_dir.clone(), DEFAULT_IMAGE_DIR))?;
+    let accel = match args.accel {
+        AccelChoice::Auto => accel::probe_cached(&image.kernel).accel,
+        choice => accel::resolve(choice, &image.kernel),
+    };
+    let ready_timeout = Duration::from_secs(args.ready_timeout);
+    let boot = |entry: &NodeEntry, join: Option<Join>| -> Result<String, CommandError> {
+        let state_dir = dir.join(&entry.name);
+        let mut config = NodeConfig::new(image.clone(), accel, &state_dir);
+        config.mode = SpawnMode::Detached;
+        config.cluster_nic = Some(ClusterNic {
+            segment: record.segment,
+            mac: entry.mac.parse().map_err(cluster_error)?,
+        });
+        config.settings = Some(Settings {
+            cluster: Some(Cluster {
+                address: entry.address.clone(),
+                device: Cluster::DEFAULT_DEVICE.to_owned(),
+                role: entry.role,
+                join,
+            }),
+            ..Default::default()
+        });
+        let mut node = Node::start(&config).map_err(CommandError::Start)?;
+        let ready = node
+            .wait_ready(ready_timeout)
+            .map_err(CommandError::NotReady)?;
+        let record = node.detach();
+        println!(
+            "{}: node {} ({}) ready, qemu pid {}, state dir {}",
+            entry.name,
+            ready.node_id,
+            entry.address,
+            record.pid,
+            display_path(&state_dir)
+        );
+        Ok(ready.node_id)
+    };
+    let control_plane = record.nodes[0].clone();
+    let id = boot(&control_plane, None)?;
+    record.nodes[0].node_id = Some(id);
+    save(&dir, &record)?;
+    let debug = StateDir::new(&dir.join(CONTROL_PLANE)).record_file();
+    let join = join_credential(&debug, Duration::from_secs(args.token_timeout))?;
+    for index in 1..record.nodes.len() {
+        let entry = record.nodes[index].clone();
+        let id = boot(&entry, Some(join.clone()))?;
+        record.nodes[index].node_id = Some(id);
+        save(&dir, &record)?;
+    }
+    let cluster = display_path(&dir);
+    println!(
+        "cluster of {} nodes on segment {} ({cluster}/{RECORD})",
+        record.nodes.len(),
+        record.segment
+    );
+    println!("  kubectl:   dbg --node {CONTROL_PLANE} kubectl get nodes");
+    println!("  conditions: dbg --node worker-1 conditions");
+    println!("  stop it:   cairn-qemu cluster stop --dir {cluster}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The recorded cluster if there is one (the same segment, addresses and MACs; more
+/// workers are added, none are dropped), else a new plan with a random segment.
+fn load_or_plan(dir: &Path, workers: u8) -> Result<ClusterRecord, CommandError> {
+    let mut record = match std::fs::read_to_string(dir.join(RECORD)) {
+        Ok(text) => serde_json::from_str(&text)
+            .map_err(|err| cluster_error(format!("{}: {err}", dir.join(RECORD).display())))?,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => ClusterRecord {
+            segment: random_segment()?,
+            nodes: Vec::new(),
+        },
+        Err(err) => {
+            return Err(cluster_error(format!(
+                "{}: {err}",
+                dir.join(RECORD).display()
+            )))
+        }
+    };
+    for index in record.nodes.len()..=usize::from(workers) {
+        let (name, role) = match index {
+            0 => (CONTROL_PLANE.to_owned(), Role::ControlPlane),
+            i => (format!("worker-{i}"), Role::Worker),
+        };
+        let host = FIRST_HOST + u8::try_from(index).unwrap_or(u8::MAX);
+        let absolute = std::path::absolute(dir.join(&name)).unwrap_or_else(|_| dir.join(&name));
+        record.nodes.push(NodeEntry {
+            name,
+            role,
+            address: format!(
+                "{}/{PREFIX}",
+                Ipv4Addr::new(SUBNET[0], SUBNET[1], SUBNET[2], host)
+            ),
+            mac: Mac::derived(absolute.as_os_str().as_bytes()).to_string(),
+            node_id: None,
+        });
+    }
+    Ok(record)
+}
+
+/// A group in 239.255.0.0/16 and a port in 40000-59999, from the kernel's randomness:
+/// clusters on one host each get their own segment.
+fn random_segment() -> Result<SocketAddrV4, CommandError> {
+    let mut bytes = [0u8; 4];
+    getrandom::fill(&mut bytes).map_err(|err| cluster_error(format!("getrandom: {err}")))?;
+    let port = 40_000 + u16::from_le_bytes([bytes[2], bytes[3]]) % 20_000;
+    Ok(SocketAddrV4::new(
+        Ipv4Addr::new(239, 255, bytes[0], bytes[1].max(1)),
+        port,
+    ))
+}
+
+fn save(dir: &Path, record: &ClusterRecord) -> Result<(), CommandError> {
+    let path = dir.join(RECORD);
+    let text = serde_json::to_string_pretty(record).expect("a record serializes");
+    std::fs::write(&path, text + "\n")
+        .map_err(|err| cluster_error(format!("cannot write {}: {err}", path.display())))
+}
+
+/// A one-hour join token from the control-plane node's debug service, asked for until
+/// its apiserver issues one or `within` passes.
+fn join_credential(record: &Path, within: Duration) -> Result<Join, CommandError> {
+    use cairn_api::v1::CreateJoinTokenRequest;
+    let endpoint = cairn_dbg::endpoint::from_record(record).ok_or_else(|| {
+        cluster_error(
+            "the control-plane node has no debug service (a production image?); cluster \
+             start needs a debug image to ask it for a join token",
+        )
+    })?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| cluster_error(format!("tokio runtime: {err}")))?;
+    runtime.block_on(async {
+        let mut client = cairn_api::connect_within(&endpoint, Duration::from_secs(30))
+            .await
+            .map_err(|err| cluster_error(cairn_api::error_chain(&err)))?;
+        let deadline = Instant::now() + within;
+        loop {
+            let request = CreateJoinTokenRequest {
+                ttl_seconds: Some(3600),
+            };
+            match client.create_join_token(request).await {
+                Ok(created) => {
+                    let created = created.into_inner();
+                    return Ok(Join {
+                        api: created.api,
+                        token: created.token,
+                        ca_hash: created.ca_hash,
+                        expires: None,
+                    });
+                }
+                // The apiserver may still be starting.
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                Err(status) => {
+                    return Err(cluster_error(format!(
+                        "no join token from the control-plane node within {within:?}: {}",
+                        status.message()
+                    )))
+                }
+            }
+        }
+    })
+}
+
+fn stop(args: StopArgs) -> Result<ExitCode, CommandError> {
+    let dir = dir_or_default(args.dir, DEFAULT_CLUSTER_DIR);
+    let text = match std::fs::read_to_string(dir.join(RECORD)) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            println!("no cluster in {}", display_path(&dir));
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(err) => {
+            return Err(cluster_error(format!(
+                "{}: {err}",
+                dir.join(RECORD).display()
+            )))
+        }
+    };
+    let record: ClusterRecord = serde_json::from_str(&text)
+        .map_err(|err| cluster_error(format!("{}: {err}", dir.join(RECORD).display())))?;
+    // Workers first: the control plane then sees them go, not the other way round.
+    for entry in record.nodes.iter().rev() {
+        let node_dir = dir.join(&entry.name);
+        let state = StateDir::new(&node_dir);
+        let outcome = stop_recorded(&state, Duration::from_secs(args.timeout))
+            .map_err(|e| CommandError::Stop(node_dir.clone(), e))?;
+        match outcome {
+            RecordedStop::NotRunning => println!("{}: not running", entry.name),
+            RecordedStop::Clean(pid) => println!("{}: stopped (qemu pid {pid})", entry.name),
+            RecordedStop::Forced { pid, why } => {
+                println!("{}: killed (qemu pid {pid}): {why}", entry.name)
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
