@@ -9,6 +9,7 @@
 //! cluster name through A's cluster DNS, across the segment, and its log comes back
 //! through B's kubelet, whose serving certificate A's agent approved. A third node, C,
 //! given a wrong token secret, never joins, and its `joined` says A refused the token.
+//! Last, B reboots and rejoins offline, as the same Node, with no new client CSR.
 //!
 //! Node A also shows what a join token is made of (docs/interfaces.md "Join tokens"):
 //! a bootstrap-token Secret that authenticates as `system:bootstrap:<id>`, its CA hash
@@ -315,6 +316,35 @@ fn a_worker_joins_over_the_segment_and_is_a_ready_node_named_by_its_key() {
     if !approved_by_agent {
         a.fail(format!(
             "B's serving CSR was not approved by A's agent: {csrs:#}"
+        ));
+    }
+
+    // B reboots: it rejoins offline with the client certificate on its data disk, as
+    // the same Node, and asks for no new client certificate.
+    let client_csrs = || {
+        let csrs: serde_json::Value =
+            serde_json::from_str(&a.kubectl_ok(&["get", "csr", "-o", "json"])).unwrap();
+        (csrs["items"].as_array().into_iter().flatten())
+            .filter(|csr| {
+                csr["spec"]["signerName"] == "kubernetes.io/kube-apiserver-client-kubelet"
+            })
+            .count()
+    };
+    let before = client_csrs();
+    let boot_id = common::restart::build_info(&b).boot_id;
+    common::restart::press_ctrl_alt_delete(&b);
+    common::restart::wait_next_boot(&b, 2, &boot_id);
+    let joined = b.wait_true("joined", NODE_READY);
+    let earlier =
+        format!("joined earlier as system:node:{b_name}; client certificate valid until ");
+    if !joined.reason.starts_with(&earlier) {
+        b.fail(format!("joined after the reboot: {:?}", joined.reason));
+    }
+    b.wait_true("node-ready", NODE_READY);
+    let after = client_csrs();
+    if after != before {
+        a.fail(format!(
+            "B's reboot made client CSRs: {before} before, {after} after"
         ));
     }
 }
