@@ -22,6 +22,7 @@ pub mod command;
 pub mod config;
 pub mod console;
 pub mod image;
+pub mod join;
 pub mod node;
 pub mod owner;
 pub mod ports;

@@ -88,7 +88,7 @@ fn boot_pair() -> Result<Pair, String> {
     )?;
     let a = ready(a)?;
     // The worker's credential, as `dbg join-token` gets it (the debug surface here).
-    let join = join_credential(&a)?;
+    let join = cairn_qemu::join::join_credential(&a.debug_endpoint, NODE_READY)?;
     let b = start(
         "cluster-net-b",
         ClusterSettings {
@@ -116,39 +116,6 @@ fn boot_pair() -> Result<Pair, String> {
         b: ready(b)?,
         c: ready(c)?,
         join,
-    })
-}
-
-/// A join credential from A, once its apiserver serves (the token is its Secret).
-fn join_credential(a: &Cluster) -> Result<Join, String> {
-    use cairn_api::v1::CreateJoinTokenRequest;
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-    runtime.block_on(async {
-        let mut client = cairn_api::connect_within(&a.debug_endpoint, Duration::from_secs(30))
-            .await
-            .map_err(|e| error_chain(&e))?;
-        let deadline = tokio::time::Instant::now() + NODE_READY;
-        loop {
-            let request = CreateJoinTokenRequest {
-                ttl_seconds: Some(3600),
-            };
-            match client.create_join_token(request).await {
-                Ok(created) => {
-                    let created = created.into_inner();
-                    return Ok(Join {
-                        api: created.api,
-                        token: created.token,
-                        ca_hash: created.ca_hash,
-                        expires: None,
-                    });
-                }
-                // The apiserver may not serve yet.
-                Err(_) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                }
-                Err(status) => return Err(format!("CreateJoinToken on A: {status}")),
-            }
-        }
     })
 }
 

@@ -55,6 +55,16 @@ async fn start() -> Harness {
     start_with(None).await
 }
 
+/// A node PKI in `dir`.
+fn test_pki(dir: &std::path::Path) -> Arc<crate::pki::Pki> {
+    let node = crate::pki::NodeSubject {
+        node_name: "cairn-00".into(),
+        node_ip: None,
+        service_ip: "10.96.0.1".parse().unwrap(),
+    };
+    Arc::new(crate::pki::ensure(dir, &node, time::OffsetDateTime::now_utc()).unwrap())
+}
+
 async fn start_with(pki: Option<Arc<crate::pki::Pki>>) -> Harness {
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(root.path().join("etc/cairn")).unwrap();
@@ -514,13 +524,7 @@ async fn debug_kubeconfigs_need_the_pki_and_valid_requests() {
     assert!(message.contains("pki not ready"), "{message}");
 
     let dir = tempfile::tempdir().unwrap();
-    let node = crate::pki::NodeSubject {
-        node_name: "cairn-00".into(),
-        node_ip: None,
-        service_ip: "10.96.0.1".parse().unwrap(),
-    };
-    let pki = crate::pki::ensure(dir.path(), &node, time::OffsetDateTime::now_utc()).unwrap();
-    let mut h = start_with(Some(Arc::new(pki))).await;
+    let mut h = start_with(Some(test_pki(dir.path()))).await;
     for (user, validity) in [
         ("a b", None),
         ("cairn-debug", Some(59)),
@@ -584,13 +588,7 @@ fn pod_addresses_are_recognised() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn join_tokens_wait_for_the_bootstrap_bindings() {
     let dir = tempfile::tempdir().unwrap();
-    let node = crate::pki::NodeSubject {
-        node_name: "cairn-00".into(),
-        node_ip: None,
-        service_ip: "10.96.0.1".parse().unwrap(),
-    };
-    let pki = crate::pki::ensure(dir.path(), &node, time::OffsetDateTime::now_utc()).unwrap();
-    let mut h = start_with(Some(Arc::new(pki))).await;
+    let mut h = start_with(Some(test_pki(dir.path()))).await;
     let request = || cairn_api::v1::CreateJoinTokenRequest {
         ttl_seconds: Some(600),
     };

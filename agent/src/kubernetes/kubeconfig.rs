@@ -21,41 +21,34 @@ pub const CLUSTER: &str = "cairn";
 /// Used for the Kubernetes components' kubeconfigs and for debug credentials. The text
 /// holds a private key: write it mode 0600.
 pub fn render(server: &str, ca_pem: &str, cert_pem: &str, key_pem: &str, user: &str) -> String {
-    let q = |s: &str| serde_json::Value::from(s).to_string();
     let b64 = |s: &str| STANDARD.encode(s.as_bytes());
-    let (cluster, user) = (q(CLUSTER), q(user));
-    format!(
-        "apiVersion: v1
-kind: Config
-clusters:
-- name: {cluster}
-  cluster:
-    server: {server}
-    certificate-authority-data: {ca}
-users:
-- name: {user}
-  user:
-    client-certificate-data: {cert}
-    client-key-data: {key}
-contexts:
-- name: {cluster}
-  context:
-    cluster: {cluster}
-    user: {user}
-current-context: {cluster}
-",
-        server = q(server),
-        ca = b64(ca_pem),
-        cert = b64(cert_pem),
-        key = b64(key_pem),
-    )
+    let credentials = format!(
+        "    client-certificate-data: {}\n    client-key-data: {}\n",
+        b64(cert_pem),
+        b64(key_pem)
+    );
+    document(server, ca_pem, user, &credentials)
 }
 
 /// A kubeconfig that reaches `server`, trusts `ca_pem` and authenticates with the
 /// bearer `token` (a worker's bootstrap kubeconfig). Holds a secret: mode 0600.
 pub fn render_token(server: &str, ca_pem: &str, token: &str, user: &str) -> String {
-    let q = |s: &str| serde_json::Value::from(s).to_string();
-    let (cluster, user) = (q(CLUSTER), q(user));
+    document(
+        server,
+        ca_pem,
+        user,
+        &format!("    token: {}\n", quote(token)),
+    )
+}
+
+/// A JSON string: a valid YAML double-quoted scalar whatever it holds.
+fn quote(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
+}
+
+/// The document around one user's `credentials` (its `user:` map's lines).
+fn document(server: &str, ca_pem: &str, user: &str, credentials: &str) -> String {
+    let (cluster, user) = (quote(CLUSTER), quote(user));
     format!(
         "apiVersion: v1
 kind: Config
@@ -67,17 +60,15 @@ clusters:
 users:
 - name: {user}
   user:
-    token: {token}
-contexts:
+{credentials}contexts:
 - name: {cluster}
   context:
     cluster: {cluster}
     user: {user}
 current-context: {cluster}
 ",
-        server = q(server),
+        server = quote(server),
         ca = STANDARD.encode(ca_pem.as_bytes()),
-        token = q(token),
     )
 }
 

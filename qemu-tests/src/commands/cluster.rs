@@ -13,7 +13,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cairn_api::node_config::{Cluster, Join, Role};
 use cairn_qemu::accel::{self, AccelChoice};
@@ -258,52 +258,15 @@ fn save(dir: &Path, record: &ClusterRecord) -> Result<(), CommandError> {
         .map_err(|err| cluster_error(format!("cannot write {}: {err}", path.display())))
 }
 
-/// A one-hour join token from the control-plane node's debug service, asked for until
-/// its apiserver issues one or `within` passes.
+/// A join token from the control-plane node's debug service.
 fn join_credential(record: &Path, within: Duration) -> Result<Join, CommandError> {
-    use cairn_api::v1::CreateJoinTokenRequest;
     let endpoint = cairn_dbg::endpoint::from_record(record).ok_or_else(|| {
         cluster_error(
             "the control-plane node has no debug service (a production image?); cluster \
              start needs a debug image to ask it for a join token",
         )
     })?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|err| cluster_error(format!("tokio runtime: {err}")))?;
-    runtime.block_on(async {
-        let mut client = cairn_api::connect_within(&endpoint, Duration::from_secs(30))
-            .await
-            .map_err(|err| cluster_error(cairn_api::error_chain(&err)))?;
-        let deadline = Instant::now() + within;
-        loop {
-            let request = CreateJoinTokenRequest {
-                ttl_seconds: Some(3600),
-            };
-            match client.create_join_token(request).await {
-                Ok(created) => {
-                    let created = created.into_inner();
-                    return Ok(Join {
-                        api: created.api,
-                        token: created.token,
-                        ca_hash: created.ca_hash,
-                        expires: None,
-                    });
-                }
-                // The apiserver may still be starting.
-                Err(_) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                }
-                Err(status) => {
-                    return Err(cluster_error(format!(
-                        "no join token from the control-plane node within {within:?}: {}",
-                        status.message()
-                    )))
-                }
-            }
-        }
-    })
+    cairn_qemu::join::join_credential(&endpoint, within).map_err(cluster_error)
 }
 
 fn stop(args: StopArgs) -> Result<ExitCode, CommandError> {
