@@ -302,3 +302,62 @@ fn stop(args: StopArgs) -> Result<ExitCode, CommandError> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_cluster_gets_a_random_segment_and_one_address_and_mac_per_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = load_or_plan(dir.path(), 2).unwrap();
+        let octets = record.segment.ip().octets();
+        assert_eq!(octets[..2], [239, 255]);
+        assert!((40_000..60_000).contains(&record.segment.port()));
+        let nodes: Vec<(&str, Role, &str)> = (record.nodes.iter())
+            .map(|n| (n.name.as_str(), n.role, n.address.as_str()))
+            .collect();
+        assert_eq!(
+            nodes,
+            [
+                ("control-plane", Role::ControlPlane, "192.168.100.10/24"),
+                ("worker-1", Role::Worker, "192.168.100.11/24"),
+                ("worker-2", Role::Worker, "192.168.100.12/24"),
+            ]
+        );
+        let macs: std::collections::BTreeSet<&str> =
+            record.nodes.iter().map(|n| n.mac.as_str()).collect();
+        assert_eq!(macs.len(), 3, "{macs:?}");
+        for mac in macs {
+            mac.parse::<Mac>().unwrap();
+        }
+    }
+
+    #[test]
+    fn a_recorded_cluster_keeps_its_segment_and_nodes_and_grows() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = load_or_plan(dir.path(), 1).unwrap();
+        first.nodes[1].node_id = Some("00ff".to_owned());
+        save(dir.path(), &first).unwrap();
+        let again = load_or_plan(dir.path(), 3).unwrap();
+        assert_eq!(again.segment, first.segment);
+        assert_eq!(again.nodes.len(), 4);
+        assert_eq!(again.nodes[1].node_id.as_deref(), Some("00ff"));
+        assert_eq!(again.nodes[1].mac, first.nodes[1].mac);
+        assert_eq!(again.nodes[3].address, "192.168.100.13/24");
+        // Fewer workers asked for: none is dropped from the record.
+        save(dir.path(), &again).unwrap();
+        assert_eq!(load_or_plan(dir.path(), 1).unwrap().nodes.len(), 4);
+    }
+
+    #[test]
+    fn a_damaged_record_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(RECORD), "{").unwrap();
+        let err = load_or_plan(dir.path(), 1).unwrap_err().to_string();
+        assert!(
+            err.starts_with("cluster: ") && err.contains(RECORD),
+            "{err}"
+        );
+    }
+}
