@@ -270,12 +270,12 @@ impl Boot<'_> {
             (Trust::Established, Role::ControlPlane) => {
                 let pki = self.create_pki(&node);
                 let have_pki = pki.is_some();
-                self.start_services(&supervisor, &node, have_pki, config, system_cgroup)?;
+                self.start_services(&supervisor, &node, role, have_pki, config, system_cgroup)?;
                 (pki.clone(), pki)
             }
             (Trust::Established, Role::Worker) => {
                 let local = self.create_node_local_ca();
-                self.start_services(&supervisor, &node, false, config, system_cgroup)?;
+                self.start_services(&supervisor, &node, role, false, config, system_cgroup)?;
                 (None, local)
             }
             (Trust::KeyUnreadable, _) => {
@@ -405,6 +405,7 @@ impl Boot<'_> {
         &self,
         supervisor: &Supervisor,
         node: &Node,
+        role: Role,
         have_pki: bool,
         settings: &NodeConfig,
         system_cgroup: Option<&Path>,
@@ -416,8 +417,6 @@ impl Boot<'_> {
             tracing::error!("containerd config: {reason}");
             self.conditions.set(containerd::SERVICE, false, reason);
         }
-        let cluster = settings.cluster.as_ref();
-        let role = cluster.map_or(Role::ControlPlane, |c| c.role);
         if role == Role::Worker {
             if let Err(err) = kubernetes::write_worker_configs(self.paths, node) {
                 let reason = cairn_api::error_chain(&err);
@@ -452,7 +451,7 @@ impl Boot<'_> {
             }
             Role::ControlPlane => {}
             Role::Worker => {
-                let join = cluster.and_then(|c| c.join.clone());
+                let join = settings.cluster.as_ref().and_then(|c| c.join.clone());
                 kubernetes::spawn_worker_followers(self.paths, node, join, &self.conditions);
             }
         }

@@ -203,12 +203,9 @@ fn a_worker_joins_over_the_segment_and_is_a_ready_node_named_by_its_key() {
         ));
     }
     // B's client certificate came by CSR with the token, approved for B's name.
-    let csrs: serde_json::Value =
-        serde_json::from_str(&a.kubectl_ok(&["get", "csr", "-o", "json"])).unwrap();
-    let client_csr = csrs["items"].as_array().into_iter().flatten().find(|csr| {
-        csr["spec"]["signerName"] == "kubernetes.io/kube-apiserver-client-kubelet"
-            && csr["spec"]["username"] == format!("system:bootstrap:{id}")
-    });
+    let csrs = signed_by(&a, CLIENT_SIGNER);
+    let client_csr =
+        (csrs.iter()).find(|csr| csr["spec"]["username"] == format!("system:bootstrap:{id}"));
     let approved = client_csr.is_some_and(|csr| {
         (csr["status"]["conditions"].as_array().into_iter().flatten())
             .any(|c| c["type"] == "Approved" && c["status"] == "True")
@@ -216,7 +213,7 @@ fn a_worker_joins_over_the_segment_and_is_a_ready_node_named_by_its_key() {
     });
     if !approved {
         a.fail(format!(
-            "no approved, issued client CSR from the token: {csrs:#}"
+            "no approved, issued client CSR from the token: {csrs:#?}"
         ));
     }
 
@@ -263,12 +260,9 @@ fn a_worker_joins_over_the_segment_and_is_a_ready_node_named_by_its_key() {
             common::kubernetes::describe(&logs)
         ));
     }
-    let csrs: serde_json::Value =
-        serde_json::from_str(&a.kubectl_ok(&["get", "csr", "-o", "json"])).unwrap();
-    let serving = csrs["items"].as_array().into_iter().flatten().find(|csr| {
-        csr["spec"]["signerName"] == "kubernetes.io/kubelet-serving"
-            && csr["spec"]["username"] == format!("system:node:{b_name}")
-    });
+    let csrs = signed_by(&a, "kubernetes.io/kubelet-serving");
+    let serving =
+        (csrs.iter()).find(|csr| csr["spec"]["username"] == format!("system:node:{b_name}"));
     let approved_by_agent = serving.is_some_and(|csr| {
         (csr["status"]["conditions"].as_array().into_iter().flatten()).any(|c| {
             c["type"] == "Approved"
@@ -282,21 +276,13 @@ fn a_worker_joins_over_the_segment_and_is_a_ready_node_named_by_its_key() {
     });
     if !approved_by_agent {
         a.fail(format!(
-            "B's serving CSR was not approved by A's agent: {csrs:#}"
+            "B's serving CSR was not approved by A's agent: {csrs:#?}"
         ));
     }
 
     // B reboots: it rejoins offline with the client certificate on its data disk, as
     // the same Node, and asks for no new client certificate.
-    let client_csrs = || {
-        let csrs: serde_json::Value =
-            serde_json::from_str(&a.kubectl_ok(&["get", "csr", "-o", "json"])).unwrap();
-        (csrs["items"].as_array().into_iter().flatten())
-            .filter(|csr| {
-                csr["spec"]["signerName"] == "kubernetes.io/kube-apiserver-client-kubelet"
-            })
-            .count()
-    };
+    let client_csrs = || signed_by(&a, CLIENT_SIGNER).len();
     let before = client_csrs();
     let boot_id = common::restart::build_info(&b).boot_id;
     common::restart::press_ctrl_alt_delete(&b);
@@ -314,6 +300,19 @@ fn a_worker_joins_over_the_segment_and_is_a_ready_node_named_by_its_key() {
             "B's reboot made client CSRs: {before} before, {after} after"
         ));
     }
+}
+
+/// The signer of kubelet client certificates.
+const CLIENT_SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
+
+/// The CSRs `session`'s cluster holds for `signer`.
+fn signed_by(session: &Session, signer: &str) -> Vec<serde_json::Value> {
+    let list: serde_json::Value =
+        serde_json::from_str(&session.kubectl_ok(&["get", "csr", "-o", "json"])).unwrap();
+    let items = list["items"].as_array().cloned().unwrap_or_default();
+    (items.into_iter())
+        .filter(|csr| csr["spec"]["signerName"] == signer)
+        .collect()
 }
 
 #[test]

@@ -195,10 +195,9 @@ fn rfc3339(t: OffsetDateTime) -> String {
 }
 
 fn write(path: &Path, text: &str, mode: u32) -> Result<(), String> {
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    std::fs::create_dir_all(dir)
-        .and_then(|()| crate::atomic_write::write_atomic(path, text.as_bytes(), mode))
-        .map_err(|err| format!("cannot write {}: {err}", path.display()))
+    super::create_dir(path.parent().unwrap_or(Path::new("/")))
+        .and_then(|()| super::write_file(&path.display().to_string(), text, mode))
+        .map_err(|err| error_chain(&err))
 }
 
 /// The certificates the server at `addr` presents, leaf first. The handshake is

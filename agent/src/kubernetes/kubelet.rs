@@ -37,9 +37,11 @@ pub fn service(paths: &Paths, files: &Files, node: &Node, role: Role) -> Service
     ];
     // A worker's kubelet bootstraps its client certificate with the join token and
     // keeps it (and the kubeconfig naming it) on the data disk.
-    let health = probe::healthz(files.pki_dir(), HEALTH_URL);
     let (kubeconfig, credentials, readiness) = match role {
-        Role::ControlPlane => (files.config(KUBECONFIG), PKI_CONDITION, health),
+        Role::ControlPlane => {
+            let readiness = probe::healthz(files.pki_dir(), HEALTH_URL);
+            (files.config(KUBECONFIG), PKI_CONDITION, readiness)
+        }
         Role::Worker => {
             args.push(format!(
                 "--bootstrap-kubeconfig={}",

@@ -239,20 +239,10 @@ pub fn spawn_followers(paths: &Paths, node: &Node, conditions: &Conditions) {
         conditions.clone(),
     ));
     tokio::spawn(reconcile_when_ready(
-        pki_dir.clone(),
+        pki_dir,
         node.clone(),
         conditions.clone(),
     ));
-    tokio::spawn(approve_when_ready(pki_dir, conditions.clone()));
-}
-
-/// Waits for `kube-apiserver`, then approves the serving CSRs of nodes for good.
-async fn approve_when_ready(pki_dir: PathBuf, conditions: Conditions) {
-    conditions.wait_true(apiserver::SERVICE).await;
-    match client::client(&pki_dir, client::LOCAL_APISERVER) {
-        Ok(client) => csr_approver::run(client).await,
-        Err(err) => tracing::error!("csr-approver: {}", cairn_api::error_chain(&err)),
-    }
 }
 
 /// A worker's tasks: joining the cluster (`joined`, which the kubelet waits for), then
@@ -284,13 +274,17 @@ pub fn declared_objects(node: &Node) -> Vec<crate::reconciler::Declared> {
     objects
 }
 
-/// Waits for `kube-apiserver`, then runs the reconciler for good.
+/// Waits for `kube-apiserver`, then runs the reconciler and the serving-CSR approver
+/// for good, on one client.
 async fn reconcile_when_ready(pki_dir: PathBuf, node: Node, conditions: Conditions) {
     use crate::reconciler;
     conditions.set(reconciler::CONDITION, false, "waiting for kube-apiserver");
     conditions.wait_true(apiserver::SERVICE).await;
     match client::client(&pki_dir, client::LOCAL_APISERVER) {
-        Ok(client) => reconciler::run(client, conditions, declared_objects(&node)).await,
+        Ok(client) => {
+            tokio::spawn(csr_approver::run(client.clone()));
+            reconciler::run(client, conditions, declared_objects(&node)).await
+        }
         Err(err) => {
             let reason = cairn_api::error_chain(&err);
             tracing::error!("reconciler: {reason}");

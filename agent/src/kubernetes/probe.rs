@@ -56,23 +56,20 @@ pub fn healthz(pki_dir: &Path, url: &str) -> Readiness {
 /// its TLS bootstrap has brought its client certificate, which kube-proxy and
 /// `node-ready` use.
 pub fn healthz_with(pki_dir: &Path, url: &str, needed: PathBuf) -> Readiness {
-    let health = get(
-        Access::Insecure(pki_dir.to_owned()),
-        url,
-        "/healthz",
-        any_body,
-    );
-    Readiness::new(probe_fn(move || {
-        let (health, needed) = (health.clone(), needed.clone());
-        async move {
-            if !needed.exists() {
-                return Err(format!("waiting for {}", needed.display()));
+    let health = healthz(pki_dir, url);
+    let probe = health.probe.clone();
+    Readiness {
+        probe: probe_fn(move || {
+            let (probe, needed) = (probe.clone(), needed.clone());
+            async move {
+                if !needed.exists() {
+                    return Err(format!("waiting for {}", needed.display()));
+                }
+                probe.check().await.map(|_| ())
             }
-            health.check().await.map(|_| ())
-        }
-    }))
-    .interval(Duration::from_secs(1))
-    .timeout(Duration::from_secs(3))
+        }),
+        ..health
+    }
 }
 
 /// Readiness of a loopback endpoint `url` + `path` that needs no credentials (any
