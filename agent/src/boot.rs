@@ -11,11 +11,12 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use cairn_api::names::condition;
-use cairn_api::node_config::{NodeConfig, Role};
+use cairn_api::node_config::{Cluster, NodeConfig, Role};
 
 use crate::api::owner::Offered;
 use crate::conditions::Conditions;
 use crate::identity::{self, DiskKey, EphemeralKey, Identity, IdentityError, KeySource};
+use crate::kubernetes::pod_routes::{ClusterNic, PodNetwork};
 use crate::kubernetes::{self, Node};
 use crate::logbuf::Logs;
 use crate::modules::{self, ModuleError};
@@ -84,6 +85,7 @@ pub fn run(sys: Arc<dyn Syscall>, paths: &Paths, logs: Logs) -> Result<ShutdownR
     let system_cgroup = boot.mount_filesystems()?;
     boot.raise_limits();
     boot.load_modules()?;
+    let pod_network = boot.prepare_pod_network();
     let settings = boot.read_node_config();
     let storage = boot.prepare_storage()?;
     let (identity, trust) = boot.establish_identity(&storage)?;
@@ -94,6 +96,7 @@ pub fn run(sys: Arc<dyn Syscall>, paths: &Paths, logs: Logs) -> Result<ShutdownR
         &identity,
         trust,
         &settings,
+        pod_network,
         system_cgroup.as_deref(),
     ));
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
@@ -172,6 +175,18 @@ impl Boot<'_> {
         tracing::info!("{reason}");
         self.conditions.set(condition::MODULES, true, reason);
         Ok(())
+    }
+
+    /// After the modules (netfilter) and before any child: forwarding and the pods'
+    /// masquerade rule, which must hold before the first pod sends a packet. Not fatal:
+    /// the outcome goes into the `pod-routes` condition.
+    fn prepare_pod_network(&self) -> Result<String, String> {
+        let prepared = containerd::cni::prepare_pod_network(self.sys, self.paths);
+        match &prepared {
+            Ok(done) => tracing::info!("pod network: {done}"),
+            Err(reason) => tracing::error!("pod network: {reason}"),
+        }
+        prepared
     }
 
     /// After the modules (`qemu_fw_cfg` shows the launcher's item in sysfs) and before
@@ -253,6 +268,7 @@ impl Boot<'_> {
         identity: &Identity,
         trust: Trust,
         settings: &node_config::Loaded,
+        prepared: Result<String, String>,
         system_cgroup: Option<&Path>,
     ) -> Result<ShutdownRequest, BootError> {
         let reaper = Arc::new(Mutex::new(Reaper::default()));
@@ -264,6 +280,10 @@ impl Boot<'_> {
             .cluster
             .as_ref()
             .map_or(Role::ControlPlane, |c| c.role);
+        let pod_network = PodNetwork {
+            nic: cluster_nic(config.cluster.as_ref(), &node),
+            prepared,
+        };
         // The cluster's PKI (a control-plane node's), and the CA that signs the node
         // API's certificate: the cluster CA, or a worker's node-local one.
         let (pki, api_ca) = match (trust, role) {
@@ -271,11 +291,13 @@ impl Boot<'_> {
                 let pki = self.create_pki(&node);
                 let have_pki = pki.is_some();
                 self.start_services(&supervisor, &node, role, have_pki, config, system_cgroup)?;
+                self.follow(&node, role, have_pki, pod_network, config);
                 (pki.clone(), pki)
             }
             (Trust::Established, Role::Worker) => {
                 let local = self.create_node_local_ca();
                 self.start_services(&supervisor, &node, role, false, config, system_cgroup)?;
+                self.follow(&node, role, false, pod_network, config);
                 (None, local)
             }
             (Trust::KeyUnreadable, _) => {
@@ -445,17 +467,35 @@ impl Boot<'_> {
             self.conditions.clone(),
             self.paths.clone(),
         ));
+        Ok(())
+    }
+
+    /// Beside the services: the tasks that follow the cluster and set their own
+    /// conditions (joining, `node-ready`, `pod-routes`, the reconciler).
+    fn follow(
+        &self,
+        node: &Node,
+        role: Role,
+        have_pki: bool,
+        pod_network: PodNetwork,
+        settings: &NodeConfig,
+    ) {
         match role {
             Role::ControlPlane if have_pki => {
-                kubernetes::spawn_followers(self.paths, node, &self.conditions);
+                kubernetes::spawn_followers(self.paths, node, pod_network, &self.conditions);
             }
             Role::ControlPlane => {}
             Role::Worker => {
                 let join = settings.cluster.as_ref().and_then(|c| c.join.clone());
-                kubernetes::spawn_worker_followers(self.paths, node, join, &self.conditions);
+                kubernetes::spawn_worker_followers(
+                    self.paths,
+                    node,
+                    join,
+                    pod_network,
+                    &self.conditions,
+                );
             }
         }
-        Ok(())
     }
 
     /// Instead of the PKI and the services when the node key is unreadable: the PKI
@@ -469,6 +509,8 @@ impl Boot<'_> {
         for name in cairn_api::names::service::ALL {
             self.conditions.set(name, false, reason.to_owned());
         }
+        self.conditions
+            .set(condition::POD_ROUTES, false, reason.to_owned());
     }
 
     /// After the supervisor exists, so every component it reports is registered;
@@ -603,4 +645,18 @@ enum StartNodeApiError {
     Certificate(#[source] pki::PkiError),
     #[error(transparent)]
     Api(#[from] crate::api::node::NodeApiError),
+}
+
+/// The cluster NIC the network step set up, if any: where other nodes' pods are
+/// routed.
+fn cluster_nic(cluster: Option<&Cluster>, node: &Node) -> Option<ClusterNic> {
+    let cluster = cluster?;
+    // The step set the cluster NIC up only if the node's address is the cluster one.
+    node.uplink?;
+    let (address, prefix) = cluster.address().ok()?;
+    Some(ClusterNic {
+        device: cluster.device.clone(),
+        address,
+        prefix,
+    })
 }

@@ -23,6 +23,9 @@ pub mod condition {
     /// bootstrap token the control plane accepted, or a client certificate from an
     /// earlier join.
     pub const JOINED: &str = "joined";
+    /// Forwarding and the pods' masquerade rule are in place, and a route to every
+    /// other Node's pod CIDR via its cluster address.
+    pub const POD_ROUTES: &str = "pod-routes";
     /// The owner's node API serves. Not in [`BOOT_ORDER`]: a node with no owner never
     /// serves it, and the condition's reason says so.
     pub const NODE_API: &str = "node-api";
@@ -30,7 +33,7 @@ pub mod condition {
     /// Every condition a control-plane node sets, in the order a boot makes them true:
     /// the boot steps, then each service (a service's condition has its name) and the
     /// steps that follow them.
-    pub const BOOT_ORDER: [&str; 18] = [
+    pub const BOOT_ORDER: [&str; 19] = [
         MOUNTS,
         MODULES,
         NODE_CONFIG,
@@ -45,6 +48,7 @@ pub mod condition {
         super::service::CONTROLLER_MANAGER,
         super::service::SCHEDULER,
         BUILTIN_OBJECTS,
+        POD_ROUTES,
         super::service::KUBE_PROXY,
         super::service::CLUSTER_DNS,
         super::service::KUBELET,
@@ -53,7 +57,7 @@ pub mod condition {
 
     /// Every condition a worker sets, in boot order: no etcd or control plane, and
     /// `pki` is the node-local CA of its node API; the cluster's CA comes with `joined`.
-    pub const WORKER_BOOT_ORDER: [&str; 13] = [
+    pub const WORKER_BOOT_ORDER: [&str; 14] = [
         MOUNTS,
         MODULES,
         NODE_CONFIG,
@@ -65,6 +69,7 @@ pub mod condition {
         super::service::CONTAINERD,
         IMAGES,
         super::service::KUBELET,
+        POD_ROUTES,
         super::service::KUBE_PROXY,
         NODE_READY,
     ];

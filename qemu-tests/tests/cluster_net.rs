@@ -28,7 +28,7 @@ use sha2::Digest as _;
 use cairn_api::node_config::{Cluster as ClusterSettings, Join, Role};
 use cairn_qemu::node::error_chain;
 use cairn_qemu::{ClusterNic, Mac, Node};
-use common::kubernetes::{Cluster, Session, SERVICE_ACCOUNT_TIMEOUT};
+use common::kubernetes::{Cluster, Session, KUBECTL_TIMEOUT, SERVICE_ACCOUNT_TIMEOUT};
 
 const A_ADDRESS: &str = "192.168.100.10";
 const B_ADDRESS: &str = "192.168.100.11";
@@ -39,6 +39,9 @@ const WRONG_SECRET: &str = "0000000000000000";
 const READY_TIMEOUT: Duration = Duration::from_secs(240);
 const NODE_READY: Duration = Duration::from_secs(400);
 const POD_DONE: Duration = Duration::from_secs(240);
+/// Four pods over two nodes, and routes and kube-proxy following them.
+const SPREAD_TIMEOUT: Duration = Duration::from_secs(240);
+const TOOLBOX: &str = "localhost/cairn/toolbox:1";
 
 struct Pair {
     /// The control-plane node.
@@ -280,6 +283,8 @@ fn a_worker_joins_over_the_segment_and_is_a_ready_node_named_by_its_key() {
         ));
     }
 
+    pods_spread_over_both_nodes_reach_each_other(&a, &b, &b_name);
+
     // B reboots: it rejoins offline with the client certificate on its data disk, as
     // the same Node, and asks for no new client certificate.
     let client_csrs = || signed_by(&a, CLIENT_SIGNER).len();
@@ -299,6 +304,171 @@ fn a_worker_joins_over_the_segment_and_is_a_ready_node_named_by_its_key() {
         a.fail(format!(
             "B's reboot made client CSRs: {before} before, {after} after"
         ));
+    }
+}
+
+/// The host-gateway pod network (docs/architecture.md "Pod network"): each Node has a
+/// pod CIDR of its own and its pods' addresses come from it; each node's agent routes
+/// the other's CIDR via its cluster address. A Deployment whose two replicas may not
+/// share a node (required anti-affinity) spreads over A and B; a client pod on each
+/// node asks the Service by its DNS name until both replicas answered, and each
+/// replica reports the client's own pod address as the peer (no SNAT between pods,
+/// also across the segment).
+fn pods_spread_over_both_nodes_reach_each_other(a: &Session, b: &Session, b_name: &str) {
+    let a_name = format!("cairn-{}", a.cluster.ready.node_id);
+    let nodes = [a_name.clone(), b_name.to_owned()];
+    let pod_cidrs: Vec<String> = (nodes.iter())
+        .map(|n| a.kubectl_ok(&["get", "node", n, "-o", "jsonpath={.spec.podCIDR}"]))
+        .collect();
+    if pod_cidrs[0] == pod_cidrs[1] || pod_cidrs.iter().any(|c| !c.starts_with("10.88.")) {
+        a.fail(format!("the Nodes' pod CIDRs are {pod_cidrs:?}"));
+    }
+    // Each agent routes the other node's CIDR via its address, and says so.
+    for (session, peer, cidr, via) in [
+        (a, b_name, &pod_cidrs[1], B_ADDRESS),
+        (b, &a_name, &pod_cidrs[0], A_ADDRESS),
+    ] {
+        let expected = format!(
+            "routes to other nodes' pods (1): {cidr} via {via} ({peer}); forwarding on; pod \
+             traffic leaving 10.88.0.0/16 masqueraded (nft table ip cairn)"
+        );
+        let deadline = std::time::Instant::now() + SPREAD_TIMEOUT;
+        loop {
+            let (holds, reason) = session.condition("pod-routes");
+            if holds && reason == expected {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                session.fail(format!("pod-routes: {holds} {reason:?}, not {expected:?}"));
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+
+    let ns = "spread";
+    let manifest = format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n");
+    a.kubectl_ok_within(&["apply", "-f", "-"], &manifest, KUBECTL_TIMEOUT);
+    a.wait_for_default_service_account(ns);
+    // busybox httpd runs the CGI script with the peer's address in REMOTE_ADDR.
+    let script = "mkdir -p /www/cgi-bin && printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\n\
+                  echo $(hostname) $REMOTE_ADDR\\n' > /www/cgi-bin/who && chmod +x /www/cgi-bin/who \
+                  && exec httpd -f -p 80 -h /www";
+    let script = serde_json::Value::from(script).to_string();
+    let mut manifest = format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {{ name: web, namespace: {ns} }}
+spec:
+  replicas: 2
+  selector: {{ matchLabels: {{ app: web }} }}
+  template:
+    metadata: {{ labels: {{ app: web }} }}
+    spec:
+      affinity:
+        podAntiAffinity:
+          requiredDuringSchedulingIgnoredDuringExecution:
+          - labelSelector: {{ matchLabels: {{ app: web }} }}
+            topologyKey: kubernetes.io/hostname
+      containers:
+      - name: httpd
+        image: {TOOLBOX}
+        imagePullPolicy: Never
+        command: [\"sh\", \"-c\", {script}]
+        readinessProbe: {{ tcpSocket: {{ port: 80 }}, periodSeconds: 2 }}
+---
+apiVersion: v1
+kind: Service
+metadata: {{ name: web, namespace: {ns} }}
+spec:
+  selector: {{ app: web }}
+  ports: [{{ port: 80 }}]
+"
+    );
+    for (client, node) in [("client-a", &nodes[0]), ("client-b", &nodes[1])] {
+        manifest.push_str(&format!(
+            "---
+apiVersion: v1
+kind: Pod
+metadata: {{ name: {client}, namespace: {ns} }}
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {{ name: main, image: {TOOLBOX}, imagePullPolicy: Never, command: [sleep, \"86400\"] }}
+"
+        ));
+    }
+    a.kubectl_ok_within(&["apply", "-f", "-"], &manifest, KUBECTL_TIMEOUT);
+    let timeout = format!("--timeout={}s", SPREAD_TIMEOUT.as_secs());
+    for target in ["deployment/web", "pod/client-a", "pod/client-b"] {
+        let args: Vec<&str> = match target.starts_with("deployment") {
+            true => vec!["rollout", "status", target, "-n", ns, &timeout],
+            false => vec!["wait", "--for=condition=Ready", target, "-n", ns, &timeout],
+        };
+        let done = a.kubectl_within(&args, "", SPREAD_TIMEOUT + KUBECTL_TIMEOUT);
+        if !done.status.success() {
+            let pods = a.kubectl(&["describe", "pods", "-n", ns], "");
+            a.fail(format!(
+                "{target} not ready: {}\n{}",
+                common::kubernetes::describe(&done),
+                common::kubernetes::describe(&pods)
+            ));
+        }
+    }
+    // name node podIP, one line per pod.
+    let listed = a.kubectl_ok(&[
+        "get",
+        "pods",
+        "-n",
+        ns,
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName} {.status.podIP}{\"\\n\"}{end}",
+    ]);
+    let pods: Vec<Vec<&str>> = listed.lines().map(|l| l.split(' ').collect()).collect();
+    let pod_on = |prefix: &str, node: &str| {
+        (pods.iter())
+            .filter(|p| p.len() == 3 && p[0].starts_with(prefix) && p[1] == node)
+            .map(|p| (p[0].to_owned(), p[2].to_owned()))
+            .collect::<Vec<_>>()
+    };
+    let mut webs = Vec::new();
+    for (node, cidr) in nodes.iter().zip(&pod_cidrs) {
+        let on_node = pod_on("web-", node);
+        let network = cidr.trim_end_matches(".0/24");
+        let in_cidr = on_node.len() == 1 && on_node[0].1.starts_with(&format!("{network}."));
+        if !in_cidr {
+            a.fail(format!(
+                "not one web replica on {node} with an address in {cidr}: {listed}"
+            ));
+        }
+        webs.push(on_node[0].0.clone());
+    }
+    // Bounded by `timeout`: wget's own `-T` crashes this busybox's wget.
+    let request = "for i in $(seq 40); do timeout 10 wget -q -O - \
+                   http://web.spread.svc.cluster.local/cgi-bin/who; done | sort -u";
+    for (client, node) in [("client-a", &nodes[0]), ("client-b", &nodes[1])] {
+        let ip = &pod_on(client, node)[0].1;
+        let expected: std::collections::BTreeSet<String> =
+            // httpd accepts on a dual-stack socket: IPv4 peers are IPv4-mapped.
+            webs.iter().map(|web| format!("{web} [::ffff:{ip}]")).collect();
+        let deadline = std::time::Instant::now() + SPREAD_TIMEOUT;
+        loop {
+            let args = ["exec", client, "-n", ns, "--", "sh", "-c", request];
+            let output = a.kubectl_within(&args, "", KUBECTL_TIMEOUT + Duration::from_secs(200));
+            let seen: std::collections::BTreeSet<String> = String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            if seen == expected {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                a.fail(format!(
+                    "{client} on {node} saw {seen:?}, not {expected:?}: {}",
+                    common::kubernetes::describe(&output)
+                ));
+            }
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 //! preloaded ([`super::import`]), and registries are configured per host in
 //! `registry.config_path` ([`super::registries`]).
 
+use super::cni::TEMPLATE as CNI_TEMPLATE;
 use super::registries::HOSTS_DIR;
 use super::{CNI_BIN_DIR, CNI_CONF_DIR, ROOT, SANDBOX_IMAGE, SOCKET, STATE};
 
@@ -72,6 +73,8 @@ disabled_plugins = [
     bin_dirs = ["{CNI_BIN_DIR}"]
     conf_dir = "{CNI_CONF_DIR}"
     max_conf_num = 1
+    # Rendered into conf_dir once the kubelet passes the Node's pod CIDR (cni.rs).
+    conf_template = "{CNI_TEMPLATE}"
 "#
     )
 }
@@ -98,6 +101,10 @@ mod tests {
         assert_eq!(config.get("BinaryName"), Some("\"/usr/bin/runc\""));
         assert_eq!(config.get("bin_dirs"), Some("[\"/opt/cni/bin\"]"));
         assert_eq!(config.get("conf_dir"), Some("\"/etc/cni/net.d\""));
+        assert_eq!(
+            config.get("conf_template"),
+            Some("\"/etc/cni/cairn.conflist.tmpl\"")
+        );
         assert_eq!(
             config.get("config_path"),
             Some("\"/etc/containerd/certs.d\"")

@@ -3,8 +3,8 @@
 //! one-shot container runs.
 //!
 //! The agent owns containerd's whole configuration: [`write_config`] renders
-//! `/etc/containerd/config.toml` ([`config`]) and the CNI conflist ([`cni`]) at every
-//! boot, before [`service`] hands the supervisor a [`ServiceSpec`]. Readiness is a real
+//! `/etc/containerd/config.toml` ([`config`]) and the CNI conflist template ([`cni`])
+//! at every boot, before [`service`] hands the supervisor a [`ServiceSpec`]. Readiness is a real
 //! API call (the Version service over the socket), so the `containerd` condition means
 //! "answers gRPC", not "printed a line". Once it holds, [`import_when_ready`] imports
 //! the archives the builder put under [`IMAGES_DIR`] natively over the gRPC API
@@ -78,23 +78,22 @@ pub fn write_config(paths: &Paths, registries: &NodeConfig) -> Result<(), Contai
     let hosts_dir = paths.resolve(registries::HOSTS_DIR);
     let mut files = vec![
         (paths.resolve(CONFIG), config::render(), 0o644),
-        (
-            paths.resolve(CNI_CONF_DIR).join(cni::CONFLIST),
-            cni::render(),
-            0o644,
-        ),
+        (paths.resolve(cni::TEMPLATE), cni::render_template(), 0o644),
     ];
     files.extend(
         registries::render(registries)
             .into_iter()
             .map(|file| (hosts_dir.join(file.path), file.contents, file.mode)),
     );
+    // Empty: containerd's CRI watches it for the conflist it renders.
+    let conf_dir = paths.resolve(CNI_CONF_DIR);
+    std::fs::create_dir_all(&conf_dir).map_err(|e| ContainerdError::CreateDir(conf_dir, e))?;
     for (path, text, mode) in files {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
                 .map_err(|e| ContainerdError::CreateDir(dir.to_owned(), e))?;
         }
-        // containerd's CRI watches the CNI directory: it must never see half a file.
+        // containerd reads each file as it starts: it must never see half a file.
         write_atomic(&path, text.as_bytes(), mode)
             .map_err(|e| ContainerdError::Write(path.clone(), e))?;
     }
@@ -185,14 +184,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn writes_config_and_conflist_under_the_root() {
+    fn writes_config_and_conflist_template_under_the_root() {
         let dir = tempfile::tempdir().unwrap();
         let paths = Paths::under_root(dir.path());
         write_config(&paths, &NodeConfig::default()).unwrap();
         let config = std::fs::read_to_string(dir.path().join("etc/containerd/config.toml"));
         assert!(config.unwrap().contains("version = 4"));
-        let conflist = dir.path().join("etc/cni/net.d/10-cairn.conflist");
-        assert!(std::fs::read_to_string(conflist).unwrap().contains("cni0"));
+        let template = dir.path().join("etc/cni/cairn.conflist.tmpl");
+        assert!(std::fs::read_to_string(template)
+            .unwrap()
+            .contains("{{.PodCIDR}}"));
+        // containerd renders the conflist from the Node's pod CIDR: none is written.
+        let conf_dir = std::fs::read_dir(dir.path().join("etc/cni/net.d")).unwrap();
+        assert_eq!(conf_dir.count(), 0);
     }
 
     #[test]

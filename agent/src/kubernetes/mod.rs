@@ -28,6 +28,7 @@ pub mod join_token;
 pub mod kubeconfig;
 pub mod kubelet;
 pub mod node_ready;
+pub mod pod_routes;
 pub mod probe;
 pub mod proxy;
 pub mod scheduler;
@@ -228,13 +229,25 @@ pub fn write_configs(paths: &Paths, pki: &Pki, node: &Node) -> Result<(), Kubern
     )
 }
 
-/// The tasks that follow the cluster: `node-ready` from the Node object, and the
-/// reconciler and the serving-CSR approver once the apiserver is ready. Spawn once,
-/// after the PKI step succeeded.
-pub fn spawn_followers(paths: &Paths, node: &Node, conditions: &Conditions) {
+/// The tasks that follow the cluster: `node-ready` from the Node object, the routes
+/// to other nodes' pods, and the reconciler and the serving-CSR approver once the
+/// apiserver is ready. Spawn once, after the PKI step succeeded.
+pub fn spawn_followers(
+    paths: &Paths,
+    node: &Node,
+    pod_network: pod_routes::PodNetwork,
+    conditions: &Conditions,
+) {
     let pki_dir = Files::new(paths).pki_dir().to_owned();
+    let source = node_ready::Source::Agent(pki_dir.clone());
+    tokio::spawn(pod_routes::run(
+        source.clone(),
+        node.name.clone(),
+        pod_network,
+        conditions.clone(),
+    ));
     tokio::spawn(node_ready::run(
-        node_ready::Source::Agent(pki_dir.clone()),
+        source,
         node.name.clone(),
         conditions.clone(),
     ));
@@ -246,21 +259,30 @@ pub fn spawn_followers(paths: &Paths, node: &Node, conditions: &Conditions) {
 }
 
 /// A worker's tasks: joining the cluster (`joined`, which the kubelet waits for), then
-/// `node-ready` from its Node object, read with the kubelet's credentials.
+/// `node-ready` from its Node object and the routes to other nodes' pods, read with
+/// the kubelet's credentials.
 pub fn spawn_worker_followers(
     paths: &Paths,
     node: &Node,
     join: Option<cairn_api::node_config::Join>,
+    pod_network: pod_routes::PodNetwork,
     conditions: &Conditions,
 ) {
+    let source = node_ready::Source::Kubelet(paths.resolve(join::KUBELET_KUBECONFIG));
     tokio::spawn(join::run(
         paths.clone(),
         join,
         node.name.clone(),
         conditions.clone(),
     ));
+    tokio::spawn(pod_routes::run(
+        source.clone(),
+        node.name.clone(),
+        pod_network,
+        conditions.clone(),
+    ));
     tokio::spawn(node_ready::run(
-        node_ready::Source::Kubelet(paths.resolve(join::KUBELET_KUBECONFIG)),
+        source,
         node.name.clone(),
         conditions.clone(),
     ));

@@ -35,14 +35,14 @@ pub enum Source {
 
 impl Source {
     /// The condition to wait for before asking.
-    fn gate(&self) -> &'static str {
+    pub(super) fn gate(&self) -> &'static str {
         match self {
             Source::Agent(_) => super::apiserver::SERVICE,
             Source::Kubelet(_) => super::kubelet::SERVICE,
         }
     }
 
-    async fn client(&self) -> Result<kube::Client, String> {
+    pub(super) async fn client(&self) -> Result<kube::Client, String> {
         match self {
             Source::Agent(pki_dir) => {
                 super::client::client(pki_dir, super::client::LOCAL_APISERVER)

@@ -16,6 +16,7 @@
 
 pub mod files;
 pub mod ipconfig;
+pub mod pod_routes;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};

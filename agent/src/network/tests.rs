@@ -333,3 +333,109 @@ fn bad_input_leaves_loopback_only_and_says_why() {
         );
     }
 }
+
+/// The main table's routes in the calling thread's namespace as `dst/len via gw proto
+/// N`, sorted.
+async fn route_table(handle: &Handle) -> Vec<String> {
+    use futures_util::TryStreamExt;
+    use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
+    let query = RouteMessageBuilder::<Ipv4Addr>::new().build();
+    let mut routes = handle.route().get(query).execute();
+    let mut found = Vec::new();
+    while let Some(message) = routes.try_next().await.unwrap() {
+        let (mut dst, mut via) = (None, None);
+        for attribute in &message.attributes {
+            match attribute {
+                RouteAttribute::Destination(RouteAddress::Inet(a)) => dst = Some(*a),
+                RouteAttribute::Gateway(RouteAddress::Inet(a)) => via = Some(*a),
+                _ => {}
+            }
+        }
+        if let (Some(dst), Some(via)) = (dst, via) {
+            let protocol = u8::from(message.header.protocol);
+            let len = message.header.destination_prefix_length;
+            found.push(format!("{dst}/{len} via {via} proto {protocol}"));
+        }
+    }
+    found.sort();
+    found
+}
+
+/// [`pod_routes::sync`] in a namespace of its own: a stand-in cluster NIC `cl0`
+/// (192.168.100.10/24) and somebody else's static route, which must survive.
+#[test]
+fn pod_routes_become_exactly_the_wanted_ones_and_leave_other_routes_alone() {
+    let outcome = std::thread::spawn(|| -> nix::Result<Vec<Vec<String>>> {
+        unshare(CloneFlags::CLONE_NEWNET)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        Ok(runtime.block_on(async {
+            add_bridges(&["cl0"]).await;
+            let (connection, handle, _) = rtnetlink::new_connection().unwrap();
+            let connection = tokio::spawn(connection);
+            let index = if_nametoindex("cl0").unwrap();
+            let own: Ipv4Addr = "192.168.100.10".parse().unwrap();
+            handle
+                .address()
+                .add(index, IpAddr::V4(own), 24)
+                .execute()
+                .await
+                .unwrap();
+            set_up(&handle, "cl0").await.unwrap();
+            let foreign = RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix("10.77.0.0".parse().unwrap(), 16)
+                .gateway("192.168.100.99".parse().unwrap())
+                .output_interface(index)
+                .build();
+            handle.route().add(foreign).execute().await.unwrap();
+            let route = |cidr: &str, via: &str| pod_routes::PodRoute {
+                cidr: cidr.parse().unwrap(),
+                prefix: 24,
+                via: via.parse().unwrap(),
+            };
+            let mut tables = Vec::new();
+            let first = [
+                route("10.88.1.0", "192.168.100.11"),
+                route("10.88.2.0", "192.168.100.12"),
+            ];
+            let changes = pod_routes::sync("cl0", &first).await.unwrap();
+            assert_eq!(changes.added, first);
+            assert_eq!(changes.removed, []);
+            tables.push(route_table(&handle).await);
+            // Again: nothing to do.
+            let changes = pod_routes::sync("cl0", &first).await.unwrap();
+            assert_eq!(changes, pod_routes::Changes::default());
+            // Node .11 left, .12's CIDR moved to .13.
+            let second = [route("10.88.2.0", "192.168.100.13")];
+            let changes = pod_routes::sync("cl0", &second).await.unwrap();
+            assert_eq!(changes.added, second);
+            assert_eq!(changes.removed, first);
+            tables.push(route_table(&handle).await);
+            connection.abort();
+            tables
+        }))
+    })
+    .join()
+    .unwrap();
+    let Ok(tables) = outcome else {
+        eprintln!("skipped: cannot create a network namespace; needs root");
+        return;
+    };
+    assert_eq!(
+        tables[0],
+        [
+            "10.77.0.0/16 via 192.168.100.99 proto 4",
+            "10.88.1.0/24 via 192.168.100.11 proto 202",
+            "10.88.2.0/24 via 192.168.100.12 proto 202",
+        ]
+    );
+    assert_eq!(
+        tables[1],
+        [
+            "10.77.0.0/16 via 192.168.100.99 proto 4",
+            "10.88.2.0/24 via 192.168.100.13 proto 202",
+        ]
+    );
+}

@@ -190,7 +190,8 @@ impl Cluster {
 }
 
 /// `A.B.C.D/N`.
-fn parse_cidr(text: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
+/// `A.B.C.D/N` as address and prefix length, or why not.
+pub fn parse_cidr(text: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
     let form = || format!("{text:?} is not an IPv4 address with a prefix (A.B.C.D/N)");
     let (ip, prefix) = text.split_once('/').ok_or_else(form)?;
     let ip = ip.parse().map_err(|_| form())?;
