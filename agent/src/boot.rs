@@ -85,8 +85,8 @@ pub fn run(sys: Arc<dyn Syscall>, paths: &Paths, logs: Logs) -> Result<ShutdownR
     let system_cgroup = boot.mount_filesystems()?;
     boot.raise_limits();
     boot.load_modules()?;
-    let pod_network = boot.prepare_pod_network();
     let settings = boot.read_node_config();
+    let pod_network = boot.prepare_pod_network(&settings);
     let storage = boot.prepare_storage()?;
     let (identity, trust) = boot.establish_identity(&storage)?;
     // The synchronous steps are done; the rest shares one runtime with the PID 1 loop.
@@ -177,11 +177,13 @@ impl Boot<'_> {
         Ok(())
     }
 
-    /// After the modules (netfilter) and before any child: forwarding and the pods'
-    /// masquerade rule, which must hold before the first pod sends a packet. Not fatal:
-    /// the outcome goes into the `pod-routes` condition.
-    fn prepare_pod_network(&self) -> Result<String, String> {
-        let prepared = containerd::cni::prepare_pod_network(self.sys, self.paths);
+    /// After the modules (netfilter) and the node config (the cluster network), before
+    /// any child: forwarding and the pods' masquerade rule, which must hold before the
+    /// first pod sends a packet. Not fatal: the outcome goes into `pod-routes`.
+    fn prepare_pod_network(&self, settings: &node_config::Loaded) -> Result<String, String> {
+        let cluster = settings.config.cluster.as_ref();
+        let network = cluster.and_then(|c| c.address().ok());
+        let prepared = containerd::cni::prepare_pod_network(self.sys, self.paths, network);
         match &prepared {
             Ok(done) => tracing::info!("pod network: {done}"),
             Err(reason) => tracing::error!("pod network: {reason}"),

@@ -20,6 +20,8 @@
 //! leaves the pod network instead; between pods, addresses stay the pods' own (the
 //! routes between nodes: [`crate::network::pod_routes`]).
 
+use std::net::Ipv4Addr;
+
 use serde_json::json;
 
 use crate::atomic_write::write_atomic;
@@ -69,20 +71,32 @@ pub fn render_template() -> String {
     text
 }
 
-/// The nftables ruleset for `nft -f -`: pod traffic to anywhere outside the pod
-/// network leaves with the node's address. Replaces the table whole, so applying it
-/// again changes nothing.
-pub fn masquerade_ruleset() -> String {
+/// The nftables ruleset for `nft -f`: pod traffic to anywhere outside the pod
+/// network leaves with the node's address, but for traffic to the cluster network
+/// (`cluster`, address and prefix), whose nodes route every pod CIDR back: there a pod
+/// stays a pod, which the node services that refuse pods rely on. Replaces the table
+/// whole, so applying it again changes nothing.
+pub fn masquerade_ruleset(cluster: Option<(Ipv4Addr, u8)>) -> String {
+    let spared = match cluster {
+        Some(network) => format!(" ip daddr != {}", network_of(network)),
+        None => String::new(),
+    };
     format!(
         "table ip {NAT_TABLE}\n\
          delete table ip {NAT_TABLE}\n\
          table ip {NAT_TABLE} {{\n\
          \tchain pod-masquerade {{\n\
          \t\ttype nat hook postrouting priority srcnat; policy accept;\n\
-         \t\tip saddr {POD_SUBNET} ip daddr != {POD_SUBNET} masquerade\n\
+         \t\tip saddr {POD_SUBNET} ip daddr != {POD_SUBNET}{spared} masquerade\n\
          \t}}\n\
          }}\n"
     )
+}
+
+/// `A.B.C.D/N` of the network `address` is in.
+fn network_of((address, prefix): (Ipv4Addr, u8)) -> String {
+    let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+    format!("{}/{prefix}", Ipv4Addr::from(u32::from(address) & mask))
 }
 
 /// Where the agent writes the ruleset it hands nft (for a person to read, too).
@@ -92,7 +106,11 @@ const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
 
 /// Turns IPv4 forwarding on and installs [`masquerade_ruleset`] with nft. A boot step
 /// before any pod exists (after the netfilter modules), so no pod ever leaves un-NATed.
-pub fn prepare_pod_network(sys: &dyn Syscall, paths: &Paths) -> Result<String, String> {
+pub fn prepare_pod_network(
+    sys: &dyn Syscall,
+    paths: &Paths,
+    cluster: Option<(Ipv4Addr, u8)>,
+) -> Result<String, String> {
     let forward = paths.resolve(IP_FORWARD);
     std::fs::write(&forward, "1\n")
         .map_err(|err| format!("cannot enable forwarding in {}: {err}", forward.display()))?;
@@ -102,7 +120,7 @@ pub fn prepare_pod_network(sys: &dyn Syscall, paths: &Paths) -> Result<String, S
         std::fs::create_dir_all(dir)
             .map_err(|err| failed(format!("cannot create {}: {err}", dir.display())))?;
     }
-    write_atomic(&file, masquerade_ruleset().as_bytes(), 0o644)
+    write_atomic(&file, masquerade_ruleset(cluster).as_bytes(), 0o644)
         .map_err(|err| failed(format!("cannot write {}: {err}", file.display())))?;
     let nft = paths.resolve(NFT);
     let output = sys
@@ -117,8 +135,13 @@ pub fn prepare_pod_network(sys: &dyn Syscall, paths: &Paths) -> Result<String, S
             stderr.trim()
         )));
     }
+    let spared = match cluster {
+        Some(network) => format!(" but to the cluster network {}", network_of(network)),
+        None => String::new(),
+    };
     Ok(format!(
-        "forwarding on; pod traffic leaving {POD_SUBNET} masqueraded (nft table ip {NAT_TABLE})"
+        "forwarding on; pod traffic leaving {POD_SUBNET} masqueraded{spared} (nft table ip \
+         {NAT_TABLE})"
     ))
 }
 
@@ -145,10 +168,19 @@ mod tests {
 
     #[test]
     fn masquerade_spares_pod_to_pod_traffic_and_replaces_its_table() {
-        let rules = masquerade_ruleset();
+        let rules = masquerade_ruleset(None);
         let lines: Vec<&str> = rules.lines().map(str::trim).collect();
         assert_eq!(lines[..2], ["table ip cairn", "delete table ip cairn"]);
         assert!(lines.contains(&"type nat hook postrouting priority srcnat; policy accept;"));
         assert!(lines.contains(&"ip saddr 10.88.0.0/16 ip daddr != 10.88.0.0/16 masquerade"));
+    }
+
+    #[test]
+    fn masquerade_spares_the_cluster_network_too() {
+        let address = "192.168.100.11".parse().unwrap();
+        let rules = masquerade_ruleset(Some((address, 24)));
+        let rule = "ip saddr 10.88.0.0/16 ip daddr != 10.88.0.0/16 ip daddr != 192.168.100.0/24 \
+                    masquerade";
+        assert!(rules.lines().any(|l| l.trim() == rule), "{rules}");
     }
 }
