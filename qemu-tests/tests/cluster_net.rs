@@ -9,6 +9,11 @@
 //! cluster name through A's cluster DNS, across the segment, and its log comes back
 //! through B's kubelet, whose serving certificate A's agent approved. A third node, C,
 //! given a wrong token secret, never joins, and its `joined` says A refused the token.
+//! B's token is spent once B registered: its Secret is gone and the apiserver refuses
+//! it. The pod network spans both nodes: each Node has a pod CIDR of its own, a
+//! Deployment spread over A and B answers a client pod on each node through its
+//! Service's DNS name, each replica seeing the client's own pod address, and a pod on
+//! B is still a pod at A's address (A's debug port closes on it).
 //! Last, B reboots and rejoins offline, as the same Node, with no new client CSR.
 //!
 //! Node A also shows what a join token is made of (docs/interfaces.md "Join tokens"):
@@ -166,6 +171,7 @@ fn a_worker_joins_over_the_segment_and_is_a_ready_node_named_by_its_key() {
     }
     b.wait_true("node-ready", NODE_READY);
     let b_name = format!("cairn-{}", pair.b.ready.node_id);
+    the_token_is_spent(&a, &pair.join.token, &b_name);
     for (session, name, address) in [
         (&a, format!("cairn-{}", pair.a.ready.node_id), A_ADDRESS),
         (&a, b_name.clone(), B_ADDRESS),
@@ -307,6 +313,36 @@ fn a_worker_joins_over_the_segment_and_is_a_ready_node_named_by_its_key() {
     }
 }
 
+/// Join tokens are single-use: once B registered, A's agent deleted the token's
+/// Secret, and the apiserver refuses the token.
+fn the_token_is_spent(a: &Session, token: &str, b_name: &str) {
+    let id = token.split('.').next().unwrap_or_default();
+    let secret = format!("bootstrap-token-{id}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let get = a.kubectl(&["get", "secret", "-n", "kube-system", &secret], "");
+        if String::from_utf8_lossy(&get.stderr).contains("NotFound") {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            a.fail(format!(
+                "the Secret of the token B ({b_name}) joined with is still there a minute \
+                 after B registered: {}",
+                common::kubernetes::describe(&get)
+            ));
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let output = whoami(a, &token_kubeconfig(a, token));
+    if output.status.success() || !String::from_utf8_lossy(&output.stderr).contains("Unauthorized")
+    {
+        a.fail(format!(
+            "the spent token still authenticates: {}",
+            common::kubernetes::describe(&output)
+        ));
+    }
+}
+
 /// The host-gateway pod network (docs/architecture.md "Pod network"): each Node has a
 /// pod CIDR of its own and its pods' addresses come from it; each node's agent routes
 /// the other's CIDR via its cluster address. A Deployment whose two replicas may not
@@ -330,7 +366,8 @@ fn pods_spread_over_both_nodes_reach_each_other(a: &Session, b: &Session, b_name
     ] {
         let expected = format!(
             "routes to other nodes' pods (1): {cidr} via {via} ({peer}); forwarding on; pod \
-             traffic leaving 10.88.0.0/16 masqueraded (nft table ip cairn)"
+             traffic leaving 10.88.0.0/16 masqueraded but to the cluster network \
+             192.168.100.0/24 (nft table ip cairn)"
         );
         let deadline = std::time::Instant::now() + SPREAD_TIMEOUT;
         loop {
@@ -470,6 +507,54 @@ spec:
             }
         }
     }
+    // A pod on B stays a pod at A's address too: A's debug service closes its
+    // connection unanswered (as for pods on A), while A's apiserver answers it.
+    let probe = format!(
+        "printf 'PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n' | nc -w 5 {A_ADDRESS} 7837 | wc -c; \
+         printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {A_ADDRESS} 6443 | wc -c"
+    );
+    let args = ["exec", "client-b", "-n", ns, "--", "sh", "-c", &probe];
+    let output = a.kubectl_within(&args, "", KUBECTL_TIMEOUT + Duration::from_secs(20));
+    let text = String::from_utf8_lossy(&output.stdout);
+    let counts: Vec<u64> = text
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    if !matches!(counts[..], [0, apiserver] if apiserver > 0) {
+        a.fail(format!(
+            "a pod on B got bytes from A's debug port or none from A's apiserver: {}",
+            common::kubernetes::describe(&output)
+        ));
+    }
+}
+
+/// A kubeconfig for A's apiserver (through the host's forward) that authenticates
+/// with the bootstrap token `token`.
+fn token_kubeconfig(a: &Session, token: &str) -> String {
+    let (admin, _) = a.kubeconfig("cairn-debug", &["system:masters"], None);
+    let ca_line = admin
+        .lines()
+        .map(str::trim)
+        .find(|line| line.starts_with("certificate-authority-data: "))
+        .unwrap_or_else(|| a.fail("no CA in the debug kubeconfig"))
+        .to_owned();
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: a\n  cluster:\n    server: {}\n    \
+         {ca_line}\nusers:\n- name: joiner\n  user:\n    token: {token}\ncontexts:\n- name: a\n  \
+         context:\n    cluster: a\n    user: joiner\ncurrent-context: a\n",
+        a.cluster.api_endpoint
+    )
+}
+
+/// `kubectl auth whoami` with `kubeconfig`: the user name on stdout.
+fn whoami(a: &Session, kubeconfig: &str) -> std::process::Output {
+    let args = [
+        "auth",
+        "whoami",
+        "-o",
+        "jsonpath={.status.userInfo.username}",
+    ];
+    a.kubectl_as(kubeconfig, &args, "", Duration::from_secs(60))
 }
 
 /// The signer of kubelet client certificates.
@@ -605,25 +690,8 @@ fn a_join_token_gets_a_kubelet_client_certificate_signed_by_the_cluster_ca() {
     }
 
     // The token authenticates as the bootstrap user.
-    let as_token = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: a\n  cluster:\n    server: {}\n    \
-         {ca_line}\nusers:\n- name: joiner\n  user:\n    token: {}\ncontexts:\n- name: a\n  \
-         context:\n    cluster: a\n    user: joiner\ncurrent-context: a\n",
-        a.cluster.api_endpoint, created.token
-    );
-    let whoami = |kubeconfig: &str| {
-        a.kubectl_as(
-            kubeconfig,
-            &[
-                "auth",
-                "whoami",
-                "-o",
-                "jsonpath={.status.userInfo.username}",
-            ],
-            "",
-            Duration::from_secs(60),
-        )
-    };
+    let as_token = token_kubeconfig(&a, &created.token);
+    let whoami = |kubeconfig: &str| whoami(&a, kubeconfig);
     let first = whoami(&as_token);
     if String::from_utf8_lossy(&first.stdout) != format!("system:bootstrap:{id}") {
         a.fail(format!(

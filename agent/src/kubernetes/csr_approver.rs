@@ -200,8 +200,8 @@ fn check(csr: &CertificateSigningRequest, nodes: &[Node]) -> Result<String, Stri
 
 /// What a PKCS#10 request asks for.
 #[derive(Debug, Default)]
-struct Request {
-    common_name: Option<String>,
+pub(super) struct Request {
+    pub(super) common_name: Option<String>,
     organizations: Vec<String>,
     dns: Vec<String>,
     ips: Vec<IpAddr>,
@@ -209,7 +209,7 @@ struct Request {
 
 impl Request {
     /// From the PEM `CERTIFICATE REQUEST` of a CSR; checks its signature.
-    fn parse(pem: &[u8]) -> Result<Self, String> {
+    pub(super) fn parse(pem: &[u8]) -> Result<Self, String> {
         use x509_parser::certification_request::X509CertificationRequest;
         use x509_parser::extensions::{GeneralName, ParsedExtension};
         use x509_parser::prelude::FromDer;

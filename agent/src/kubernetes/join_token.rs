@@ -68,7 +68,7 @@ impl JoinToken {
         ];
         Secret {
             metadata: ObjectMeta {
-                name: Some(format!("bootstrap-token-{}", self.id)),
+                name: Some(secret_name(&self.id)),
                 namespace: Some(NAMESPACE.to_owned()),
                 labels: Some([(MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned())].into()),
                 ..ObjectMeta::default()
@@ -96,6 +96,11 @@ fn random_chars(n: usize) -> Result<String, getrandom::Error> {
         }
     }
     Ok(text)
+}
+
+/// The name of token `id`'s Secret (in [`NAMESPACE`]).
+pub fn secret_name(id: &str) -> String {
+    format!("bootstrap-token-{id}")
 }
 
 /// `sha256:<hex>` of the DER SubjectPublicKeyInfo of the first certificate in `pem`:

@@ -32,6 +32,7 @@ pub mod pod_routes;
 pub mod probe;
 pub mod proxy;
 pub mod scheduler;
+pub mod spent_tokens;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -296,8 +297,8 @@ pub fn declared_objects(node: &Node) -> Vec<crate::reconciler::Declared> {
     objects
 }
 
-/// Waits for `kube-apiserver`, then runs the reconciler and the serving-CSR approver
-/// for good, on one client.
+/// Waits for `kube-apiserver`, then runs the reconciler, the serving-CSR approver and
+/// the deletion of spent join tokens for good, on one client.
 async fn reconcile_when_ready(pki_dir: PathBuf, node: Node, conditions: Conditions) {
     use crate::reconciler;
     conditions.set(reconciler::CONDITION, false, "waiting for kube-apiserver");
@@ -305,6 +306,7 @@ async fn reconcile_when_ready(pki_dir: PathBuf, node: Node, conditions: Conditio
     match client::client(&pki_dir, client::LOCAL_APISERVER) {
         Ok(client) => {
             tokio::spawn(csr_approver::run(client.clone()));
+            tokio::spawn(spent_tokens::run(client.clone()));
             reconciler::run(client, conditions, declared_objects(&node)).await
         }
         Err(err) => {

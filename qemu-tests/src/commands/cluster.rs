@@ -3,8 +3,9 @@
 //! (`control-plane`, `worker-1`, ...), all on one cluster segment
 //! (docs/interfaces.md "Clusters (launcher)").
 //!
-//! `start` boots the control-plane node, asks its debug service for a join token once
-//! its apiserver serves, then boots each worker with that token in its node config. The
+//! `start` boots the control-plane node, then boots each worker with a join token of
+//! its own in its node config (tokens are single-use), which it asks the control
+//! plane's debug service for once the apiserver admits joins. The
 //! segment, addresses and MACs are kept in `cluster.json`, so a later `start` brings
 //! the same cluster back: the data disks keep each node's key and a worker's client
 //! certificate, so workers rejoin without a new token.
@@ -182,10 +183,12 @@ fn start(args: StartArgs) -> Result<ExitCode, CommandError> {
     record.nodes[0].node_id = Some(id);
     save(&dir, &record)?;
     let debug = StateDir::new(&dir.join(CONTROL_PLANE)).record_file();
-    let join = join_credential(&debug, Duration::from_secs(args.token_timeout))?;
     for index in 1..record.nodes.len() {
         let entry = record.nodes[index].clone();
-        let id = boot(&entry, Some(join.clone()))?;
+        // One token per worker: a token joins one node (the control plane deletes it
+        // once that node registered).
+        let join = join_credential(&debug, Duration::from_secs(args.token_timeout))?;
+        let id = boot(&entry, Some(join))?;
         record.nodes[index].node_id = Some(id);
         save(&dir, &record)?;
     }
