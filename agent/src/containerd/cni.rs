@@ -1,13 +1,19 @@
 //! The CNI network containerd's CRI plugin sets pods up with (docs/architecture.md
 //! "Pod network").
 //!
-//! Each node's pods take addresses from the node's own pod CIDR, a /24 of
-//! [`POD_SUBNET`] the controller-manager allocates to its Node (`spec.podCIDR`). The
-//! agent does not know it at boot: it writes a conflist *template* ([`TEMPLATE`]) that
-//! containerd renders into `10-containerd-net.conflist` when the kubelet passes the
-//! Node's pod CIDR down (CRI `UpdateRuntimeConfig`; containerd's `conf_template`, which
-//! it only does while no loadable conflist exists, and `/etc/cni/net.d` is in RAM).
-//! Until then the runtime's network is not ready and no pod starts.
+//! On a node with a cluster network, each node's pods take addresses from the node's
+//! own pod CIDR, a /24 of [`POD_SUBNET`] the controller-manager allocates to its Node
+//! (`spec.podCIDR`). The agent does not know it at boot: it writes a conflist
+//! *template* ([`TEMPLATE`]) that containerd renders into `10-containerd-net.conflist`
+//! when the kubelet passes the Node's pod CIDR down (CRI `UpdateRuntimeConfig`;
+//! containerd's `conf_template`, which it only does while no loadable conflist exists,
+//! and `/etc/cni/net.d` is in RAM). Until then the runtime's network is not ready and
+//! no pod starts.
+//!
+//! A node without a cluster network can have no other node's pods to tell apart from
+//! its own: it writes the conflist itself ([`CONFLIST`], all of [`POD_SUBNET`]), and
+//! its pods do not wait for the controller-manager's allocation, which comes well
+//! after the kubelet is up on a booting node.
 //!
 //! One network: the `bridge` plugin (bridge `cni0`, the node as the pods' gateway at
 //! the CIDR's first address) with `host-local` address management, then `portmap` for
@@ -32,6 +38,8 @@ use crate::Paths;
 pub const TEMPLATE: &str = "/etc/cni/cairn.conflist.tmpl";
 /// The conflist containerd renders from it into the CNI config directory.
 pub const RENDERED: &str = "10-containerd-net.conflist";
+/// The conflist a node without a cluster network gets from the agent.
+pub const CONFLIST: &str = "10-cairn.conflist";
 /// The network every node's pod CIDR is part of.
 pub const POD_SUBNET: &str = cairn_api::names::network::POD_CIDR;
 pub const BRIDGE: &str = "cni0";
@@ -44,6 +52,17 @@ pub const NAT_TABLE: &str = "cairn";
 
 /// The conflist template as JSON text (containerd's Go template syntax in one value).
 pub fn render_template() -> String {
+    render(POD_CIDR_PLACEHOLDER)
+}
+
+/// The conflist of a node without a cluster network: its pods use all of
+/// [`POD_SUBNET`].
+pub fn render_single() -> String {
+    render(POD_SUBNET)
+}
+
+/// The conflist with `subnet` as the pods' subnet.
+fn render(subnet: &str) -> String {
     let conflist = json!({
         "cniVersion": "1.0.0",
         "name": "cairn",
@@ -56,7 +75,7 @@ pub fn render_template() -> String {
                 "hairpinMode": true,
                 "ipam": {
                     "type": "host-local",
-                    "ranges": [[{ "subnet": POD_CIDR_PLACEHOLDER }]],
+                    "ranges": [[{ "subnet": subnet }]],
                     "routes": [{ "dst": "0.0.0.0/0" }]
                 }
             },
@@ -164,6 +183,12 @@ mod tests {
         assert_eq!(plugins[0]["ipam"]["type"], "host-local");
         assert_eq!(plugins[0]["ipam"]["ranges"][0][0]["subnet"], "{{.PodCIDR}}");
         assert_eq!(plugins[1]["capabilities"]["portMappings"], true);
+        let single: serde_json::Value = serde_json::from_str(&render_single()).unwrap();
+        assert_eq!(
+            single["plugins"][0]["ipam"]["ranges"][0][0]["subnet"],
+            "10.88.0.0/16"
+        );
+        assert_eq!(single["plugins"][0]["ipMasq"], false);
     }
 
     #[test]

@@ -16,8 +16,16 @@ use super::{CNI_BIN_DIR, CNI_CONF_DIR, ROOT, SANDBOX_IMAGE, SOCKET, STATE};
 /// The runc binary the shim executes (the image installs it there).
 pub const RUNC: &str = "/usr/bin/runc";
 
-/// The whole config file.
-pub fn render() -> String {
+/// The whole config file; `template`: the CNI conflist comes from the Node's pod CIDR
+/// ([`super::cni`]), else the agent writes it.
+pub fn render(template: bool) -> String {
+    let conf_template = match template {
+        true => format!(
+            "    # Rendered into conf_dir once the kubelet passes the Node's pod CIDR (cni.rs).\n    \
+             conf_template = \"{CNI_TEMPLATE}\"\n"
+        ),
+        false => String::new(),
+    };
     format!(
         r#"# Written by cairn-agent at every boot; edits are lost.
 version = 4
@@ -73,9 +81,7 @@ disabled_plugins = [
     bin_dirs = ["{CNI_BIN_DIR}"]
     conf_dir = "{CNI_CONF_DIR}"
     max_conf_num = 1
-    # Rendered into conf_dir once the kubelet passes the Node's pod CIDR (cni.rs).
-    conf_template = "{CNI_TEMPLATE}"
-"#
+{conf_template}"#
     )
 }
 
@@ -85,7 +91,7 @@ mod tests {
 
     #[test]
     fn config_is_version_4_with_cri_on_our_paths() {
-        let text = render();
+        let text = render(true);
         let config: toml_check::Value = toml_check::parse(&text);
         assert_eq!(config.get("version"), Some("4"));
         assert!(text.contains("[plugins.'io.containerd.server.v1.grpc']"));
@@ -105,6 +111,10 @@ mod tests {
             config.get("conf_template"),
             Some("\"/etc/cni/cairn.conflist.tmpl\"")
         );
+        // A node without a cluster network: the agent's conflist, no template.
+        let single = render(false);
+        assert!(!single.contains("conf_template"));
+        assert!(single.ends_with("    max_conf_num = 1\n"));
         assert_eq!(
             config.get("config_path"),
             Some("\"/etc/containerd/certs.d\"")

@@ -71,17 +71,26 @@ pub enum ContainerdError {
     Write(PathBuf, #[source] std::io::Error),
 }
 
-/// Writes containerd's config, its registry hosts directory (from `registries`) and the
-/// CNI conflist under `paths`' root. Run before the supervisor starts the service;
+/// Writes containerd's config, its registry hosts directory (from `settings`'
+/// registries) and the CNI conflist, or its template on a node with a cluster network
+/// ([`cni`]), under `paths`' root. Run before the supervisor starts the service;
 /// rewritten at every boot, so the image and the node config decide.
-pub fn write_config(paths: &Paths, registries: &NodeConfig) -> Result<(), ContainerdError> {
+pub fn write_config(paths: &Paths, settings: &NodeConfig) -> Result<(), ContainerdError> {
     let hosts_dir = paths.resolve(registries::HOSTS_DIR);
+    let template = settings.cluster.is_some();
+    let conflist = match template {
+        true => (paths.resolve(cni::TEMPLATE), cni::render_template()),
+        false => (
+            paths.resolve(CNI_CONF_DIR).join(cni::CONFLIST),
+            cni::render_single(),
+        ),
+    };
     let mut files = vec![
-        (paths.resolve(CONFIG), config::render(), 0o644),
-        (paths.resolve(cni::TEMPLATE), cni::render_template(), 0o644),
+        (paths.resolve(CONFIG), config::render(template), 0o644),
+        (conflist.0, conflist.1, 0o644),
     ];
     files.extend(
-        registries::render(registries)
+        registries::render(settings)
             .into_iter()
             .map(|file| (hosts_dir.join(file.path), file.contents, file.mode)),
     );
@@ -184,10 +193,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn writes_config_and_conflist_template_under_the_root() {
+    fn a_lone_node_gets_the_agents_conflist_for_the_whole_pod_network() {
         let dir = tempfile::tempdir().unwrap();
         let paths = Paths::under_root(dir.path());
         write_config(&paths, &NodeConfig::default()).unwrap();
+        let conflist = dir.path().join("etc/cni/net.d/10-cairn.conflist");
+        assert!(std::fs::read_to_string(conflist)
+            .unwrap()
+            .contains("10.88.0.0/16"));
+        assert!(!dir.path().join("etc/cni/cairn.conflist.tmpl").exists());
+    }
+
+    #[test]
+    fn a_cluster_node_gets_a_conflist_template_for_its_pod_cidr() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::under_root(dir.path());
+        let settings = NodeConfig {
+            cluster: Some(cairn_api::node_config::Cluster {
+                address: "192.168.100.10/24".to_owned(),
+                device: "eth1".to_owned(),
+                role: Default::default(),
+                join: None,
+            }),
+            ..NodeConfig::default()
+        };
+        write_config(&paths, &settings).unwrap();
         let config = std::fs::read_to_string(dir.path().join("etc/containerd/config.toml"));
         assert!(config.unwrap().contains("version = 4"));
         let template = dir.path().join("etc/cni/cairn.conflist.tmpl");

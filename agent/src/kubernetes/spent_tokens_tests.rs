@@ -79,6 +79,11 @@ fn unissued_renewed_or_foreign_requests_spend_nothing() {
             true,
         ),
     ] {
-        assert_eq!(spent(&[csr.clone()], &nodes), [], "{:?}", csr.spec);
+        assert_eq!(
+            spent(std::slice::from_ref(&csr), &nodes),
+            [],
+            "{:?}",
+            csr.spec
+        );
     }
 }
