@@ -14,7 +14,9 @@
 //! Deployment spread over A and B answers a client pod on each node through its
 //! Service's DNS name, each replica seeing the client's own pod address, and a pod on
 //! B is still a pod at A's address (A's debug port closes on it).
-//! Last, B reboots and rejoins offline, as the same Node, with no new client CSR.
+//! Last, B loses power: its Node leaves Ready and a replica that tolerates that for
+//! 10 s is rescheduled on A; powered on, B rejoins offline, as the same Node, with no
+//! new client CSR.
 //!
 //! Node A also shows what a join token is made of (docs/interfaces.md "Join tokens"):
 //! a bootstrap-token Secret that authenticates as `system:bootstrap:<id>`, its CA hash
@@ -32,7 +34,7 @@ use sha2::Digest as _;
 
 use cairn_api::node_config::{Cluster as ClusterSettings, Join, Role};
 use cairn_qemu::node::error_chain;
-use cairn_qemu::{ClusterNic, Mac, Node};
+use cairn_qemu::{ClusterNic, ForwardRequest, Mac, Node, NodeConfig};
 use common::kubernetes::{Cluster, Session, KUBECTL_TIMEOUT, SERVICE_ACCOUNT_TIMEOUT};
 
 const A_ADDRESS: &str = "192.168.100.10";
@@ -54,6 +56,8 @@ struct Pair {
     /// A worker that joined A with [`Pair::join`].
     b: Cluster,
     join: Join,
+    /// How B was started, to power it on again.
+    b_config: NodeConfig,
     /// A worker given A's CA hash and token id but a wrong secret.
     c: Cluster,
 }
@@ -71,7 +75,10 @@ fn boot_pair() -> Result<Pair, String> {
     // A group and port of this run's own: other runs on the host stay off the segment.
     let port = 40_000 + (std::process::id() % 20_000) as u16;
     let segment = ClusterNic::parse_segment(&format!("239.255.77.1:{port}"))?;
-    let start = |name: &str, cluster: ClusterSettings, mac: [u8; 6]| -> Result<Node, String> {
+    let start = |name: &str,
+                 cluster: ClusterSettings,
+                 mac: [u8; 6]|
+     -> Result<(Node, NodeConfig), String> {
         let mut config = common::fresh_config(name);
         config.settings = Some(cairn_qemu::config::Settings {
             cluster: Some(cluster),
@@ -81,7 +88,8 @@ fn boot_pair() -> Result<Pair, String> {
             segment,
             mac: Mac(mac),
         });
-        Node::start(&config).map_err(|e| format!("{name}: {}", error_chain(&e)))
+        let node = Node::start(&config).map_err(|e| format!("{name}: {}", error_chain(&e)))?;
+        Ok((node, config))
     };
     let settings = |address: &str| ClusterSettings {
         address: format!("{address}/{PREFIX}"),
@@ -89,7 +97,7 @@ fn boot_pair() -> Result<Pair, String> {
         role: Role::ControlPlane,
         join: None,
     };
-    let a = start(
+    let (a, _) = start(
         "cluster-net-a",
         settings(A_ADDRESS),
         [0x52, 0x54, 0x00, 0xca, 0x00, 0x0a],
@@ -97,7 +105,7 @@ fn boot_pair() -> Result<Pair, String> {
     let a = ready(a)?;
     // The worker's credential, as `dbg join-token` gets it (the debug surface here).
     let join = cairn_qemu::join::join_credential(&a.debug_endpoint, NODE_READY)?;
-    let b = start(
+    let (b, b_config) = start(
         "cluster-net-b",
         ClusterSettings {
             role: Role::Worker,
@@ -107,7 +115,7 @@ fn boot_pair() -> Result<Pair, String> {
         [0x52, 0x54, 0x00, 0xca, 0x00, 0x0b],
     )?;
     let (id, _) = join.token.split_once('.').ok_or("a token without a dot")?;
-    let c = start(
+    let (c, _) = start(
         "cluster-net-c",
         ClusterSettings {
             role: Role::Worker,
@@ -122,6 +130,7 @@ fn boot_pair() -> Result<Pair, String> {
     Ok(Pair {
         a,
         b: ready(b)?,
+        b_config,
         c: ready(c)?,
         join,
     })
@@ -291,26 +300,175 @@ fn a_worker_joins_over_the_segment_and_is_a_ready_node_named_by_its_key() {
 
     pods_spread_over_both_nodes_reach_each_other(&a, &b, &b_name);
 
-    // B reboots: it rejoins offline with the client certificate on its data disk, as
-    // the same Node, and asks for no new client certificate.
+    // B loses power: its Node goes NotReady, and a pod that tolerates an unreachable
+    // node for 10 s is rescheduled on A. Powered on, B rejoins offline with the client
+    // certificate on its data disk, as the same Node, and asks for no new client
+    // certificate.
     let client_csrs = || signed_by(&a, CLIENT_SIGNER).len();
     let before = client_csrs();
-    let boot_id = common::restart::build_info(&b).boot_id;
-    common::restart::press_ctrl_alt_delete(&b);
-    common::restart::wait_next_boot(&b, 2, &boot_id);
+    a_pod_moves_off_a_powered_off_worker(&a, pair, &b_name);
+    common::restart::wait_debug_service(&b, "");
     let joined = b.wait_true("joined", NODE_READY);
     let earlier =
         format!("joined earlier as system:node:{b_name}; client certificate valid until ");
     if !joined.reason.starts_with(&earlier) {
-        b.fail(format!("joined after the reboot: {:?}", joined.reason));
+        b.fail(format!("joined after the power cut: {:?}", joined.reason));
     }
     b.wait_true("node-ready", NODE_READY);
     let after = client_csrs();
     if after != before {
         a.fail(format!(
-            "B's reboot made client CSRs: {before} before, {after} after"
+            "B's power cycle made client CSRs: {before} before, {after} after"
         ));
     }
+}
+
+/// How long a powered-off worker's Node may take to leave Ready: the
+/// controller-manager's `--node-monitor-grace-period` (50 s), with room for TCG.
+const NOT_READY_WITHIN: Duration = Duration::from_secs(120);
+
+/// Runs a one-replica Deployment that prefers B and tolerates an unreachable or
+/// not-ready node for 10 s, cuts B's power (SIGKILL of its QEMU), waits for B's Node
+/// to leave Ready and for the replica to run on A, then starts B's QEMU again on the
+/// same disk and host ports and waits for its agent.
+fn a_pod_moves_off_a_powered_off_worker(a: &Session, pair: &Pair, b_name: &str) {
+    let ns = "spread";
+    let toleration = |key: &str| {
+        format!(
+            "      - {{ key: node.kubernetes.io/{key}, operator: Exists, effect: NoExecute, \
+             tolerationSeconds: 10 }}\n"
+        )
+    };
+    let manifest = format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {{ name: moved, namespace: {ns} }}
+spec:
+  replicas: 1
+  selector: {{ matchLabels: {{ app: moved }} }}
+  template:
+    metadata: {{ labels: {{ app: moved }} }}
+    spec:
+      terminationGracePeriodSeconds: 1
+      affinity:
+        nodeAffinity:
+          preferredDuringSchedulingIgnoredDuringExecution:
+          - weight: 100
+            preference:
+              matchExpressions:
+              - {{ key: kubernetes.io/hostname, operator: In, values: [{b_name}] }}
+      tolerations:
+{}{}      containers:
+      - {{ name: main, image: {TOOLBOX}, imagePullPolicy: Never, command: [sleep, \"86400\"] }}
+",
+        toleration("unreachable"),
+        toleration("not-ready"),
+    );
+    a.kubectl_ok_within(&["apply", "-f", "-"], &manifest, KUBECTL_TIMEOUT);
+    let timeout = format!("--timeout={}s", SPREAD_TIMEOUT.as_secs());
+    let args = ["rollout", "status", "deployment/moved", "-n", ns, &timeout];
+    let done = a.kubectl_within(&args, "", SPREAD_TIMEOUT + KUBECTL_TIMEOUT);
+    if !done.status.success() {
+        a.fail(format!(
+            "deployment moved: {}",
+            common::kubernetes::describe(&done)
+        ));
+    }
+    // Running and Ready replicas of `moved`, by node.
+    let running_on = || {
+        let listed = a.kubectl_ok(&[
+            "get",
+            "pods",
+            "-n",
+            ns,
+            "-l",
+            "app=moved",
+            "-o",
+            "jsonpath={range .items[*]}{.spec.nodeName} {.metadata.deletionTimestamp} \
+             {.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}",
+        ]);
+        (listed.lines())
+            .filter_map(|line| {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                // No deletion timestamp: name, then Ready.
+                (words.len() == 2 && words[1] == "True").then(|| words[0].to_owned())
+            })
+            .collect::<Vec<_>>()
+    };
+    let placed = running_on();
+    if placed != [b_name.to_owned()] {
+        a.fail(format!("the replica that prefers B runs on {placed:?}"));
+    }
+
+    let forwards: Vec<ForwardRequest> = {
+        let mut node = pair.b.node.lock().unwrap_or_else(|p| p.into_inner());
+        let forwards = (node.record().forwards.iter())
+            .map(|f| ForwardRequest {
+                host: Some(f.host),
+                guest: f.guest,
+            })
+            .collect();
+        if let Err(err) = node.kill() {
+            a.fail(format!("cannot cut B's power: {err}"));
+        }
+        forwards
+    };
+    let a_name = format!("cairn-{}", a.cluster.ready.node_id);
+    let ready_status = || {
+        a.kubectl_ok(&[
+            "get",
+            "node",
+            b_name,
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ])
+    };
+    let cut = std::time::Instant::now();
+    loop {
+        let status = ready_status();
+        if status.trim() != "True" {
+            eprintln!(
+                "B's Node is Ready={status} {:.0?} after the power cut",
+                cut.elapsed()
+            );
+            break;
+        }
+        if cut.elapsed() > NOT_READY_WITHIN {
+            a.fail(format!(
+                "B's Node is still Ready {NOT_READY_WITHIN:?} after its power cut"
+            ));
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    loop {
+        let placed = running_on();
+        if placed == [a_name.clone()] {
+            eprintln!(
+                "the replica runs on A {:.0?} after the power cut",
+                cut.elapsed()
+            );
+            break;
+        }
+        if cut.elapsed() > NOT_READY_WITHIN + SPREAD_TIMEOUT {
+            let pods = a.kubectl(&["get", "pods", "-n", ns, "-o", "wide"], "");
+            a.fail(format!(
+                "the replica was not rescheduled on A: ready on {placed:?}\n{}",
+                common::kubernetes::describe(&pods)
+            ));
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+
+    let mut config = pair.b_config.clone();
+    config.forwards = forwards;
+    let mut restarted =
+        Node::start(&config).unwrap_or_else(|e| a.fail(format!("B's power on: {e}")));
+    if let Err(err) = restarted.wait_ready(READY_TIMEOUT) {
+        a.fail(format!("no CAIRN_READY from B after its power on: {err}"));
+    }
+    let mut node = pair.b.node.lock().unwrap_or_else(|p| p.into_inner());
+    // The old handle's QEMU is gone; detached, its drop leaves the new one's files.
+    std::mem::replace(&mut *node, restarted).detach();
 }
 
 /// Join tokens are single-use: once B registered, A's agent deleted the token's
