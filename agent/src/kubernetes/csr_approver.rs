@@ -34,7 +34,8 @@ use cairn_api::error_chain;
 
 pub const SIGNER: &str = "kubernetes.io/kubelet-serving";
 const PERIOD: Duration = Duration::from_secs(3);
-const NODE_PREFIX: &str = "system:node:";
+/// A node's user name: this, then the Node's name.
+pub(super) const NODE_PREFIX: &str = "system:node:";
 const NODES_GROUP: &str = "system:nodes";
 
 /// What to do with one request.

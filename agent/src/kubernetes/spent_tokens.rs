@@ -21,14 +21,13 @@ use kube::Api;
 
 use cairn_api::error_chain;
 
-use super::csr_approver::Request;
+use super::csr_approver::{Request, NODE_PREFIX};
 use super::join_token;
 
 /// The signer of kubelet client certificates.
 pub const CLIENT_SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
 const PERIOD: Duration = Duration::from_secs(3);
 const BOOTSTRAP_PREFIX: &str = "system:bootstrap:";
-const NODE_PREFIX: &str = "system:node:";
 
 /// A token that has joined a node.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -46,11 +45,7 @@ pub fn spent(csrs: &[CertificateSigningRequest], nodes: &[Node]) -> Vec<Spent> {
     let mut spent = BTreeSet::new();
     for csr in csrs {
         let spec = &csr.spec;
-        let Some(token_id) = spec
-            .username
-            .as_deref()
-            .and_then(|u| u.strip_prefix(BOOTSTRAP_PREFIX))
-        else {
+        let Some(token_id) = token_id(csr) else {
             continue;
         };
         let issued = csr
@@ -77,6 +72,11 @@ pub fn spent(csrs: &[CertificateSigningRequest], nodes: &[Node]) -> Vec<Spent> {
     spent.into_iter().collect()
 }
 
+/// The id of the bootstrap token that made `csr`, if one did.
+fn token_id(csr: &CertificateSigningRequest) -> Option<&str> {
+    (csr.spec.username.as_deref())?.strip_prefix(BOOTSTRAP_PREFIX)
+}
+
 /// Deletes spent tokens' Secrets for good; spawn once the apiserver is ready.
 pub async fn run(client: kube::Client) {
     let requests: Api<CertificateSigningRequest> = Api::all(client.clone());
@@ -95,11 +95,7 @@ pub async fn run(client: kube::Client) {
                 continue;
             }
         };
-        let from_tokens = csrs.iter().any(|csr| {
-            (csr.spec.username.as_deref())
-                .and_then(|u| u.strip_prefix(BOOTSTRAP_PREFIX))
-                .is_some_and(|id| !done.contains(id))
-        });
+        let from_tokens = (csrs.iter().filter_map(token_id)).any(|id| !done.contains(id));
         if !from_tokens {
             continue;
         }

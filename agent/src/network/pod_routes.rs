@@ -114,18 +114,26 @@ async fn ours(handle: &Handle) -> Result<Vec<(PodRoute, RouteMessage)>, NetworkE
         {
             continue;
         }
-        let (mut cidr, mut via) = (None, None);
-        for attribute in &message.attributes {
-            match attribute {
-                RouteAttribute::Destination(RouteAddress::Inet(a)) => cidr = Some(*a),
-                RouteAttribute::Gateway(RouteAddress::Inet(a)) => via = Some(*a),
-                _ => {}
-            }
-        }
-        if let (Some(cidr), Some(via)) = (cidr, via) {
-            let prefix = header.destination_prefix_length;
-            found.push((PodRoute { cidr, prefix, via }, message));
+        if let Some(route) = gateway_route(&message) {
+            found.push((route, message));
         }
     }
     Ok(found)
+}
+
+/// An IPv4 route's destination and gateway, if it has both.
+pub(super) fn gateway_route(message: &RouteMessage) -> Option<PodRoute> {
+    let (mut cidr, mut via) = (None, None);
+    for attribute in &message.attributes {
+        match attribute {
+            RouteAttribute::Destination(RouteAddress::Inet(a)) => cidr = Some(*a),
+            RouteAttribute::Gateway(RouteAddress::Inet(a)) => via = Some(*a),
+            _ => {}
+        }
+    }
+    Some(PodRoute {
+        cidr: cidr?,
+        prefix: message.header.destination_prefix_length,
+        via: via?,
+    })
 }

@@ -338,23 +338,13 @@ fn bad_input_leaves_loopback_only_and_says_why() {
 /// N`, sorted.
 async fn route_table(handle: &Handle) -> Vec<String> {
     use futures_util::TryStreamExt;
-    use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
     let query = RouteMessageBuilder::<Ipv4Addr>::new().build();
     let mut routes = handle.route().get(query).execute();
     let mut found = Vec::new();
     while let Some(message) = routes.try_next().await.unwrap() {
-        let (mut dst, mut via) = (None, None);
-        for attribute in &message.attributes {
-            match attribute {
-                RouteAttribute::Destination(RouteAddress::Inet(a)) => dst = Some(*a),
-                RouteAttribute::Gateway(RouteAddress::Inet(a)) => via = Some(*a),
-                _ => {}
-            }
-        }
-        if let (Some(dst), Some(via)) = (dst, via) {
+        if let Some(route) = pod_routes::gateway_route(&message) {
             let protocol = u8::from(message.header.protocol);
-            let len = message.header.destination_prefix_length;
-            found.push(format!("{dst}/{len} via {via} proto {protocol}"));
+            found.push(format!("{route} proto {protocol}"));
         }
     }
     found.sort();
