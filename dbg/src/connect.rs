@@ -107,6 +107,44 @@ pub async fn connect(cli: &Cli, timeout: Duration) -> Result<Connected, DbgError
     .await
 }
 
+/// The node the launcher recorded in `record` (its `node.json`), for programs that
+/// manage nodes (the cluster launcher): its debug service when it serves one, else its
+/// node API as the owner in `owner_dir` (else the default owner dir), checking the node
+/// against the CA pinned beside the record (pinned now if none is).
+pub async fn to_record(
+    record: &Path,
+    owner_dir: Option<&Path>,
+    timeout: Duration,
+) -> Result<Connected, DbgError> {
+    let debug_endpoint = endpoint::from_record(record);
+    let recorded = || record.display().to_string();
+    match (
+        served(endpoint::apis_from_record(record).as_deref()),
+        debug_endpoint,
+    ) {
+        (Served::Nothing, _) => Err(DbgError::NoApi { record: recorded() }),
+        (Served::Both | Served::DebugOnly | Served::Unknown, Some(endpoint)) => {
+            debug(&endpoint, timeout).await
+        }
+        _ => {
+            let node_api = endpoint::node_api_from_record(record).ok_or_else(|| {
+                DbgError::NoNodeApiEndpoint {
+                    record: Some(recorded()),
+                }
+            })?;
+            let identity = identity(owner_dir).map_err(|err| match err {
+                DbgError::Owner(source) => DbgError::OwnerOnly {
+                    record: recorded(),
+                    source,
+                },
+                other => other,
+            })?;
+            let pin = record.parent().map(|dir| dir.join(NODE_API_CA_FILE));
+            owner_within(&node_api, &identity, pin.as_deref(), timeout).await
+        }
+    }
+}
+
 async fn debug(endpoint: &str, timeout: Duration) -> Result<Connected, DbgError> {
     let client = cairn_api::connect_within(endpoint, timeout).await?;
     Ok(Connected {

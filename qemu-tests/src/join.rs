@@ -1,10 +1,13 @@
-//! A join credential from a control-plane node's debug service (docs/interfaces.md
-//! "Join tokens"), for the workers the launcher or a test boots.
+//! A join credential from a control-plane node (docs/interfaces.md "Join tokens"), for
+//! the workers the launcher or a test boots: through its debug service, or its owner's
+//! node API on a production image.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use cairn_api::node_config::Join;
 use cairn_api::v1::CreateJoinTokenRequest;
+use cairn_api::NodeClient;
 
 /// How long the credential authenticates.
 pub const TTL_SECONDS: u32 = 3600;
@@ -13,14 +16,51 @@ pub const TTL_SECONDS: u32 = 3600;
 /// issues one (its apiserver and bootstrap bindings may still be coming up) or
 /// `within` passes.
 pub fn join_credential(endpoint: &str, within: Duration) -> Result<Join, String> {
+    let endpoint = endpoint.to_owned();
+    issue(within, move |timeout| {
+        let endpoint = endpoint.clone();
+        async move {
+            let client = cairn_api::connect_within(&endpoint, timeout)
+                .await
+                .map_err(|err| cairn_api::error_chain(&err))?;
+            Ok((NodeClient::Debug(client), endpoint))
+        }
+    })
+}
+
+/// [`join_credential`] from the node the launcher recorded in `record`: through its
+/// debug service if it serves one, else through its node API as the owner in
+/// `owner_dir` (a production control plane; `dbg join-token` over the owner API).
+pub fn join_credential_from_record(
+    record: &Path,
+    owner_dir: Option<&Path>,
+    within: Duration,
+) -> Result<Join, String> {
+    let (record, owner_dir) = (record.to_owned(), owner_dir.map(Path::to_owned));
+    issue(within, move |timeout| {
+        let (record, owner_dir) = (record.clone(), owner_dir.clone());
+        async move {
+            let connected = cairn_dbg::connect::to_record(&record, owner_dir.as_deref(), timeout)
+                .await
+                .map_err(|err| cairn_api::error_chain(&err))?;
+            Ok((connected.client, connected.endpoint))
+        }
+    })
+}
+
+/// Connects with `connect`, then asks for a token until one is issued or `within`
+/// passes.
+fn issue<F, Fut>(within: Duration, connect: F) -> Result<Join, String>
+where
+    F: Fn(Duration) -> Fut,
+    Fut: std::future::Future<Output = Result<(NodeClient, String), String>>,
+{
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|err| format!("tokio runtime: {err}"))?;
     runtime.block_on(async {
-        let mut client = cairn_api::connect_within(endpoint, Duration::from_secs(30))
-            .await
-            .map_err(|err| cairn_api::error_chain(&err))?;
+        let (mut client, endpoint) = connect(Duration::from_secs(30)).await?;
         let deadline = Instant::now() + within;
         loop {
             let request = CreateJoinTokenRequest {

@@ -5,7 +5,9 @@
 //!
 //! `start` boots the control-plane node, then boots each worker with a join token of
 //! its own in its node config (tokens are single-use), which it asks the control
-//! plane's debug service for once the apiserver admits joins. The
+//! plane for once the apiserver admits joins: through its debug service, or its node
+//! API as the owner (production images). Every node gets the host's owner CA, as `run`
+//! gives it. A worker that joined before and keeps its disk gets no token. The
 //! segment, addresses and MACs are kept in `cluster.json`, so a later `start` brings
 //! the same cluster back: the data disks keep each node's key and a worker's client
 //! certificate, so workers rejoin without a new token.
@@ -18,8 +20,9 @@ use std::time::Duration;
 
 use cairn_api::node_config::{Cluster, Join, Role};
 use cairn_qemu::accel::{self, AccelChoice};
-use cairn_qemu::config::Settings;
+use cairn_qemu::config::{DataDisk, Settings};
 use cairn_qemu::image::DEFAULT_IMAGE_DIR;
+use cairn_qemu::owner;
 use cairn_qemu::stop::{stop_recorded, RecordedStop};
 use cairn_qemu::{ClusterNic, Image, Mac, Node, NodeConfig, SpawnMode, StateDir};
 use clap::{Args, Subcommand};
@@ -61,9 +64,19 @@ struct StartArgs {
     /// Where the nodes' state directories and cluster.json go.
     #[arg(long, env = "CAIRN_CLUSTER_DIR")]
     dir: Option<PathBuf>,
-    /// Build output to boot (a debug image: the join token comes from its debug service).
+    /// Build output to boot: a debug image (join tokens from the control plane's debug
+    /// service) or a production one (join tokens through its node API, as the owner).
     #[arg(long, env = "CAIRN_IMAGE_DIR")]
     image_dir: Option<PathBuf>,
+    /// Owner directory whose ca.crt every node is given as its owner CA (`dbg owner
+    /// init` fills it) [default: $XDG_CONFIG_HOME/cairn/owner, else
+    /// ~/.config/cairn/owner].
+    #[arg(long, value_name = "DIR", env = cairn_dbg::owner::OWNER_DIR_ENV)]
+    owner_dir: Option<PathBuf>,
+    /// Give the nodes no owner CA from the host (ignores --owner-dir); a production
+    /// control plane then cannot issue join tokens.
+    #[arg(long)]
+    no_owner: bool,
     /// Accelerator: auto uses KVM only if a short probe boot works.
     #[arg(long, default_value = "auto")]
     accel: AccelChoice,
@@ -146,7 +159,13 @@ fn start(args: StartArgs) -> Result<ExitCode, CommandError> {
         choice => accel::resolve(choice, &image.kernel),
     };
     let ready_timeout = Duration::from_secs(args.ready_timeout);
-    let boot = |entry: &NodeEntry, join: Option<Join>| -> Result<String, CommandError> {
+    let owner_dir = match args.owner_dir.clone().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => Some(dir),
+        None if args.no_owner => None,
+        None => cairn_dbg::owner::default_dir().ok(),
+    };
+    let mut owner_said = false;
+    let mut boot = |entry: &NodeEntry, join: Option<Join>| -> Result<String, CommandError> {
         let state_dir = dir.join(&entry.name);
         let mut config = NodeConfig::new(image.clone(), accel, &state_dir);
         config.mode = SpawnMode::Detached;
@@ -154,7 +173,7 @@ fn start(args: StartArgs) -> Result<ExitCode, CommandError> {
             segment: record.segment,
             mac: entry.mac.parse().map_err(cluster_error)?,
         });
-        config.settings = Some(Settings {
+        let settings = Some(Settings {
             cluster: Some(Cluster {
                 address: entry.address.clone(),
                 device: Cluster::DEFAULT_DEVICE.to_owned(),
@@ -163,6 +182,13 @@ fn start(args: StartArgs) -> Result<ExitCode, CommandError> {
             }),
             ..Default::default()
         });
+        let (settings, owner) = owner::apply(settings, args.no_owner, owner_dir.as_deref())
+            .map_err(CommandError::Owner)?;
+        if !owner_said {
+            println!("{}", owner.describe());
+            owner_said = true;
+        }
+        config.settings = settings;
         let mut node = Node::start(&config).map_err(CommandError::Start)?;
         let ready = node
             .wait_ready(ready_timeout)
@@ -182,13 +208,26 @@ fn start(args: StartArgs) -> Result<ExitCode, CommandError> {
     let id = boot(&control_plane, None)?;
     record.nodes[0].node_id = Some(id);
     save(&dir, &record)?;
-    let debug = StateDir::new(&dir.join(CONTROL_PLANE)).record_file();
+    let control_record = StateDir::new(&dir.join(CONTROL_PLANE)).record_file();
     for index in 1..record.nodes.len() {
         let entry = record.nodes[index].clone();
-        // One token per worker: a token joins one node (the control plane deletes it
-        // once that node registered).
-        let join = join_credential(&debug, Duration::from_secs(args.token_timeout))?;
-        let id = boot(&entry, Some(join))?;
+        let join = if rejoins(&dir, &entry) {
+            println!(
+                "{}: joined before; rejoins with the client certificate on its data disk",
+                entry.name
+            );
+            None
+        } else {
+            // One token per worker: a token joins one node (the control plane deletes
+            // it once that node registered).
+            let within = Duration::from_secs(args.token_timeout);
+            Some(join_credential(
+                &control_record,
+                owner_dir.as_deref(),
+                within,
+            )?)
+        };
+        let id = boot(&entry, join)?;
         record.nodes[index].node_id = Some(id);
         save(&dir, &record)?;
     }
@@ -261,15 +300,26 @@ fn save(dir: &Path, record: &ClusterRecord) -> Result<(), CommandError> {
         .map_err(|err| cluster_error(format!("cannot write {}: {err}", path.display())))
 }
 
-/// A join token from the control-plane node's debug service.
-fn join_credential(record: &Path, within: Duration) -> Result<Join, CommandError> {
-    let endpoint = cairn_dbg::endpoint::from_record(record).ok_or_else(|| {
-        cluster_error(
-            "the control-plane node has no debug service (a production image?); cluster \
-             start needs a debug image to ask it for a join token",
-        )
-    })?;
-    cairn_qemu::join::join_credential(&endpoint, within).map_err(cluster_error)
+/// Whether worker `entry` joined in an earlier start and keeps its data disk: it then
+/// authenticates with the client certificate stored there, and a token would go unused
+/// (docs/interfaces.md "Clusters (launcher)").
+fn rejoins(dir: &Path, entry: &NodeEntry) -> bool {
+    entry.node_id.is_some() && dir.join(&entry.name).join(DataDisk::FILE_NAME).is_file()
+}
+
+/// A join token from the control-plane node: through its debug service, else (a
+/// production image) through its node API as the owner in `owner_dir`.
+fn join_credential(
+    record: &Path,
+    owner_dir: Option<&Path>,
+    within: Duration,
+) -> Result<Join, CommandError> {
+    cairn_qemu::join::join_credential_from_record(record, owner_dir, within).map_err(|err| {
+        cluster_error(format!(
+            "no join token from the control-plane node: {err} (a production control plane \
+             issues them only to its owner: `dbg owner init` before `cluster start`)"
+        ))
+    })
 }
 
 fn stop(args: StopArgs) -> Result<ExitCode, CommandError> {
@@ -351,6 +401,25 @@ mod tests {
         // Fewer workers asked for: none is dropped from the record.
         save(dir.path(), &again).unwrap();
         assert_eq!(load_or_plan(dir.path(), 1).unwrap().nodes.len(), 4);
+    }
+
+    #[test]
+    fn only_a_worker_that_joined_and_keeps_its_disk_rejoins_without_a_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut record = load_or_plan(dir.path(), 1).unwrap();
+        let worker = &mut record.nodes[1];
+        assert!(!rejoins(dir.path(), worker), "never booted");
+        let disk = dir.path().join(&worker.name);
+        std::fs::create_dir_all(&disk).unwrap();
+        std::fs::write(disk.join(DataDisk::FILE_NAME), b"").unwrap();
+        assert!(
+            !rejoins(dir.path(), worker),
+            "a disk but no node id recorded"
+        );
+        worker.node_id = Some("00ff".to_owned());
+        assert!(rejoins(dir.path(), worker));
+        std::fs::remove_file(disk.join(DataDisk::FILE_NAME)).unwrap();
+        assert!(!rejoins(dir.path(), worker), "its disk is gone: a new node");
     }
 
     #[test]
