@@ -32,7 +32,7 @@ CARGO ?= cargo
 IMAGE_TOOL := $(CARGO) run --quiet --release --locked -p cairn-image --
 QEMU_TOOL := $(CARGO) run --quiet --release --locked -p cairn-qemu --
 
-.PHONY: help setup image production-image inspect run start stop cluster cluster-stop registry test unit-test boot-test test-cluster test-repro test-churn soak bench profile-boot fuzz lint fmt clean
+.PHONY: help setup image production-image inspect run start stop cluster cluster-stop registry test unit-test boot-test test-cluster test-repro test-churn soak bench bench-cluster profile-boot fuzz lint fmt clean
 
 help:
 	@echo "make run     build the image and boot a node in QEMU (console here; Ctrl-C stops it)"
@@ -52,6 +52,7 @@ help:
 	@echo "make lint    rustfmt --check, clippy -D warnings, cargo deny, gofmt/go vet"
 	@echo "             + gofmt/go vet of our Go in third_party/ (third_party/check.sh)"
 	@echo "make bench   every benchmark -> bench/results/ and bench/RESULTS.md"
+	@echo "make bench-cluster  make cluster to all Nodes Ready (1+1, 1+2), node footprints, pod network across nodes"
 	@echo "make profile-boot  one profiled boot: where the control plane's start time goes"
 	@echo "make fuzz    every fuzz target for FUZZ_SECONDS (default 60) each"
 
@@ -178,10 +179,19 @@ BENCH_ASSEMBLY_RUNS ?= 3
 BENCH_REBUILD_RUNS ?= 2
 BENCH_SOAK_SECONDS ?= 600
 BENCH_TOOL := $(CARGO) run --quiet --release --locked -p cairn-bench -- --image-dir $(IMAGE_DIR) --config $(CONFIG) --accel $(ACCEL)
+# The cluster benchmark runs the launcher binary built beside cairn-bench.
 bench: image
+	$(CARGO) build --release --locked -p cairn-qemu
 	$(BENCH_TOOL) all --boots $(BENCH_BOOTS) --until $(BENCH_UNTIL) \
 	  --assembly-runs $(BENCH_ASSEMBLY_RUNS) --rebuild-runs $(BENCH_REBUILD_RUNS) \
 	  --soak-seconds $(BENCH_SOAK_SECONDS) $(if $(BENCH_COLD),--go-cold)
+
+# `make cluster` timed to every Node Ready (1+1 and 1+2 nodes), each node's footprint
+# and pod-to-pod latency and throughput on one node and across two
+# (bench/results/cluster.md).
+bench-cluster: image
+	$(CARGO) build --release --locked -p cairn-qemu
+	$(BENCH_TOOL) cluster
 
 # Go init traces, the apiserver's readyz checks and CPU profile of one boot
 # (bench/results/boot-profile.md); needs debugfs (e2fsprogs) and go on the host.

@@ -9,8 +9,8 @@ use std::time::Duration;
 use crate::error::{chain, Error};
 use crate::node::Bench;
 use crate::{
-    assembly, churn, debug_api, footprint, go_build, image_size, images, rebuild, recovery,
-    services, summary, timeline,
+    assembly, churn, cluster, debug_api, footprint, go_build, image_size, images, rebuild,
+    recovery, services, summary, timeline,
 };
 
 /// The knobs `make bench` passes (`BENCH_*`).
@@ -58,6 +58,10 @@ pub fn run(bench: &Bench, options: &Options) -> Result<PathBuf, Error> {
         (recovery::NAME, Box::new(|| recovery::run(bench))),
         (services::NAME, Box::new(|| services::run(bench, 5))),
         (images::NAME, Box::new(|| images::run(bench, 3, 100))),
+        (
+            cluster::NAME,
+            Box::new(|| cluster::run(bench, &[1, 2], Duration::from_secs(120))),
+        ),
     ];
     let mut failures = Vec::new();
     for (name, step) in steps {

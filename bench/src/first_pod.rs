@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::process::Command;
 
 use cairn_api::v1::GetDebugKubeconfigRequest;
+use cairn_api::Client;
 use cairn_dbg::commands::{kubeconfig, kubectl};
 
 use crate::error::Error;
@@ -63,6 +64,16 @@ pub struct Admin {
 
 impl Admin {
     pub async fn new(booted: &mut Booted) -> Result<Self, Error> {
+        let server = booted.node.api_endpoint().ok_or_else(|| {
+            Error::Unmeasurable(format!("node `{}` has no apiserver forward", booted.name))
+        })?;
+        let server = server.to_owned();
+        Admin::connect(&booted.name, &mut booted.client, &server).await
+    }
+
+    /// Cluster admin on node `name`, whose debug service `client` is and whose
+    /// apiserver the host reaches at `server`.
+    pub async fn connect(name: &str, client: &mut Client, server: &str) -> Result<Self, Error> {
         let request = GetDebugKubeconfigRequest {
             user: kubeconfig::DEFAULT_USER.to_owned(),
             groups: kubeconfig::DEFAULT_GROUPS
@@ -71,17 +82,8 @@ impl Admin {
                 .collect(),
             validity_seconds: None,
         };
-        let request = booted.client.get_debug_kubeconfig(request);
-        let reply = node::call(
-            &booted.name,
-            "GetDebugKubeconfig",
-            node::CALL_TIMEOUT,
-            request,
-        )
-        .await?;
-        let server = booted.node.api_endpoint().ok_or_else(|| {
-            Error::Unmeasurable(format!("node `{}` has no apiserver forward", booted.name))
-        })?;
+        let request = client.get_debug_kubeconfig(request);
+        let reply = node::call(name, "GetDebugKubeconfig", node::CALL_TIMEOUT, request).await?;
         let kubeconfig = temp_file(&kubeconfig::rewrite_server(&reply.kubeconfig, server))?;
         let home = std::env::var_os("HOME");
         let cache = std::env::var_os("CAIRN_CACHE");

@@ -112,9 +112,9 @@ pub fn run(bench: &Bench, soak: Duration) -> Result<PathBuf, Error> {
         booted.wait_true(UNTIL, UNTIL_TIMEOUT).await?;
         let mut client = booted.client.clone();
         let ready = Instant::now();
-        let after_boot = snapshot(&mut client, ready).await?;
+        let after_boot = snapshot(NAME, &mut client, ready).await?;
         let samples = soak_samples(&mut client, ready, soak).await?;
-        let after_soak = snapshot(&mut client, ready).await?;
+        let after_soak = snapshot(NAME, &mut client, ready).await?;
         let results = Results {
             machine: Machine::describe(&accel.to_string()),
             soak_seconds: soak.as_secs(),
@@ -127,9 +127,10 @@ pub fn run(bench: &Bench, soak: Duration) -> Result<PathBuf, Error> {
     })
 }
 
-async fn snapshot(client: &mut Client, ready: Instant) -> Result<Snapshot, Error> {
+/// Node `node`'s processes now, `at_s` counted from `ready`.
+pub async fn snapshot(node: &str, client: &mut Client, ready: Instant) -> Result<Snapshot, Error> {
     let request = client.get_process_stats(GetProcessStatsRequest::default());
-    let reply = node::call(NAME, "GetProcessStats", node::CALL_TIMEOUT, request).await?;
+    let reply = node::call(node, "GetProcessStats", node::CALL_TIMEOUT, request).await?;
     Ok(Snapshot::from_reply(ready.elapsed().as_secs_f64(), reply))
 }
 
@@ -148,7 +149,7 @@ async fn soak_samples(
         if next >= end {
             return Ok(samples);
         }
-        samples.push(snapshot(client, ready).await?);
+        samples.push(snapshot(NAME, client, ready).await?);
     }
 }
 

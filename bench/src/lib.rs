@@ -17,7 +17,9 @@
 //! - [`profile_boot`]: where a boot's time goes (Go init traces, the apiserver's
 //!   `/readyz` checks and CPU profile), before cutting it;
 //! - [`recovery`]: time back to Ready after each component is killed, a clean reboot
-//!   and a hard power-off.
+//!   and a hard power-off;
+//! - [`cluster`]: `cairn-qemu cluster start` to every Node Ready, each node's
+//!   footprint, and pod-to-pod latency and throughput on one node and across two.
 //!
 //! Benchmarks are not tests: they never fail on a number, only when something cannot
 //! be measured at all ([`error::Error`]). [`all`] runs every one in turn, goes on past
@@ -27,6 +29,7 @@
 pub mod all;
 pub mod assembly;
 pub mod churn;
+pub mod cluster;
 pub mod debug_api;
 pub mod error;
 pub mod first_pod;

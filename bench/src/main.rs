@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use cairn_bench::{
-    all, assembly, churn, debug_api, error, go_build, image_size, images, profile_boot, rebuild,
-    recovery, services, summary, timeline, Bench,
+    all, assembly, churn, cluster, debug_api, error, go_build, image_size, images, profile_boot,
+    rebuild, recovery, services, summary, timeline, Bench,
 };
 use clap::{Parser, Subcommand};
 
@@ -123,6 +123,16 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         layer_mb: u64,
     },
+    /// `cairn-qemu cluster start` to every Node Ready for each worker count; on the
+    /// first cluster each node's footprint after an idle soak, then pod-to-pod
+    /// latency and throughput on one node and across two.
+    Cluster {
+        /// Worker counts to start clusters with, one after the other.
+        #[arg(long, value_delimiter = ',', default_values_t = [1, 2])]
+        workers: Vec<usize>,
+        #[arg(long, default_value_t = 120)]
+        soak_seconds: u64,
+    },
     /// Regenerate RESULTS.md from the results directory.
     Summary,
 }
@@ -169,6 +179,10 @@ fn main() -> ExitCode {
         Command::Recovery => recovery::run(&bench),
         Command::Services { services: count } => services::run(&bench, count),
         Command::Images { runs, layer_mb } => images::run(&bench, runs, layer_mb),
+        Command::Cluster {
+            workers,
+            soak_seconds,
+        } => cluster::run(&bench, &workers, Duration::from_secs(soak_seconds)),
         Command::Summary => summary::write(&bench.results, &[]),
     };
     match result {

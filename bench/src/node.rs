@@ -17,7 +17,7 @@ use crate::error::Error;
 
 /// The CAIRN_READY line under TCG on a loaded 2-core host, with margin.
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// A debug API call that is not a wait: answered from memory in the guest, so this
 /// only bounds a guest that stopped answering.

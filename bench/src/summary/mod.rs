@@ -16,7 +16,7 @@ use crate::footprint;
 use crate::image_size;
 use crate::report::{self, mb, num, ratio, Machine};
 use crate::timeline;
-use crate::{churn, debug_api, go_build, images, rebuild, recovery, services};
+use crate::{churn, cluster, debug_api, go_build, images, rebuild, recovery, services};
 
 /// A peer's published figure: what, how much, and the caveat of comparing.
 #[derive(Debug, Clone, Copy)]
@@ -76,6 +76,7 @@ pub struct All {
     pub recovery: Option<recovery::Results>,
     pub services: Option<services::Results>,
     pub images: Option<images::Results>,
+    pub cluster: Option<cluster::Results>,
 }
 
 impl All {
@@ -93,6 +94,7 @@ impl All {
             recovery: tolerant(dir, recovery::NAME, &mut unreadable),
             services: tolerant(dir, services::NAME, &mut unreadable),
             images: tolerant(dir, images::NAME, &mut unreadable),
+            cluster: tolerant(dir, cluster::NAME, &mut unreadable),
             unreadable,
         }
     }
@@ -481,6 +483,7 @@ fn unmeasured(all: &All, failures: &[(String, String)]) -> String {
         (recovery::NAME, all.recovery.is_some()),
         (services::NAME, all.services.is_some()),
         (images::NAME, all.images.is_some()),
+        (cluster::NAME, all.cluster.is_some()),
     ];
     for (name, there) in present {
         let explained = failures
@@ -555,7 +558,7 @@ mod tests {
     fn nothing_measured_says_so_for_every_benchmark() {
         let text = render(&All::default(), &Machine::describe("none"), &[]);
         assert!(text.starts_with("# cairn benchmark results"));
-        assert_eq!(text.matches("no results yet").count(), 11, "{text}");
+        assert_eq!(text.matches("no results yet").count(), 12, "{text}");
         assert!(text.contains("NOT measured here"));
     }
 
@@ -606,7 +609,41 @@ mod tests {
         let failures = [("assembly".to_owned(), "no dracut\nat all".to_owned())];
         let text = render(&All::default(), &Machine::describe("none"), &failures);
         assert!(text.contains("- `assembly` could not be measured in this run: no dracut at all"));
-        assert_eq!(text.matches("no results yet").count(), 10);
+        assert_eq!(text.matches("no results yet").count(), 11);
+    }
+
+    #[test]
+    fn clusters_have_a_section_with_starts_footprints_and_paths() {
+        let path = |what: &str, rtt: f64, rate: f64| cluster::PodPath {
+            what: what.into(),
+            rtt_us: crate::stats::Summary::of(&[rtt]),
+            throughput_mb_s: vec![rate],
+            throughput: crate::stats::Summary::of(&[rate]),
+        };
+        let all = All {
+            cluster: Some(cluster::Results {
+                machine: Machine::describe("tcg"),
+                starts: vec![cluster::ClusterStart {
+                    workers: 2,
+                    launcher_s: 64.7,
+                    all_ready_s: 111.3,
+                }],
+                footprints: Vec::new(),
+                soak_seconds: 120,
+                paths: vec![path("same", 407.0, 102.1), path("across", 2525.0, 9.8)],
+            }),
+            ..All::default()
+        };
+        let text = render(&all, &Machine::describe("tcg"), &[]);
+        assert!(text.contains("## Clusters"), "{text}");
+        assert!(
+            text.contains("| 1 control plane + 2 | 64.7 | 111.3 |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| across | 2525 | 2525 | 2525 | 9.8 | 9.8 | 9.8 |"),
+            "{text}"
+        );
     }
 
     #[test]

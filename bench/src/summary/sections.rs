@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use super::All;
 use crate::report::Machine;
 use crate::{
-    assembly, churn, debug_api, footprint, go_build, image_size, images, rebuild, recovery,
-    services, timeline,
+    assembly, churn, cluster, debug_api, footprint, go_build, image_size, images, rebuild,
+    recovery, services, timeline,
 };
 
 pub fn render(all: &All) -> String {
@@ -40,6 +40,10 @@ pub fn render(all: &All) -> String {
     if let Some(r) = &all.images {
         section(&mut text, "Images", images::NAME, &r.machine);
         text.push_str(&images::body(r));
+    }
+    if let Some(r) = &all.cluster {
+        section(&mut text, "Clusters", cluster::NAME, &r.machine);
+        text.push_str(&cluster::body(r));
     }
     if let Some(r) = &all.footprint {
         section(&mut text, "Footprint", footprint::NAME, &r.machine);
