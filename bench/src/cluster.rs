@@ -336,20 +336,9 @@ async fn soaked_footprints(
 async fn pod_paths(cluster: &Cluster, admin: &Admin, probe: &Path) -> Result<Vec<PodPath>, Error> {
     let here = cluster.node_name(CONTROL_PLANE)?;
     let there = cluster.node_name("worker-1")?;
-    admin
-        .apply(&format!(
-            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {NAMESPACE}\n  \
-             labels: {{ pod-security.kubernetes.io/enforce: privileged }}\n"
-        ))
-        .await?;
+    let privileged = "pod-security.kubernetes.io/enforce: privileged";
+    admin.namespace(NAMESPACE, privileged, POD_TIMEOUT).await?;
     let ns = ["-n", NAMESPACE];
-    let account = [
-        "wait",
-        "--for=create",
-        "serviceaccount/default",
-        POD_TIMEOUT,
-    ];
-    admin.run(&[&account[..], &ns[..]].concat()).await?;
     // The host-network pair (privileged namespace) measures the segment alone.
     let pods = [
         ("client", &here),

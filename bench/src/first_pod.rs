@@ -123,6 +123,20 @@ impl Admin {
         })
     }
 
+    /// Namespace `name` with `labels` (`key: value, ...`), once admission can admit pods
+    /// in it: its `default` service account exists (`timeout`: kubectl's
+    /// `--timeout=...`).
+    pub async fn namespace(&self, name: &str, labels: &str, timeout: &str) -> Result<(), Error> {
+        self.apply(&format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n  labels: {{ {labels} }}\n"
+        ))
+        .await?;
+        let account = ["wait", "--for=create", "serviceaccount/default", timeout];
+        self.run(&[&account[..], &["-n", name]].concat())
+            .await
+            .map(drop)
+    }
+
     /// `kubectl apply` of `manifest` (YAML or JSON).
     pub async fn apply(&self, manifest: &str) -> Result<(), Error> {
         let file = temp_file(manifest)?;

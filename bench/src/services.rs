@@ -136,18 +136,8 @@ pub fn run(bench: &Bench, services: usize) -> Result<PathBuf, Error> {
             booted.wait_true(name, UNTIL_TIMEOUT).await?;
         }
         let admin = Admin::new(&mut booted).await?;
-        let namespace =
-            format!("apiVersion: v1\nkind: Namespace\nmetadata: {{ name: {NAMESPACE} }}\n");
-        admin.apply(&namespace).await?;
+        admin.namespace(NAMESPACE, "", POD_TIMEOUT).await?;
         let ns = ["-n", NAMESPACE];
-        // Admission needs the namespace's `default` service account for every pod.
-        let account = [
-            "wait",
-            "--for=create",
-            "serviceaccount/default",
-            POD_TIMEOUT,
-        ];
-        admin.run(&[&account[..], &ns[..]].concat()).await?;
         admin.apply(&setup()).await?;
         let rollout = ["rollout", "status", "deployment/backend", POD_TIMEOUT];
         admin.run(&[&rollout[..], &ns[..]].concat()).await?;
