@@ -82,13 +82,7 @@ pub async fn connect(cli: &Cli, timeout: Duration) -> Result<Connected, DbgError
             let node_api = node_api.ok_or_else(|| DbgError::NoNodeApiEndpoint {
                 record: Some(recorded()),
             })?;
-            let identity = identity(cli.owner_dir.as_deref()).map_err(|err| match err {
-                DbgError::Owner(source) => DbgError::OwnerOnly {
-                    record: recorded(),
-                    source,
-                },
-                other => other,
-            })?;
+            let identity = owner_only_identity(cli.owner_dir.as_deref(), recorded())?;
             return owner_within(&node_api, &identity, pin.as_deref(), timeout).await;
         }
         Served::Both | Served::Unknown => {}
@@ -132,13 +126,7 @@ pub async fn to_record(
                     record: Some(recorded()),
                 }
             })?;
-            let identity = identity(owner_dir).map_err(|err| match err {
-                DbgError::Owner(source) => DbgError::OwnerOnly {
-                    record: recorded(),
-                    source,
-                },
-                other => other,
-            })?;
+            let identity = owner_only_identity(owner_dir, recorded())?;
             let pin = record.parent().map(|dir| dir.join(NODE_API_CA_FILE));
             owner_within(&node_api, &identity, pin.as_deref(), timeout).await
         }
@@ -230,6 +218,15 @@ fn identity(dir: Option<&Path>) -> Result<OwnerIdentity, DbgError> {
     Ok(OwnerIdentity {
         cert_pem: credentials.cert_pem,
         key_pem: credentials.key_pem,
+    })
+}
+
+/// [`identity`] for the node recorded in `record`, which serves only the node API: a
+/// missing or unreadable owner dir says so.
+fn owner_only_identity(dir: Option<&Path>, record: String) -> Result<OwnerIdentity, DbgError> {
+    identity(dir).map_err(|err| match err {
+        DbgError::Owner(source) => DbgError::OwnerOnly { record, source },
+        other => other,
     })
 }
 

@@ -11,20 +11,18 @@ use cairn_api::NodeClient;
 
 /// How long the credential authenticates.
 pub const TTL_SECONDS: u32 = 3600;
+/// How long connecting to the control-plane node may take.
+const CONNECT_WITHIN: Duration = Duration::from_secs(30);
 
 /// Asks the debug service at `endpoint` for a join token until the control plane
 /// issues one (its apiserver and bootstrap bindings may still be coming up) or
 /// `within` passes.
 pub fn join_credential(endpoint: &str, within: Duration) -> Result<Join, String> {
-    let endpoint = endpoint.to_owned();
-    issue(within, move |timeout| {
-        let endpoint = endpoint.clone();
-        async move {
-            let client = cairn_api::connect_within(&endpoint, timeout)
-                .await
-                .map_err(|err| cairn_api::error_chain(&err))?;
-            Ok((NodeClient::Debug(client), endpoint))
-        }
+    issue(within, async {
+        let client = cairn_api::connect_within(endpoint, CONNECT_WITHIN)
+            .await
+            .map_err(|err| cairn_api::error_chain(&err))?;
+        Ok((NodeClient::Debug(client), endpoint.to_owned()))
     })
 }
 
@@ -36,31 +34,26 @@ pub fn join_credential_from_record(
     owner_dir: Option<&Path>,
     within: Duration,
 ) -> Result<Join, String> {
-    let (record, owner_dir) = (record.to_owned(), owner_dir.map(Path::to_owned));
-    issue(within, move |timeout| {
-        let (record, owner_dir) = (record.clone(), owner_dir.clone());
-        async move {
-            let connected = cairn_dbg::connect::to_record(&record, owner_dir.as_deref(), timeout)
-                .await
-                .map_err(|err| cairn_api::error_chain(&err))?;
-            Ok((connected.client, connected.endpoint))
-        }
+    issue(within, async {
+        let connected = cairn_dbg::connect::to_record(record, owner_dir, CONNECT_WITHIN)
+            .await
+            .map_err(|err| cairn_api::error_chain(&err))?;
+        Ok((connected.client, connected.endpoint))
     })
 }
 
-/// Connects with `connect`, then asks for a token until one is issued or `within`
-/// passes.
-fn issue<F, Fut>(within: Duration, connect: F) -> Result<Join, String>
-where
-    F: Fn(Duration) -> Fut,
-    Fut: std::future::Future<Output = Result<(NodeClient, String), String>>,
-{
+/// Runs `connect` (a client and the endpoint it talks to), then asks for a token until
+/// one is issued or `within` passes.
+fn issue(
+    within: Duration,
+    connect: impl std::future::Future<Output = Result<(NodeClient, String), String>>,
+) -> Result<Join, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|err| format!("tokio runtime: {err}"))?;
     runtime.block_on(async {
-        let (mut client, endpoint) = connect(Duration::from_secs(30)).await?;
+        let (mut client, endpoint) = connect.await?;
         let deadline = Instant::now() + within;
         loop {
             let request = CreateJoinTokenRequest {

@@ -84,6 +84,16 @@ impl OwnerChoice {
     }
 }
 
+/// The owner directory a launch reads the CA from: `explicit` (`--owner-dir`, unless
+/// empty), else none with `no_owner`, else the default one (if one can be named).
+pub fn dir(explicit: Option<PathBuf>, no_owner: bool) -> Option<PathBuf> {
+    match explicit.filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => Some(dir),
+        None if no_owner => None,
+        None => credentials::default_dir().ok(),
+    }
+}
+
 /// [`decide`] with the owner CA read from `dir`'s `ca.crt`.
 pub fn apply(
     settings: Option<Settings>,
@@ -156,6 +166,19 @@ mod tests {
 
     fn never(_: &Path) -> Result<Option<OwnerCa>, OwnerError> {
         panic!("the owner dir is not read when its CA would not be used")
+    }
+
+    #[test]
+    fn an_explicit_owner_dir_wins_and_no_owner_names_none() {
+        let explicit = PathBuf::from("/o");
+        assert_eq!(dir(Some(explicit.clone()), true), Some(explicit.clone()));
+        assert_eq!(dir(Some(explicit.clone()), false), Some(explicit));
+        assert_eq!(dir(None, true), None);
+        assert_eq!(
+            dir(Some(PathBuf::new()), true),
+            None,
+            "an empty flag is no flag"
+        );
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! `CreateJoinToken`: a bootstrap token stored in the cluster, with what the joining
 //! machine needs beside it ([`crate::kubernetes::join_token`]).
 
-use cairn_api::v1::{CreateJoinTokenRequest, CreateJoinTokenResponse};
-use cairn_api::validate;
 use std::time::Duration;
 
+use cairn_api::v1::{CreateJoinTokenRequest, CreateJoinTokenResponse};
+use cairn_api::validate;
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};

@@ -159,11 +159,7 @@ fn start(args: StartArgs) -> Result<ExitCode, CommandError> {
         choice => accel::resolve(choice, &image.kernel),
     };
     let ready_timeout = Duration::from_secs(args.ready_timeout);
-    let owner_dir = match args.owner_dir.clone().filter(|d| !d.as_os_str().is_empty()) {
-        Some(dir) => Some(dir),
-        None if args.no_owner => None,
-        None => cairn_dbg::owner::default_dir().ok(),
-    };
+    let owner_dir = owner::dir(args.owner_dir.clone(), args.no_owner);
     let mut owner_said = false;
     let mut boot = |entry: &NodeEntry, join: Option<Join>| -> Result<String, CommandError> {
         let state_dir = dir.join(&entry.name);

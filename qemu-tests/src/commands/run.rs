@@ -146,11 +146,7 @@ fn with_owner(
     settings: Option<Settings>,
     args: &RunArgs,
 ) -> Result<Option<Settings>, CommandError> {
-    let dir = match args.owner_dir.clone().filter(|d| !d.as_os_str().is_empty()) {
-        Some(dir) => Some(dir),
-        None if args.no_owner => None,
-        None => cairn_dbg::owner::default_dir().ok(),
-    };
+    let dir = owner::dir(args.owner_dir.clone(), args.no_owner);
     let (settings, choice) =
         owner::apply(settings, args.no_owner, dir.as_deref()).map_err(CommandError::Owner)?;
     tracing::info!("{}", choice.describe());
