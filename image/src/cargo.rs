@@ -55,16 +55,21 @@ struct Target {
 /// (which must stay dynamic host programs). The image is x86_64 throughout.
 pub const STATIC_TARGET: &str = "x86_64-unknown-linux-gnu";
 
-/// Builds `source` in release mode from the workspace at `workspace` and returns the
-/// path of the executable.
-pub fn build(workspace: &Path, source: &CargoSource) -> Result<PathBuf, CargoError> {
+/// Cargo's profile for images that are benchmarked, tested in CI and shipped.
+pub const RELEASE_PROFILE: &str = "release";
+
+/// Builds `source` with Cargo profile `profile` (`release`, or `dev-image` from the
+/// workspace's Cargo.toml for quick rebuilds while developing) from the workspace at
+/// `workspace` and returns the path of the executable.
+pub fn build(workspace: &Path, source: &CargoSource, profile: &str) -> Result<PathBuf, CargoError> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command
         .current_dir(workspace)
         .args([
             "build",
-            "--release",
+            "--profile",
+            profile,
             "--locked",
             "--message-format=json-render-diagnostics",
         ])

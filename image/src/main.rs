@@ -36,6 +36,10 @@ enum Command {
         /// (built by this builder from the same inputs, and untouched since).
         #[arg(long)]
         force: bool,
+        /// Cargo profile of the workspace's binaries: `release` (benchmarks, CI, what
+        /// ships) or `dev-image` (quick incremental rebuilds of the agent).
+        #[arg(long, env = "CAIRN_CARGO_PROFILE", default_value = cairn_image::cargo::RELEASE_PROFILE)]
+        cargo_profile: String,
     },
     /// List the files of an image's initramfs, like `ls -l`.
     Inspect {
@@ -74,6 +78,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             cache,
             source_date_epoch,
             force,
+            cargo_profile,
         } => {
             let cache = cache.unwrap_or_else(default_cache);
             let options = cairn_image::build::Options {
@@ -82,6 +87,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 cache,
                 source_date_epoch,
                 force,
+                cargo_profile,
             };
             let manifest = cairn_image::build::build(&options)?;
             println!("{} {}", manifest.image_digest, options.out.display());

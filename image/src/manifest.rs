@@ -20,6 +20,10 @@ pub struct Manifest {
     /// sha256 over every initramfs entry but `/etc/cairn/build.json`, which carries
     /// the same value into the running node.
     pub content_digest: String,
+    /// The Cargo profile of the workspace's binaries: `release` for images that are
+    /// benchmarked, tested in CI and shipped; `dev-image` for quick rebuilds.
+    #[serde(default)]
+    pub cargo_profile: String,
     /// Packages and other inputs, sorted by component then name.
     pub sources: Vec<SourceInfo>,
     /// OCI archives in the initramfs for the agent to import, in config order.

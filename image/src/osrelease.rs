@@ -22,6 +22,9 @@ pub struct BuildInfo {
     pub build_id: String,
     /// Timestamp for every file in the image.
     pub source_date_epoch: u64,
+    /// The Cargo profile the image's own binaries were built with (`release`, or
+    /// `dev-image` for quick rebuilds while developing).
+    pub cargo_profile: String,
 }
 
 impl BuildInfo {
@@ -29,7 +32,7 @@ impl BuildInfo {
     ///
     /// Outside a git checkout the Cargo version alone is used and the epoch is 0
     /// unless `SOURCE_DATE_EPOCH` says otherwise.
-    pub fn detect(repo: &Path, source_date_epoch: Option<u64>) -> Self {
+    pub fn detect(repo: &Path, source_date_epoch: Option<u64>, cargo_profile: &str) -> Self {
         let version_id = env!("CARGO_PKG_VERSION").to_owned();
         let describe = git(repo, &["describe", "--always", "--dirty", "--abbrev=12"]);
         let (version, build_id) = match describe {
@@ -50,6 +53,7 @@ impl BuildInfo {
             version,
             build_id,
             source_date_epoch: epoch,
+            cargo_profile: cargo_profile.to_owned(),
         }
     }
 }
@@ -117,6 +121,7 @@ mod tests {
             version: "0.1.0-gabcdef012345".into(),
             build_id: "abcdef012345".into(),
             source_date_epoch: 1,
+            cargo_profile: "release".into(),
         }
     }
 
@@ -158,7 +163,7 @@ mod tests {
     #[test]
     fn outside_git_uses_the_cargo_version() {
         let dir = tempfile::tempdir().unwrap();
-        let info = BuildInfo::detect(dir.path(), Some(42));
+        let info = BuildInfo::detect(dir.path(), Some(42), "release");
         assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
         assert_eq!(info.build_id, "unknown");
         assert_eq!(info.source_date_epoch, 42);

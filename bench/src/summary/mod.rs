@@ -271,16 +271,18 @@ fn own_rows(all: &All) -> Vec<Row> {
     }
     if let Some(r) = &all.rebuild {
         let median = |s: Option<crate::stats::Summary>| s.map(|s| s.median);
-        rows.push(Row::alone(
-            "`make image`, nothing changed: s",
-            median(r.nothing_changed_wall),
-            1,
-        ));
-        rows.push(Row::alone(
-            "`make image`, only the agent changed: s",
-            median(r.agent_changed_wall),
-            1,
-        ));
+        for p in &r.profiles {
+            rows.push(Row::alone(
+                &format!("`make image` ({}), nothing changed: s", p.profile),
+                median(p.nothing_changed_wall),
+                1,
+            ));
+            rows.push(Row::alone(
+                &format!("`make image` ({}), only the agent changed: s", p.profile),
+                median(p.agent_changed_wall),
+                1,
+            ));
+        }
     }
     if let Some(f) = &all.footprint {
         let agent = f.footprints.iter().find(|p| p.component == "agent");

@@ -29,6 +29,8 @@ pub(super) struct Inputs<'a> {
     pub go_out: PathBuf,
     /// Set once `third_party/build.sh` has run in this build.
     pub go_built: OnceCell<PathBuf>,
+    /// The Cargo profile for `cargo` sources.
+    pub cargo_profile: &'a str,
     /// Executables Cargo built in this build, by their source: built once, whether
     /// the up-to-date check or the plan asks first.
     pub cargo_built: RefCell<BTreeMap<String, PathBuf>>,
@@ -50,7 +52,7 @@ impl Inputs<'_> {
         if let Some(built) = self.cargo_built.borrow().get(&key) {
             return Ok(built.clone());
         }
-        let binary = cargo::build(self.workspace, source).map_err(|source| BuildError::Cargo {
+        let binary = cargo::build(self.workspace, source, self.cargo_profile).map_err(|source| BuildError::Cargo {
             component: name.to_owned(),
             source,
         })?;

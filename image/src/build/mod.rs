@@ -124,6 +124,9 @@ pub struct Options {
     pub source_date_epoch: Option<u64>,
     /// Assemble the image even when the one in `out` is current.
     pub force: bool,
+    /// Cargo profile of the workspace's binaries ([`crate::cargo::RELEASE_PROFILE`]
+    /// unless developing).
+    pub cargo_profile: String,
 }
 
 /// Builds the image described by `options` and returns its manifest, or finds the
@@ -134,7 +137,7 @@ pub fn build(options: &Options) -> Result<Manifest, BuildError> {
     progress.step("reading config");
     let config = Validated::load(&options.config)?;
     let workspace = workspace_root();
-    let info = BuildInfo::detect(&workspace, options.source_date_epoch);
+    let info = BuildInfo::detect(&workspace, options.source_date_epoch, &options.cargo_profile);
     let debs = DebCache::new(options.cache.join("debs"));
     debs.resolve_ahead(deb_specs(&config));
     let inputs = Inputs {
@@ -143,6 +146,7 @@ pub fn build(options: &Options) -> Result<Manifest, BuildError> {
         debs: &debs,
         go_out: options.cache.join("go-out"),
         go_built: OnceCell::new(),
+        cargo_profile: &options.cargo_profile,
         cargo_built: RefCell::new(Default::default()),
     };
 

@@ -188,6 +188,7 @@ impl ManifestInputs<'_> {
                 sha256: initramfs_sha256,
             },
             content_digest: self.content_digest,
+            cargo_profile: info.cargo_profile.clone(),
             sources,
             container_images: self.plan.images.clone(),
             modules: self.modules.loaded,

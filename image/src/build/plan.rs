@@ -343,6 +343,7 @@ pub(super) fn add_build_json(plan: &mut Plan, info: &BuildInfo) -> Result<String
         "version_id": info.version_id,
         "build_id": info.build_id,
         "source_date_epoch": info.source_date_epoch,
+        "cargo_profile": info.cargo_profile,
         "content_digest": digest,
     });
     let mut bytes = serde_json::to_vec_pretty(&json).expect("json serializes");

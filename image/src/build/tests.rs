@@ -16,6 +16,7 @@ fn inputs<'a>(dir: &'a Path, debs: &'a DebCache) -> Inputs<'a> {
         debs,
         go_out: dir.join("go-out"),
         go_built: OnceCell::new(),
+        cargo_profile: crate::cargo::RELEASE_PROFILE,
         cargo_built: Default::default(),
     }
 }
@@ -103,7 +104,7 @@ fn a_symlink_over_another_components_file_conflicts() {
 fn a_component_cannot_replace_a_base_entry() {
     let dir = fixture_dir(&[("os-release", b"ID=other\n")]);
     let config = Validated::parse(Path::new("test.toml"), CONFIG).unwrap();
-    let info = BuildInfo::detect(dir.path(), Some(0));
+    let info = BuildInfo::detect(dir.path(), Some(0), crate::cargo::RELEASE_PROFILE);
     let debs = DebCache::new(dir.path().join("debs"));
     let mut plan = Plan::default();
     plan::add_base(&mut plan, &config, &info).unwrap();
@@ -140,7 +141,7 @@ fn image_of(host_file: &str) -> ContainerImage {
 fn plan_image(image: ContainerImage) -> Result<Plan, BuildError> {
     let dir = tempfile::tempdir().unwrap();
     let debs = DebCache::new(dir.path().join("debs"));
-    let info = BuildInfo::detect(dir.path(), Some(0));
+    let info = BuildInfo::detect(dir.path(), Some(0), crate::cargo::RELEASE_PROFILE);
     let mut plan = Plan::default();
     let inputs = inputs(Path::new("/"), &debs);
     add_container_images(&mut plan, &[image], &inputs, &info, &Progress::new(1))?;
