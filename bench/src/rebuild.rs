@@ -18,7 +18,6 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
@@ -92,8 +91,7 @@ pub fn run(bench: &Bench, runs: usize) -> Result<PathBuf, Error> {
             eprintln!("cairn-bench: rebuild ({profile}) {i}/{runs}: the agent changed");
             agent_changed.push(rebuilder.timed(Some(i))?);
         }
-        let wall =
-            |runs: &[Timed]| Summary::of(&runs.iter().map(|t| t.wall_s).collect::<Vec<_>>());
+        let wall = |runs: &[Timed]| Summary::of(&runs.iter().map(|t| t.wall_s).collect::<Vec<_>>());
         disturbed_runs += rebuilder.disturbed;
         profiles.push(ProfileResults {
             profile: profile.to_owned(),
@@ -308,6 +306,7 @@ mod tests {
 
     #[test]
     fn an_edit_is_put_back_with_a_new_mtime() {
+        use std::time::SystemTime;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lib.rs");
         fs::write(&path, "fn main() {}\n").unwrap();
@@ -322,7 +321,10 @@ mod tests {
             let _edited = Edited::append(&path, &probe(7)).unwrap();
             let text = fs::read_to_string(&path).unwrap();
             assert!(text.starts_with("fn main() {}\n"), "{text}");
-            assert!(text.contains("pub fn rebuild_probe() -> usize {\n    7\n}"), "{text}");
+            assert!(
+                text.contains("pub fn rebuild_probe() -> usize {\n    7\n}"),
+                "{text}"
+            );
         }
         assert_eq!(fs::read_to_string(&path).unwrap(), "fn main() {}\n");
         assert!(fs::metadata(&path).unwrap().modified().unwrap() > old);

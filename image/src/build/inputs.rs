@@ -52,10 +52,13 @@ impl Inputs<'_> {
         if let Some(built) = self.cargo_built.borrow().get(&key) {
             return Ok(built.clone());
         }
-        let binary = cargo::build(self.workspace, source, self.cargo_profile).map_err(|source| BuildError::Cargo {
-            component: name.to_owned(),
-            source,
-        })?;
+        let binary =
+            cargo::build(self.workspace, source, self.cargo_profile).map_err(|source| {
+                BuildError::Cargo {
+                    component: name.to_owned(),
+                    source,
+                }
+            })?;
         self.cargo_built.borrow_mut().insert(key, binary.clone());
         Ok(binary)
     }

@@ -137,7 +137,11 @@ pub fn build(options: &Options) -> Result<Manifest, BuildError> {
     progress.step("reading config");
     let config = Validated::load(&options.config)?;
     let workspace = workspace_root();
-    let info = BuildInfo::detect(&workspace, options.source_date_epoch, &options.cargo_profile);
+    let info = BuildInfo::detect(
+        &workspace,
+        options.source_date_epoch,
+        &options.cargo_profile,
+    );
     let debs = DebCache::new(options.cache.join("debs"));
     debs.resolve_ahead(deb_specs(&config));
     let inputs = Inputs {
