@@ -62,7 +62,10 @@ pub struct Booted {
 }
 
 impl Bench {
+    /// The image to boot; one built with another Cargo profile than release is
+    /// refused, as its figures would not be the shipped node's.
     pub fn image(&self) -> Result<Image, Error> {
+        release_only(&self.image_dir)?;
         Image::open(&self.image_dir).map_err(|e| Error::Image(self.image_dir.clone(), Box::new(e)))
     }
 
@@ -211,4 +214,58 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         .enable_all()
         .build()
         .map_err(Error::Runtime)
+}
+
+/// Refuses an image whose manifest names a Cargo profile other than `release` (an
+/// image from before the field has none and passes; so does a directory without a
+/// manifest, which [`Image::open`] then reports).
+fn release_only(image_dir: &Path) -> Result<(), Error> {
+    let path = image_dir.join("manifest.json");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(());
+    };
+    /// The one field of the manifest read here.
+    #[derive(serde::Deserialize)]
+    struct Built {
+        #[serde(default)]
+        cargo_profile: String,
+    }
+    let built: Built = serde_json::from_str(&text).map_err(|e| Error::Json(path.clone(), e))?;
+    match built.cargo_profile.as_str() {
+        "" | cairn_image::cargo::RELEASE_PROFILE => Ok(()),
+        profile => Err(Error::Unmeasurable(format!(
+            "{} was built with the Cargo profile `{profile}`; boots are measured on \
+             release images (`make bench` builds one, as does `make image \
+             IMAGE_PROFILE=release`)",
+            image_dir.display()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_release_images_are_booted_for_figures() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(
+            release_only(dir.path()).is_ok(),
+            "no manifest: Image::open says why"
+        );
+        let manifest = dir.path().join("manifest.json");
+        std::fs::write(&manifest, r#"{"format":1}"#).unwrap();
+        assert!(
+            release_only(dir.path()).is_ok(),
+            "a manifest from before the field"
+        );
+        std::fs::write(&manifest, r#"{"cargo_profile":"release"}"#).unwrap();
+        assert!(release_only(dir.path()).is_ok());
+        std::fs::write(&manifest, r#"{"cargo_profile":"dev-image"}"#).unwrap();
+        let err = release_only(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("`dev-image`") && err.contains("IMAGE_PROFILE=release"),
+            "{err}"
+        );
+    }
 }
