@@ -30,9 +30,9 @@ BENCH_UNTIL ?= node-ready
 CARGO ?= cargo
 # Cargo profile of the image's own binaries (the agent): `dev-image` rebuilds the agent
 # incrementally in seconds while developing (Cargo.toml); `release` is what CI
-# (.ci/run), the benchmarks and shipped images use, and what the benchmark targets
-# targets below always build. Exported: to the builder (CAIRN_CARGO_PROFILE), its own
-# tests, and the makes scripts and benchmarks run.
+# (.ci/run), the benchmarks and shipped images use, and what the targets below always
+# build. Exported: to the builder (as CAIRN_CARGO_PROFILE), its own tests, and the
+# makes that scripts and benchmarks run.
 export IMAGE_PROFILE ?= dev-image
 export CAIRN_CARGO_PROFILE = $(IMAGE_PROFILE)
 # What is measured or proven reproducible is what ships.
