@@ -228,7 +228,8 @@ pub fn markdown(results: &Results) -> String {
 pub fn body(results: &Results) -> String {
     let mut md = String::from(
         "Seconds on the host's clock from the fault to `node-ready` true again \
-         (in the boot that follows, for a reboot or power-off).\n\n\
+         (in the boot that follows, for a reboot or power-off). A reboot ends QEMU and \
+         the launcher boots the same disk in a fresh one (docs/interfaces.md, \"Reboots\").\n\n\
          | fault | to node Ready (s) |\n| --- | ---: |\n",
     );
     for (component, seconds) in &results.components {

@@ -2,7 +2,7 @@
 //!
 //! Nested KVM on the project's hosts accepts the VM and then hangs in the firmware
 //! ("Booting from ROM"), so opening `/dev/kvm` proves nothing. The probe boots the kernel
-//! alone under KVM (no initrd, `console=ttyS0 panic=-1`, `-no-reboot`) and requires
+//! alone under KVM (no initrd, `console=ttyS0 panic=-1`, reboots end QEMU) and requires
 //! `Linux version` on the serial console within a few seconds; the kernel then panics for
 //! want of a root fs and QEMU exits. Anything else means TCG. The probe's QEMU is killed
 //! however it ends. Its verdict is kept for the process and, when it is not a failure of

@@ -73,7 +73,7 @@ pub struct PortForward {
 /// No root and no helper process: every frame one node sends reaches every QEMU that
 /// joined the group (a hub), and nothing leaves the host. After `net0`, it is the
 /// guest's `eth1`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterNic {
     /// The segment: a multicast group and UDP port, shared by the cluster's nodes and
     /// different for every cluster on the host.
@@ -103,7 +103,7 @@ impl ClusterNic {
 }
 
 /// An Ethernet MAC address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mac(pub [u8; 6]);
 
 impl Mac {
@@ -185,8 +185,9 @@ pub struct Disk {
     pub read_only: bool,
 }
 
-/// Everything that goes on QEMU's command line.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Everything that goes on QEMU's command line. Kept in the state dir (`launch.json`),
+/// so the same machine can be started again after a guest reboot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QemuCommand {
     /// The QEMU binary.
     pub binary: PathBuf,
@@ -278,14 +279,17 @@ impl QemuCommand {
         args.push(["-cpu", "max"]);
         args.push(["-m".to_owned(), self.memory_mib.to_string()]);
         args.push(["-smp".to_owned(), self.cpus.to_string()]);
-        // No default NIC, VGA, monitor or serial: every device is listed below. A guest
-        // reboot resets the machine in place, as on hardware (the data disk stays
-        // attached); a stop switches reboots to "exit" over QMP first (`set-action`).
+        // No default NIC, VGA, monitor or serial: every device is listed below.
         args.push(["-nodefaults", "-display", "none"]);
+        // A guest reboot ends QEMU; the launcher starts a fresh one on the same disks
+        // (crate::relaunch). Under TCG a reset in place costs ~25 s more: the kernel
+        // unpacks the initramfs over RAM that held the last boot's translated code.
+        args.push(["-action", "reboot=shutdown"]);
     }
 
     fn push_console(&self, args: &mut Args) {
-        let mut chardev = OsString::from("file,id=console,path=");
+        // Appended to: a QEMU started again after a guest reboot goes on with the log.
+        let mut chardev = OsString::from("file,id=console,append=on,path=");
         chardev.push(escape(self.console_log.as_os_str()));
         args.push([OsString::from("-chardev"), chardev]);
         args.push(["-serial", "chardev:console"]);
@@ -414,12 +418,13 @@ mod tests {
         assert_eq!(pair_after(&args, "-smp"), ["2"]);
         assert_eq!(pair_after(&args, "-display"), ["none"]);
         assert!(!args.contains(&"-no-reboot".to_owned()));
+        assert_eq!(pair_after(&args, "-action"), ["reboot=shutdown"]);
         assert!(args.contains(&"-nodefaults".to_owned()));
         assert!(!args.contains(&"-nographic".to_owned()));
         assert_eq!(
             pair_after(&args, "-chardev"),
             [
-                "file,id=console,path=/state/console.log",
+                "file,id=console,append=on,path=/state/console.log",
                 "socket,id=qmp,server=on,wait=off,path=/state/qmp.sock"
             ]
         );
@@ -571,7 +576,7 @@ mod tests {
         let args = strings(&command);
         assert_eq!(
             pair_after(&args, "-chardev")[0],
-            "file,id=console,path=/a,,b/console.log"
+            "file,id=console,append=on,path=/a,,b/console.log"
         );
     }
 }

@@ -79,7 +79,8 @@ pub struct ReadyInfo {
 pub enum ExitAction {
     /// The agent powers the machine off.
     Poweroff,
-    /// The agent reboots; QEMU runs with `-no-reboot`, so it exits as well.
+    /// The agent reboots; QEMU exits (`-action reboot=shutdown`) and the launcher
+    /// starts a fresh one ([`crate::relaunch`]).
     Reboot,
 }
 

@@ -29,8 +29,10 @@ pub mod ports;
 pub mod process;
 pub mod qmp;
 pub mod registry;
+pub mod relaunch;
 pub mod state;
 pub mod stop;
+pub mod watch;
 
 pub use accel::{AccelChoice, Probe};
 pub use command::{Accel, ClusterNic, Disk, DiskFormat, Mac, PortForward, QemuCommand};

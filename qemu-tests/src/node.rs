@@ -2,23 +2,28 @@
 //!
 //! Every wait takes a timeout and fails with an error naming what it awaited and the
 //! console tail, never hangs. Waits read the console log from its start, so waiting for a
-//! line that was already printed returns at once. A guest reboot resets the machine in
-//! place (same QEMU, same disks, the console log goes on). A clean stop tells QEMU over
-//! QMP to exit on the next reboot and presses ctrl-alt-delete (the agent reboots
-//! cleanly); if QEMU has not ended by the deadline its process group is killed. Dropping a [`Node`] kills QEMU unless it
-//! was [detached](Node::detach). Model: cloud-hypervisor `test_infra` (`wait_vm_boot`).
+//! line that was already printed returns at once. A guest reboot ends QEMU, and a
+//! thread of the launcher starts a fresh one on the same disks and host ports at once
+//! ([`crate::relaunch`]); the console log goes on. A clean stop marks the node as
+//! stopping (no relaunch) and presses ctrl-alt-delete over QMP (the agent reboots
+//! cleanly, so QEMU ends); if QEMU has not ended by the deadline its process group is
+//! killed. Dropping a [`Node`] kills QEMU unless it was [detached](Node::detach).
+//! Model: cloud-hypervisor `test_infra` (`wait_vm_boot`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-use std::thread;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::command::{PortForward, APISERVER_PORT, DEBUG_PORT, NODE_API_PORT};
 use crate::config::NodeConfig;
 use crate::console::{self, ConsoleError, ConsoleReader, ExitInfo, ReadyInfo};
 use crate::ports::{self, PortError};
-use crate::process::{ProcessError, QemuProcess, POLL_INTERVAL};
+use crate::process::{ProcessError, QemuProcess, SpawnMode, POLL_INTERVAL};
 use crate::qmp::{Qmp, QmpError};
+use crate::relaunch::{self, Launch, RelaunchError};
 use crate::state::{NodeRecord, StateDir, StateError};
 
 /// Console lines quoted in error messages.
@@ -74,6 +79,9 @@ pub enum NodeError {
     /// The clean-stop request could not be delivered.
     #[error("cannot request a clean stop of qemu (pid {0})")]
     Qmp(u32, #[source] QmpError),
+    /// The guest rebooted and its QEMU could not be started again.
+    #[error("the guest rebooted, and its qemu cannot be started again")]
+    Relaunch(#[source] RelaunchError),
 }
 
 /// How QEMU ended.
@@ -102,10 +110,90 @@ pub enum Stop {
 /// A running node.
 #[derive(Debug)]
 pub struct Node {
-    process: QemuProcess,
+    machine: Arc<Mutex<Machine>>,
+    monitor: Option<Monitor>,
     state: StateDir,
     record: NodeRecord,
     detached: bool,
+}
+
+/// The node's current QEMU, started again when the guest reboots.
+#[derive(Debug)]
+struct Machine {
+    process: QemuProcess,
+    state: StateDir,
+    mode: SpawnMode,
+    /// Asked to stop, or killed: the next end of QEMU is the node's.
+    stopping: bool,
+}
+
+impl Machine {
+    /// QEMU's exit status once the node has ended; a QEMU that ended because the guest
+    /// rebooted is started again instead.
+    fn poll(&mut self) -> Result<Option<ExitStatus>, NodeError> {
+        let Some(status) = self.process.try_wait()? else {
+            return Ok(None);
+        };
+        if self.stopping
+            || !relaunch::wanted(&self.state, Some(status)).map_err(NodeError::Relaunch)?
+        {
+            return Ok(Some(status));
+        }
+        self.process = relaunch::relaunch(&self.state, self.mode).map_err(NodeError::Relaunch)?;
+        Ok(None)
+    }
+}
+
+/// The thread that relaunches QEMU while nobody waits on the node.
+#[derive(Debug)]
+struct Monitor {
+    done: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl Monitor {
+    fn start(machine: Weak<Mutex<Machine>>) -> Self {
+        let done = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&done);
+        let thread = thread::Builder::new()
+            .name("qemu-relaunch".to_owned())
+            .spawn(move || {
+                while !flag.load(Ordering::SeqCst) {
+                    let Some(machine) = machine.upgrade() else {
+                        return;
+                    };
+                    let polled = lock(&machine).poll();
+                    match polled {
+                        Ok(None) => {}
+                        Ok(Some(_)) => return,
+                        Err(err) => {
+                            // The next wait on the node polls again and reports it.
+                            tracing::warn!(error = %error_chain(&err), "qemu relaunch");
+                            return;
+                        }
+                    }
+                    drop(machine);
+                    thread::sleep(POLL_INTERVAL);
+                }
+            })
+            .expect("cannot start the qemu relaunch thread");
+        Monitor { done, thread }
+    }
+
+    fn stop(self) {
+        self.done.store(true, Ordering::SeqCst);
+        if self.thread.join().is_err() {
+            tracing::warn!("the qemu relaunch thread panicked");
+        }
+    }
+}
+
+/// The machine, also after a thread panicked holding it (its state stays consistent:
+/// every change is one assignment).
+fn lock(machine: &Mutex<Machine>) -> MutexGuard<'_, Machine> {
+    machine
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Node {
@@ -131,10 +219,21 @@ impl Node {
         };
         let forwards = ports::resolve(&config.forward_requests())?;
         let qemu = config.qemu_command(&state, forwards.clone());
+        Launch::first(qemu.clone())
+            .write(&state)
+            .map_err(NodeError::Relaunch)?;
         let process = QemuProcess::spawn(&qemu, &state.qemu_log(), config.mode)?;
         let record = new_record(process.pid(), config, &state, forwards, node_config);
-        let node = Node {
+        let machine = Arc::new(Mutex::new(Machine {
             process,
+            state: state.clone(),
+            mode: config.mode,
+            stopping: false,
+        }));
+        let monitor = Some(Monitor::start(Arc::downgrade(&machine)));
+        let node = Node {
+            machine,
+            monitor,
             state,
             record,
             detached: false,
@@ -180,9 +279,18 @@ impl Node {
         console::tail(self.console_log(), lines)
     }
 
-    /// QEMU's exit status if it has ended.
+    /// QEMU's exit status if the node has ended (a guest reboot does not end it: QEMU
+    /// is started again).
     pub fn try_wait(&mut self) -> Result<Option<ExitStatus>, NodeError> {
-        Ok(self.process.try_wait()?)
+        let mut machine = lock(&self.machine);
+        let polled = machine.poll();
+        self.record.pid = machine.process.pid();
+        polled
+    }
+
+    /// The pid of the node's current QEMU (a new one after each guest reboot).
+    pub fn pid(&self) -> u32 {
+        lock(&self.machine).process.pid()
     }
 
     /// Waits for a console line matching `predicate` and returns it.
@@ -204,8 +312,8 @@ impl Node {
         self.wait_boot_ready(1, timeout)
     }
 
-    /// Waits for the `boot`-th `CAIRN_READY` line of this QEMU (1 = the first boot;
-    /// a guest reboot resets the machine in place and prints another one).
+    /// Waits for the `boot`-th `CAIRN_READY` line of this node (1 = the first boot;
+    /// each guest reboot prints another one in the same console log).
     pub fn wait_boot_ready(
         &mut self,
         boot: usize,
@@ -226,10 +334,10 @@ impl Node {
         Ok(ready)
     }
 
-    /// Presses ctrl-alt-delete: the agent reboots the node cleanly and QEMU resets the
-    /// machine in place (unless a stop asked it to exit on reboot).
+    /// Presses ctrl-alt-delete: the agent reboots the node cleanly, and a fresh QEMU
+    /// boots it again (unless the node is stopping).
     pub fn press_ctrl_alt_delete(&self) -> Result<(), NodeError> {
-        let pid = self.record.pid;
+        let pid = self.pid();
         Qmp::connect(&self.record.qmp_socket, QMP_TIMEOUT)
             .and_then(|mut qmp| qmp.send_ctrl_alt_delete())
             .map_err(|e| NodeError::Qmp(pid, e))
@@ -242,11 +350,19 @@ impl Node {
         Ok(self.state.write(&self.record)?)
     }
 
-    /// Waits for QEMU to end and returns its status with the agent's `CAIRN_EXIT` report.
+    /// Waits for the node to end (QEMU exits and is not started again) and returns its
+    /// status with the agent's `CAIRN_EXIT` report.
     pub fn wait_exit(&mut self, timeout: Duration) -> Result<Exited, NodeError> {
         let awaited = "qemu to exit";
-        let Some(status) = self.process.wait_timeout(timeout)? else {
-            return Err(self.timeout(awaited, timeout));
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.try_wait()? {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                return Err(self.timeout(awaited, timeout));
+            }
+            thread::sleep(POLL_INTERVAL);
         };
         let info = self.last_exit_info().map_err(|source| NodeError::Console {
             awaited: awaited.to_owned(),
@@ -256,10 +372,15 @@ impl Node {
         Ok(Exited { status, info })
     }
 
-    /// Over QMP: guest reboots end QEMU from now on, then ctrl-alt-delete (the agent
-    /// reboots cleanly, so QEMU exits). Does not wait for the result.
+    /// Marks the node as stopping (no relaunch), then over QMP: guest reboots end QEMU,
+    /// and ctrl-alt-delete (the agent reboots cleanly, so QEMU exits). Does not wait for
+    /// the result.
     pub fn request_stop(&self) -> Result<(), NodeError> {
-        let pid = self.record.pid;
+        let pid = {
+            let mut machine = lock(&self.machine);
+            machine.stopping = true;
+            machine.process.pid()
+        };
         let mut qmp = Qmp::connect(&self.record.qmp_socket, QMP_TIMEOUT)
             .map_err(|e| NodeError::Qmp(pid, e))?;
         qmp.request_stop().map_err(|e| NodeError::Qmp(pid, e))
@@ -287,14 +408,24 @@ impl Node {
         })
     }
 
-    /// SIGKILLs QEMU's process group.
+    /// SIGKILLs QEMU's process group; the node ends (no relaunch).
     pub fn kill(&mut self) -> Result<ExitStatus, NodeError> {
-        Ok(self.process.kill()?)
+        let mut machine = lock(&self.machine);
+        machine.stopping = true;
+        Ok(machine.process.kill()?)
     }
 
-    /// Lets QEMU outlive this handle (and this process); its state files stay.
+    /// Lets QEMU outlive this handle (and this process); its state files stay. From now
+    /// on a guest reboot ends QEMU unless a watcher process ([`crate::watch`]) starts it
+    /// again.
     pub fn detach(mut self) -> NodeRecord {
-        self.process.disarm();
+        if let Some(monitor) = self.monitor.take() {
+            monitor.stop();
+        }
+        let mut machine = lock(&self.machine);
+        machine.process.disarm();
+        self.record.pid = machine.process.pid();
+        drop(machine);
         self.detached = true;
         self.record.clone()
     }
@@ -309,7 +440,7 @@ impl Node {
         let mut reader = ConsoleReader::new(self.console_log());
         loop {
             // Check for exit before reading, so the last read sees everything QEMU wrote.
-            let status = self.process.try_wait()?;
+            let status = self.try_wait()?;
             let mut lines = reader
                 .new_lines()
                 .map_err(|e| self.console_error(awaited, e))?;
@@ -372,6 +503,9 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
+        if let Some(monitor) = self.monitor.take() {
+            monitor.stop();
+        }
         if !self.detached {
             // QemuProcess's own Drop kills QEMU right after this.
             if let Err(err) = self.state.clear() {

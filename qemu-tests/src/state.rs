@@ -233,9 +233,17 @@ impl StateDir {
         Ok(is_our_qemu(Path::new("/proc"), pid, &self.qmp_socket()).then_some(pid))
     }
 
-    /// Removes the pid file, record and socket; keeps the logs for post-mortems.
+    /// Removes the pid files, records and socket; keeps the logs for post-mortems.
     pub fn clear(&self) -> Result<(), StateError> {
-        for path in [self.pid_file(), self.record_file(), self.qmp_socket()] {
+        let launch = self.root.join(crate::relaunch::LAUNCH_FILE);
+        let watcher = self.root.join(crate::watch::PID_FILE);
+        for path in [
+            self.pid_file(),
+            self.record_file(),
+            self.qmp_socket(),
+            launch,
+            watcher,
+        ] {
             remove_if_exists(&path)?;
         }
         Ok(())

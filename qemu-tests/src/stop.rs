@@ -13,6 +13,7 @@ use crate::node::error_chain;
 use crate::process::{kill_group, ProcessError, POLL_INTERVAL};
 use crate::qmp::Qmp;
 use crate::state::{is_our_qemu, StateDir, StateError};
+use crate::watch::{self, WatchError};
 
 /// How long a SIGKILLed QEMU may take to disappear.
 const KILL_GRACE: Duration = Duration::from_secs(5);
@@ -28,6 +29,9 @@ pub enum StopError {
     /// Killing QEMU failed.
     #[error(transparent)]
     Process(#[from] ProcessError),
+    /// The watcher could not be ended.
+    #[error(transparent)]
+    Watch(#[from] WatchError),
     /// QEMU survived SIGKILL.
     #[error("qemu (pid {0}) is still running {KILL_GRACE:?} after SIGKILL")]
     Unkillable(u32),
@@ -49,10 +53,15 @@ pub enum RecordedStop {
     },
 }
 
-/// Stops the node recorded in `state`: reboots set to end QEMU, ctrl-alt-delete (the
-/// agent reboots cleanly), up to `timeout` for QEMU to end,
-/// then SIGKILL to its process group. Clears the pid file, record and socket.
+/// Stops the node recorded in `state`: ends its watcher ([`crate::watch`]), then
+/// ctrl-alt-delete (the agent reboots cleanly, which ends QEMU), up to `timeout` for
+/// QEMU to end, then SIGKILL to its process group. Clears the pid files, records and
+/// socket.
 pub fn stop_recorded(state: &StateDir, timeout: Duration) -> Result<RecordedStop, StopError> {
+    // First the watcher, so that it does not start QEMU again after the clean reboot.
+    if let Some(watcher) = watch::end(state)? {
+        tracing::debug!(pid = watcher, "watcher ended");
+    }
     let Some(pid) = state.running_pid()? else {
         state.clear()?;
         return Ok(RecordedStop::NotRunning);

@@ -3,7 +3,7 @@
 //! stays fast; `make test` runs them with `--ignored`.
 //!
 //! The read-only checks share one node (booted by whichever test runs first); the clean
-//! stop and the foreign-disk case boot their own.
+//! stop, the reboots and the foreign-disk case boot their own.
 
 mod common;
 
@@ -14,6 +14,9 @@ use std::time::Duration;
 use cairn_qemu::node::error_chain;
 use cairn_qemu::{ExitAction, Stop};
 use common::{boot, fail, module_name, shared, Shared};
+
+/// From a reboot to the next boot's `CAIRN_READY`.
+const REBOOT_TIMEOUT: Duration = Duration::from_secs(180);
 use serde_json::Value;
 
 #[test]
@@ -214,6 +217,153 @@ fn ctrl_alt_delete_reboots_cleanly() {
     if !exited.status.success() {
         fail(&node, format!("qemu exited with {}", exited.status));
     }
+}
+
+/// A guest reboot ends its QEMU and the launcher boots the same node (same data disk,
+/// same identity) in a fresh one at once; the console log goes on with the next boot.
+/// (Under TCG a reset in place costs ~25 s more: docs/interfaces.md "Reboots".)
+#[test]
+#[ignore = "boots QEMU; run with `make test`"]
+fn a_guest_reboot_boots_again_in_a_fresh_qemu() {
+    let (mut node, first) = boot("reboot").unwrap_or_else(|err| panic!("{err}"));
+    let first_pid = node.pid();
+    node.press_ctrl_alt_delete()
+        .unwrap_or_else(|err| fail(&node, error_chain(&err)));
+    let second = node
+        .wait_boot_ready(2, REBOOT_TIMEOUT)
+        .unwrap_or_else(|err| fail(&node, error_chain(&err)));
+    if second.node_id != first.node_id {
+        fail(
+            &node,
+            format!(
+                "the reboot changed the node: {} then {}",
+                first.node_id, second.node_id
+            ),
+        );
+    }
+    let pid = node.pid();
+    if pid == first_pid || alive(first_pid) {
+        fail(
+            &node,
+            format!("the reboot did not end qemu {first_pid} (running now: {pid})"),
+        );
+    }
+    let recorded = (node.state().read())
+        .unwrap_or_else(|err| fail(&node, error_chain(&err)))
+        .map(|record| record.pid);
+    if recorded != Some(pid) || node.record().pid != pid {
+        fail(
+            &node,
+            format!(
+                "node.json says qemu {recorded:?}, the node {}, it is {pid}",
+                node.record().pid
+            ),
+        );
+    }
+    let console = fs::read_to_string(node.console_log()).unwrap_or_default();
+    let exits = console
+        .lines()
+        .filter(|l| l.contains("CAIRN_EXIT {"))
+        .count();
+    if exits != 1 {
+        fail(
+            &node,
+            format!("{exits} CAIRN_EXIT lines in the log of two boots, want 1"),
+        );
+    }
+    // A stop is not a reboot: QEMU ends, and nothing starts it again.
+    match node.stop(Duration::from_secs(60)) {
+        Ok(Stop::Clean(_)) => {}
+        other => fail(&node, format!("the stop after the reboot: {other:?}")),
+    }
+    if alive(pid) {
+        fail(&node, format!("qemu {pid} still runs after the stop"));
+    }
+}
+
+/// A detached node (`cairn-qemu run --detach`) is rebooted in a fresh QEMU by its
+/// watcher process, which `cairn-qemu stop` ends before it stops the node.
+#[test]
+#[ignore = "boots QEMU; run with `make test`"]
+fn a_detached_node_reboots_in_a_fresh_qemu_until_stopped() {
+    let config = common::fresh_config("detached-reboot");
+    let state = cairn_qemu::StateDir::new(&config.state_dir);
+    let launcher = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_cairn-qemu"))
+            .args(args)
+            .arg("--state-dir")
+            .arg(state.root())
+            .env("CAIRN_IMAGE_DIR", &config.image.dir)
+            .output()
+            .expect("the launcher runs");
+        let text = format!(
+            "cairn-qemu {args:?}: {}\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.success(), text)
+    };
+    let accel = config.accel.to_string();
+    let (started, text) = launcher(&["run", "--detach", "--no-owner", "--accel", &accel]);
+    let console = state.console_log();
+    let say = |message: String| -> ! {
+        let _ = launcher(&["stop"]);
+        panic!(
+            "{message}\n--- console tail ---\n{}",
+            cairn_qemu::console::tail(&console, 40)
+        )
+    };
+    if !started {
+        say(text);
+    }
+    let first_pid = state.running_pid().ok().flatten();
+    let watcher = cairn_qemu::watch::running(&state);
+    let (Some(first_pid), Some(watcher)) = (first_pid, watcher) else {
+        say(format!(
+            "after `run --detach`: qemu {first_pid:?}, watcher {watcher:?}"
+        ));
+    };
+    cairn_qemu::qmp::Qmp::connect(&state.qmp_socket(), Duration::from_secs(5))
+        .and_then(|mut qmp| qmp.send_ctrl_alt_delete())
+        .unwrap_or_else(|err| say(format!("ctrl-alt-delete: {}", error_chain(&err))));
+    let deadline = std::time::Instant::now() + REBOOT_TIMEOUT;
+    let readies = || {
+        let text = fs::read_to_string(&console).unwrap_or_default();
+        text.lines().filter(|l| l.contains("CAIRN_READY {")).count()
+    };
+    while readies() < 2 {
+        if std::time::Instant::now() >= deadline {
+            say(format!(
+                "no second CAIRN_READY within {REBOOT_TIMEOUT:?} of the reboot"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    match state.running_pid() {
+        Ok(Some(pid)) if pid != first_pid && !alive(first_pid) => {}
+        other => say(format!(
+            "after the reboot qemu.pid gives {other:?} (first qemu {first_pid})"
+        )),
+    }
+    let (stopped, text) = launcher(&["stop"]);
+    if !stopped || !text.contains("stopped the node") {
+        say(text);
+    }
+    if alive(watcher) || state.running_pid().ok().flatten().is_some() {
+        say(format!(
+            "after `stop`: watcher {watcher} alive {}, {text}",
+            alive(watcher)
+        ));
+    }
+}
+
+/// Whether `pid` is a live (not zombie) process.
+fn alive(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| Some(stat.rsplit_once(") ")?.1.chars().next()? != 'Z'))
+        .unwrap_or(false)
 }
 
 /// A data disk holding something that is not ours is never formatted: the node says

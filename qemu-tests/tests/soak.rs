@@ -166,7 +166,8 @@ fn every_restart_reaches_ready_with_all_workloads_back() {
     let job_pod = job_done(&session, WORKLOADS_BUDGET);
     let mut running = workloads_back(&session, None, WORKLOADS_BUDGET);
     let mut boot_id = build_info(&session).boot_id;
-    // Boots of the current QEMU: a reboot in place counts up, a new QEMU starts at 1.
+    // Boots in the node's console log: a guest reboot counts up (the fresh QEMU the
+    // launcher starts appends to it), a stop and start begins a new log at 1.
     let mut qemu_boot = 1;
     let mut done: Vec<Cycle> = Vec::new();
     for n in 1..=cycles {

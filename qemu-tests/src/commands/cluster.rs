@@ -190,6 +190,7 @@ fn start(args: StartArgs) -> Result<ExitCode, CommandError> {
             .wait_ready(ready_timeout)
             .map_err(CommandError::NotReady)?;
         let record = node.detach();
+        super::watch::start_watcher(&StateDir::new(&state_dir));
         println!(
             "{}: node {} ({}) ready, qemu pid {}, state dir {}",
             entry.name,

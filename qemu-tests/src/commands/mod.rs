@@ -6,6 +6,7 @@ mod probe;
 mod registry;
 mod run;
 mod stop;
+mod watch;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -36,6 +37,10 @@ enum Command {
     Registry(registry::RegistryArgs),
     /// A control-plane node and workers that join it, on one cluster segment.
     Cluster(cluster::ClusterArgs),
+    /// Start a detached node's QEMU again after each guest reboot (run by `run
+    /// --detach` and `cluster start`).
+    #[command(hide = true)]
+    Watch(watch::WatchArgs),
 }
 
 /// Runs the parsed command line.
@@ -46,6 +51,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CommandError> {
         Command::Probe(args) => probe::run(args),
         Command::Registry(args) => registry::run(args),
         Command::Cluster(args) => cluster::run(args),
+        Command::Watch(args) => watch::run(args),
     }
 }
 
@@ -79,6 +85,9 @@ pub enum CommandError {
     /// `cluster start|stop` could not go on.
     #[error("cluster: {0}")]
     Cluster(String),
+    /// The watcher of a detached node failed.
+    #[error("watching the node in {0}")]
+    Watch(PathBuf, #[source] cairn_qemu::watch::WatchError),
     /// The owner CA could not be read; nothing was started.
     #[error("owner CA (--no-owner starts the node without one)")]
     Owner(#[source] cairn_dbg::owner::OwnerError),
@@ -96,7 +105,8 @@ impl CommandError {
             | CommandError::Stop(..)
             | CommandError::Signals(_)
             | CommandError::Registry(_)
-            | CommandError::Cluster(_) => 1,
+            | CommandError::Cluster(_)
+            | CommandError::Watch(..) => 1,
         }
     }
 }

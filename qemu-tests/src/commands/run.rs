@@ -17,7 +17,7 @@ use cairn_qemu::image::{DEFAULT_IMAGE_DIR, DEFAULT_STATE_DIR};
 use cairn_qemu::owner;
 use cairn_qemu::{
     ClusterNic, DataDisk, Disk, DiskFormat, ForwardRequest, Image, Mac, Node, NodeConfig,
-    NodeRecord, ReadyInfo, SpawnMode,
+    NodeRecord, ReadyInfo, SpawnMode, StateDir,
 };
 use clap::Args;
 
@@ -223,6 +223,7 @@ fn detached(config: &NodeConfig, ready_timeout: Duration) -> Result<ExitCode, Co
         .wait_ready(ready_timeout)
         .map_err(CommandError::NotReady)?;
     let record = node.detach();
+    super::watch::start_watcher(&StateDir::new(&config.state_dir));
     print_reachability(&record, &ready, config);
     Ok(ExitCode::SUCCESS)
 }
