@@ -201,7 +201,11 @@ impl Node {
     /// with a new data disk, or none, makes a new cluster CA: `dbg`'s pin of the old one
     /// ([`StateDir::node_api_ca`]) is removed.
     pub fn start(config: &NodeConfig) -> Result<Self, NodeError> {
-        let state = StateDir::new(&config.state_dir);
+        // Absolute, so that QEMU's command line names its QMP socket as every later
+        // look finds it (a watcher, `stop` from another directory).
+        let root = std::path::absolute(&config.state_dir)
+            .map_err(|e| StateError::Create(config.state_dir.clone(), e))?;
+        let state = StateDir::new(&root);
         state.prepare()?;
         ensure_data_disk(config, &state)?;
         let text = match (&config.raw_settings, &config.settings) {

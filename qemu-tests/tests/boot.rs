@@ -289,10 +289,13 @@ fn a_detached_node_reboots_in_a_fresh_qemu_until_stopped() {
     let config = common::fresh_config("detached-reboot");
     let state = cairn_qemu::StateDir::new(&config.state_dir);
     let launcher = |args: &[&str]| {
+        // A relative state dir, as `make start` gives it.
+        let (parent, name) = (state.root().parent(), state.root().file_name());
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_cairn-qemu"))
             .args(args)
             .arg("--state-dir")
-            .arg(state.root())
+            .arg(name.expect("a state dir has a name"))
+            .current_dir(parent.expect("a state dir has a parent"))
             .env("CAIRN_IMAGE_DIR", &config.image.dir)
             .output()
             .expect("the launcher runs");
