@@ -9,7 +9,7 @@
 //! - [`rebuild`]: `make image` when nothing changed and when only the agent changed;
 //! - [`timeline`]: the conditions' first-true times over several boots, against a
 //!   floor ([`floor`]: the same kernel booting an `/init` that powers off), with an
-//!   SVG chart ([`svg`]);
+//!   SVG chart ([`svg`]); [`boot_ab`] boots two images in alternation to judge a cut;
 //! - [`footprint`]: agent and component RSS and CPU after boot and after a soak;
 //! - [`image_size`]: sizes per component, uncompressed and compressed, and counts;
 //! - [`debug_api`]: log tail latency and followed-line delay;
@@ -28,6 +28,7 @@
 
 pub mod all;
 pub mod assembly;
+pub mod boot_ab;
 pub mod churn;
 pub mod cluster;
 pub mod debug_api;

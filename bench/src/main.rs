@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use cairn_bench::{
-    all, assembly, churn, cluster, debug_api, error, go_build, image_size, images, profile_boot,
-    rebuild, recovery, services, summary, timeline, Bench,
+    all, assembly, boot_ab, churn, cluster, debug_api, error, go_build, image_size, images,
+    profile_boot, rebuild, recovery, services, summary, timeline, Bench,
 };
 use clap::{Parser, Subcommand};
 
@@ -67,6 +67,18 @@ enum Command {
         /// Then create a pod and time it to Running.
         #[arg(long)]
         first_pod: bool,
+    },
+    /// Boot the image (A) and another one (B) in alternation; per-round differences.
+    BootAb {
+        /// The other image's directory (B), built as its own release image.
+        #[arg(long)]
+        against: PathBuf,
+        /// Boots of each image.
+        #[arg(long, default_value_t = 5)]
+        boots: usize,
+        /// The condition that ends a boot's measurement.
+        #[arg(long, default_value = "node-ready")]
+        until: String,
     },
     /// The same payload assembled by cairn, dracut and mkinitramfs.
     Assembly {
@@ -166,6 +178,11 @@ fn main() -> ExitCode {
             until,
             first_pod,
         } => timeline::run(&bench, boots, &until, first_pod),
+        Command::BootAb {
+            against,
+            boots,
+            until,
+        } => boot_ab::run(&bench, &against, boots, &until),
         Command::Assembly { runs } => assembly::run(&bench, runs),
         Command::Churn { check } => churn::run(&bench, check),
         Command::Rebuild { runs } => rebuild::run(&bench, runs),

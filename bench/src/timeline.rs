@@ -124,7 +124,7 @@ fn run_accel(
     Ok(run)
 }
 
-async fn one_boot(
+pub(crate) async fn one_boot(
     bench: &Bench,
     accel: Accel,
     until: &str,
