@@ -300,10 +300,14 @@ fn own_rows(all: &All) -> Vec<Row> {
     }
     if let Some(r) = &all.recovery {
         let slowest = r.components.iter().map(|(_, s)| *s).reduce(f64::max);
+        let apiserver = (r.components_ready.iter())
+            .find(|(name, _)| name == "kube-apiserver")
+            .map(|(_, s)| *s);
         for (what, seconds) in [
             ("clean reboot -> node Ready, s", Some(r.clean_reboot_s)),
             ("hard power-off -> node Ready, s", Some(r.power_off_s)),
             ("slowest component SIGKILL -> node Ready, s", slowest),
+            ("kube-apiserver SIGKILL -> its own ready, s", apiserver),
         ] {
             rows.push(Row::alone(what, seconds, 1));
         }
@@ -590,6 +594,7 @@ mod tests {
             recovery: Some(recovery::Results {
                 machine: Machine::describe("tcg"),
                 components: vec![("etcd".into(), 3.0), ("kubelet".into(), 12.5)],
+                components_ready: vec![("kube-apiserver".into(), 18.25)],
                 clean_reboot_s: 61.0,
                 clean_reboot_up_s: 20.0,
                 power_off_s: 40.0,
@@ -598,12 +603,16 @@ mod tests {
         };
         let text = render(&all, &Machine::describe("tcg"), &[]);
         assert!(text.contains("## Recovery"), "{text}");
-        assert!(text.contains("| SIGKILL kubelet | 12.5 |"), "{text}");
+        assert!(text.contains("| SIGKILL kubelet | — | 12.5 |"), "{text}");
         assert!(
             text.contains("| clean reboot -> node Ready, s | 61.0 |"),
             "{text}"
         );
         assert!(text.contains("| slowest component SIGKILL -> node Ready, s | 12.5 |"));
+        assert!(
+            text.contains("| kube-apiserver SIGKILL -> its own ready, s | 18.2 |"),
+            "{text}"
+        );
     }
 
     #[test]
