@@ -253,22 +253,26 @@ impl StateDir {
 /// Whether `pid` under `proc_root` is alive (not a zombie) and was started with `socket`
 /// on its command line.
 pub fn is_our_qemu(proc_root: &Path, pid: u32, socket: &Path) -> bool {
-    let dir = proc_root.join(pid.to_string());
-    let Ok(stat) = fs::read_to_string(dir.join("stat")) else {
+    let Some(cmdline) = live_cmdline(proc_root, pid) else {
         return false;
     };
+    let needle = socket.as_os_str().as_encoded_bytes();
+    cmdline.windows(needle.len()).any(|window| window == needle)
+}
+
+/// The command line (NUL-separated arguments) of `pid` under `proc_root`, if that
+/// process is alive and not a zombie.
+pub(crate) fn live_cmdline(proc_root: &Path, pid: u32) -> Option<Vec<u8>> {
+    let dir = proc_root.join(pid.to_string());
+    let stat = fs::read_to_string(dir.join("stat")).ok()?;
     // The state letter follows the parenthesised command name, which may contain spaces.
     let state = stat
         .rsplit_once(") ")
         .and_then(|(_, rest)| rest.chars().next());
     if matches!(state, None | Some('Z') | Some('X')) {
-        return false;
+        return None;
     }
-    let Ok(cmdline) = fs::read(dir.join("cmdline")) else {
-        return false;
-    };
-    let needle = socket.as_os_str().as_encoded_bytes();
-    cmdline.windows(needle.len()).any(|window| window == needle)
+    fs::read(dir.join("cmdline")).ok()
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {

@@ -24,7 +24,7 @@ use nix::unistd::Pid;
 
 use crate::process::{QemuProcess, SpawnMode};
 use crate::relaunch::{self, RelaunchError};
-use crate::state::{StateDir, StateError};
+use crate::state::{live_cmdline, StateDir, StateError};
 
 /// The watcher's pid file in the state dir.
 pub const PID_FILE: &str = "watch.pid";
@@ -153,17 +153,7 @@ pub fn running(state: &StateDir) -> Option<u32> {
 /// Whether `pid` under `proc_root` is alive (not a zombie) and is a watcher of `root`:
 /// its arguments hold [`SUBCOMMAND`] and `root` (as given or absolute).
 pub fn is_watcher(proc_root: &Path, pid: u32, root: &Path) -> bool {
-    let dir = proc_root.join(pid.to_string());
-    let Ok(stat) = fs::read_to_string(dir.join("stat")) else {
-        return false;
-    };
-    let state = stat
-        .rsplit_once(") ")
-        .and_then(|(_, rest)| rest.chars().next());
-    if matches!(state, None | Some('Z') | Some('X')) {
-        return false;
-    }
-    let Ok(cmdline) = fs::read(dir.join("cmdline")) else {
+    let Some(cmdline) = live_cmdline(proc_root, pid) else {
         return false;
     };
     let absolute = std::path::absolute(root).unwrap_or_else(|_| root.to_owned());
