@@ -184,16 +184,31 @@ impl Cluster {
         .collect()
     }
 
-    /// `cluster stop`, then no node's QEMU runs.
+    /// `cluster stop`, then no node's QEMU and no node's watcher (which would start its
+    /// QEMU again after a guest reboot) runs.
     fn stop(&self) {
+        let watchers: Vec<(String, Option<u32>)> = (self.names().into_iter())
+            .map(|name| {
+                let state = cairn_qemu::StateDir::new(&self.dir.join(&name));
+                (name, cairn_qemu::watch::running(&state))
+            })
+            .collect();
         let stopped = self.launcher(&["cluster", "stop"]);
         assert!(stopped.status.success(), "cluster stop: {}", text(&stopped));
-        for name in self.names() {
-            let state = cairn_qemu::StateDir::new(&self.dir.join(&name));
+        for (name, watcher) in watchers {
+            let dir = self.dir.join(&name);
+            let state = cairn_qemu::StateDir::new(&dir);
             assert_eq!(
                 state.running_pid().ok().flatten(),
                 None,
                 "{name} still runs"
+            );
+            let Some(watcher) = watcher else {
+                panic!("{name} ran without a watcher (see watch.log in its state dir)");
+            };
+            assert!(
+                !cairn_qemu::watch::is_watcher(std::path::Path::new("/proc"), watcher, &dir),
+                "{name}'s watcher (pid {watcher}) still runs"
             );
         }
     }
