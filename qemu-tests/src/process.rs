@@ -172,6 +172,21 @@ pub fn kill_group(pid: u32, signal: Signal) -> Result<(), ProcessError> {
     }
 }
 
+/// Polls `done` every [`POLL_INTERVAL`] until it holds (true) or `timeout` has passed
+/// (false).
+pub(crate) fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(POLL_INTERVAL);
+    }
+}
+
 fn open_log(path: &Path) -> Result<File, ProcessError> {
     OpenOptions::new()
         .create(true)
@@ -207,7 +222,8 @@ pub(crate) fn spawn_attached(mut command: std::process::Command) -> io::Result<C
     on_keeper_thread(Box::new(move || command.spawn()))
 }
 
-fn spawn_detached(mut command: std::process::Command) -> io::Result<Child> {
+/// Spawns `command` in a session of its own (setsid(2)): it outlives this process.
+pub(crate) fn spawn_detached(mut command: std::process::Command) -> io::Result<Child> {
     // SAFETY: the closure runs between fork and exec and calls only setsid(2), which is
     // async-signal-safe; it touches no locks, and its error (an errno converted by
     // `From<Errno> for io::Error`) is stored inline, so it allocates nothing.

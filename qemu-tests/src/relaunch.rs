@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::command::QemuCommand;
 use crate::console::{self, ExitAction};
 use crate::process::{ProcessError, QemuProcess, SpawnMode};
-use crate::state::{StateDir, StateError};
+use crate::state::{write_atomic, StateDir, StateError};
 
 /// The launch record's file name in the state dir.
 pub const LAUNCH_FILE: &str = "launch.json";
@@ -79,7 +79,7 @@ impl Launch {
     pub fn write(&self, state: &StateDir) -> Result<(), RelaunchError> {
         let path = state.root().join(LAUNCH_FILE);
         let json = serde_json::to_vec_pretty(self).expect("a launch record serializes");
-        fs::write(&path, json).map_err(|e| StateError::Write(path, e).into())
+        Ok(write_atomic(&path, &json)?)
     }
 
     /// Reads `launch.json` from `state`.

@@ -275,7 +275,7 @@ pub(crate) fn live_cmdline(proc_root: &Path, pid: u32) -> Option<Vec<u8>> {
     fs::read(dir.join("cmdline")).ok()
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     let tmp = path.with_extension("tmp");
     fs::write(&tmp, bytes).map_err(|e| StateError::Write(tmp.clone(), e))?;
     fs::rename(&tmp, path).map_err(|e| StateError::Write(path.to_owned(), e))
@@ -308,7 +308,7 @@ fn rotate(path: &Path, keep: usize) -> Result<(), StateError> {
     Ok(())
 }
 
-fn remove_if_exists(path: &Path) -> Result<(), StateError> {
+pub(crate) fn remove_if_exists(path: &Path) -> Result<(), StateError> {
     match fs::remove_file(path) {
         Err(err) if err.kind() != io::ErrorKind::NotFound => {
             Err(StateError::Remove(path.to_owned(), err))

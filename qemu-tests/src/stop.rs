@@ -4,13 +4,12 @@
 //! this state dir's QMP socket (see [`crate::state`]). Stopping is idempotent: no running
 //! node is not an error.
 
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
 use crate::node::error_chain;
-use crate::process::{kill_group, ProcessError, POLL_INTERVAL};
+use crate::process::{kill_group, wait_until, ProcessError};
 use crate::qmp::Qmp;
 use crate::state::{is_our_qemu, StateDir, StateError};
 use crate::watch::{self, WatchError};
@@ -91,16 +90,9 @@ fn force(state: &StateDir, pid: u32, why: String) -> Result<RecordedStop, StopEr
 }
 
 fn wait_gone(state: &StateDir, pid: u32, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if !is_our_qemu(std::path::Path::new("/proc"), pid, &state.qmp_socket()) {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(POLL_INTERVAL);
-    }
+    wait_until(timeout, || {
+        !is_our_qemu(std::path::Path::new("/proc"), pid, &state.qmp_socket())
+    })
 }
 
 #[cfg(test)]

@@ -12,19 +12,19 @@
 use std::fs::{self, OpenOptions};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
-use crate::process::{QemuProcess, SpawnMode};
+use crate::process::{
+    kill_group, spawn_detached, wait_until, ProcessError, QemuProcess, SpawnMode,
+};
 use crate::relaunch::{self, RelaunchError};
-use crate::state::{live_cmdline, StateDir, StateError};
+use crate::state::{live_cmdline, remove_if_exists, write_atomic, StateDir, StateError};
 
 /// The watcher's pid file in the state dir.
 pub const PID_FILE: &str = "watch.pid";
@@ -50,8 +50,8 @@ pub enum WatchError {
     #[error("cannot start the watcher {0}")]
     Spawn(PathBuf, #[source] io::Error),
     /// Signalling the watcher failed.
-    #[error("cannot signal the watcher (pid {0})")]
-    Signal(u32, #[source] nix::Error),
+    #[error(transparent)]
+    Signal(#[from] ProcessError),
     /// The watcher survived SIGKILL.
     #[error("the watcher (pid {0}) is still running after SIGKILL")]
     Unkillable(u32),
@@ -77,20 +77,10 @@ pub fn spawn(exe: &Path, state: &StateDir) -> Result<u32, WatchError> {
                 .map_err(|e| WatchError::Spawn(exe.to_owned(), e))?,
         )
         .stderr(log);
-    // SAFETY: the closure runs between fork and exec and calls only setsid(2), which is
-    // async-signal-safe; its error is stored inline, so it allocates nothing.
-    unsafe {
-        command.pre_exec(|| {
-            nix::unistd::setsid()?;
-            Ok(())
-        });
-    }
-    let child = command
-        .spawn()
-        .map_err(|e| WatchError::Spawn(exe.to_owned(), e))?;
+    let child = spawn_detached(command).map_err(|e| WatchError::Spawn(exe.to_owned(), e))?;
     let pid = child.id();
     let path = state.root().join(PID_FILE);
-    fs::write(&path, format!("{pid}\n")).map_err(|e| StateError::Write(path, e))?;
+    write_atomic(&path, format!("{pid}\n").as_bytes())?;
     Ok(pid)
 }
 
@@ -127,19 +117,23 @@ pub fn run(state: &StateDir, stop: &AtomicBool) -> Result<(), WatchError> {
 /// Ends the watcher recorded in `state`, if one runs: SIGTERM, then SIGKILL after a
 /// grace period. Returns its pid if there was one.
 pub fn end(state: &StateDir) -> Result<Option<u32>, WatchError> {
+    let pid_file = state.root().join(PID_FILE);
     let Some(pid) = running(state) else {
-        remove_pid_file(state)?;
+        remove_if_exists(&pid_file)?;
         return Ok(None);
     };
-    signal(pid, Signal::SIGTERM)?;
-    if !wait_gone(state, pid, TERM_GRACE) {
+    // The watcher leads a session, hence a process group, of its own; each QEMU it
+    // started has its own session too, so these signals reach only the watcher.
+    let gone = || !is_watcher(Path::new("/proc"), pid, state.root());
+    kill_group(pid, Signal::SIGTERM)?;
+    if !wait_until(TERM_GRACE, gone) {
         tracing::warn!(pid, "watcher still running after SIGTERM; killing it");
-        signal(pid, Signal::SIGKILL)?;
-        if !wait_gone(state, pid, TERM_GRACE) {
+        kill_group(pid, Signal::SIGKILL)?;
+        if !wait_until(TERM_GRACE, gone) {
             return Err(WatchError::Unkillable(pid));
         }
     }
-    remove_pid_file(state)?;
+    remove_if_exists(&pid_file)?;
     Ok(Some(pid))
 }
 
@@ -151,44 +145,14 @@ pub fn running(state: &StateDir) -> Option<u32> {
 }
 
 /// Whether `pid` under `proc_root` is alive (not a zombie) and is a watcher of `root`:
-/// its arguments hold [`SUBCOMMAND`] and `root` (as given or absolute).
+/// its arguments hold [`SUBCOMMAND`] and `root` made absolute, as [`spawn`] passes it.
 pub fn is_watcher(proc_root: &Path, pid: u32, root: &Path) -> bool {
     let Some(cmdline) = live_cmdline(proc_root, pid) else {
         return false;
     };
     let absolute = std::path::absolute(root).unwrap_or_else(|_| root.to_owned());
     let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-    let names_root = |path: &Path| args.contains(&path.as_os_str().as_bytes());
-    args.contains(&SUBCOMMAND.as_bytes()) && (names_root(root) || names_root(&absolute))
-}
-
-fn signal(pid: u32, signal: Signal) -> Result<(), WatchError> {
-    let target = Pid::from_raw(i32::try_from(pid).expect("pids fit in i32"));
-    match kill(target, signal) {
-        Ok(()) | Err(nix::Error::ESRCH) => Ok(()),
-        Err(err) => Err(WatchError::Signal(pid, err)),
-    }
-}
-
-fn wait_gone(state: &StateDir, pid: u32, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if !is_watcher(Path::new("/proc"), pid, state.root()) {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn remove_pid_file(state: &StateDir) -> Result<(), StateError> {
-    let path = state.root().join(PID_FILE);
-    match fs::remove_file(&path) {
-        Err(err) if err.kind() != io::ErrorKind::NotFound => Err(StateError::Remove(path, err)),
-        _ => Ok(()),
-    }
+    args.contains(&SUBCOMMAND.as_bytes()) && args.contains(&absolute.as_os_str().as_bytes())
 }
 
 #[cfg(test)]
